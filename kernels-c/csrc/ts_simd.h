@@ -1,0 +1,149 @@
+/* Per-ISA primitives. Exactly one TS_ISA_* macro is defined by build.rs for each tier object,
+ * and the object is compiled with that tier's flags only, so a baseline build never executes
+ * newer instructions. */
+#ifndef TS_SIMD_H
+#define TS_SIMD_H
+
+#include <string.h>
+#include "ts_blocks.h"
+
+#if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
+#include <immintrin.h>
+#endif
+#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+#include <arm_neon.h>
+#endif
+
+/* ---- IEEE half / bfloat16 ------------------------------------------------------------ */
+
+static inline float ts_h2f(ts_half h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: normalise */
+            int e = -1;
+            do { e++; man <<= 1; } while (!(man & 0x400u));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+static inline float ts_bf2f(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* y[0..n) = f16 x[0..n) */
+static inline void ts_cvt_f16_row(const ts_half *x, float *y, int64_t n) {
+    int64_t i = 0;
+#if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+    for (; i + 4 <= n; i += 4)
+        vst1q_f32(y + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i))));
+#endif
+    for (; i < n; i++) y[i] = ts_h2f(x[i]);
+}
+
+/* ---- float dot product --------------------------------------------------------------- */
+
+static inline float ts_dot_f32(const float *a, const float *b, int64_t n) {
+    int64_t i = 0;
+    float sum = 0.0f;
+#if defined(TS_ISA_AVX512)
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (; i + 32 <= n; i += 32) {
+        acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
+    }
+    sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+#elif defined(TS_ISA_AVX2)
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (; i + 16 <= n; i += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
+    }
+    __m256 s8 = _mm256_add_ps(acc0, acc1);
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    sum = _mm_cvtss_f32(s4);
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+    float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
+    for (; i + 8 <= n; i += 8) {
+        acc0 = vfmaq_f32(acc0, vld1q_f32(a + i), vld1q_f32(b + i));
+        acc1 = vfmaq_f32(acc1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
+    }
+    sum = vaddvq_f32(vaddq_f32(acc0, acc1));
+#else
+    float acc[8] = {0};
+    const int64_t n8 = n & ~(int64_t)7;
+    for (; i < n8; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    for (int k = 0; k < 8; k++) sum += acc[k];
+#endif
+    for (; i < n; i++) sum += a[i] * b[i];
+    return sum;
+}
+
+/* ---- 32-wide int8 dot product, split into two halves of 16 --------------------------- */
+/* w: int8 weights in [-128, 127]; a: int8 activations in [-127, 127].
+ * *lo = sum_{i<16} w[i]*a[i], *hi = sum_{16<=i<32} w[i]*a[i]. */
+
+#if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
+static inline int32_t ts_hsum_i32x4(__m128i v) {
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, _MM_SHUFFLE(1, 0, 3, 2)));
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(v);
+}
+#endif
+
+static inline void ts_dot_s8x32(const int8_t *w, const int8_t *a, int32_t *lo, int32_t *hi) {
+#if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
+    /* |w| as unsigned times a*sign(w): the product is exact since |a| <= 127. */
+    const __m256i ax = _mm256_sign_epi8(wv, wv);
+    const __m256i sy = _mm256_sign_epi8(av, wv);
+#if defined(TS_ISA_AVX512)
+    const __m256i p32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
+#else
+    const __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+#endif
+    *lo = ts_hsum_i32x4(_mm256_castsi256_si128(p32));
+    *hi = ts_hsum_i32x4(_mm256_extracti128_si256(p32, 1));
+#elif defined(TS_ISA_DOTPROD)
+    const int32x4_t z = vdupq_n_s32(0);
+    *lo = vaddvq_s32(vdotq_s32(z, vld1q_s8(w), vld1q_s8(a)));
+    *hi = vaddvq_s32(vdotq_s32(z, vld1q_s8(w + 16), vld1q_s8(a + 16)));
+#elif defined(TS_ISA_NEON)
+    const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
+    const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
+    int16x8_t p0 = vmull_s8(vget_low_s8(w0), vget_low_s8(a0));
+    p0 = vmlal_s8(p0, vget_high_s8(w0), vget_high_s8(a0));
+    int16x8_t p1 = vmull_s8(vget_low_s8(w1), vget_low_s8(a1));
+    p1 = vmlal_s8(p1, vget_high_s8(w1), vget_high_s8(a1));
+    *lo = vaddlvq_s16(p0);
+    *hi = vaddlvq_s16(p1);
+#else
+    int32_t l = 0, h = 0;
+    for (int i = 0; i < 16; i++) l += (int32_t)w[i] * a[i];
+    for (int i = 16; i < 32; i++) h += (int32_t)w[i] * a[i];
+    *lo = l;
+    *hi = h;
+#endif
+}
+
+#endif

@@ -1,0 +1,55 @@
+//! Declarations of the C side (`csrc/ts_blocks.h`).
+
+use crate::blocks::BlockQ8a;
+
+pub(crate) const NTYPES: usize = 43;
+
+pub(crate) type DequantFn = unsafe extern "C" fn(w: *const u8, y: *mut f32, n: i64);
+pub(crate) type MmQ8aFn = unsafe extern "C" fn(
+    w: *const u8,
+    w_stride: usize,
+    nrows: i64,
+    a: *const BlockQ8a,
+    a_stride: usize,
+    ncols: i64,
+    y: *mut f32,
+    y_stride: usize,
+    n: i64,
+);
+pub(crate) type MmF32Fn = unsafe extern "C" fn(
+    w: *const u8,
+    w_stride: usize,
+    nrows: i64,
+    x: *const f32,
+    x_stride: usize,
+    ncols: i64,
+    y: *mut f32,
+    y_stride: usize,
+    n: i64,
+);
+pub(crate) type QuantizeQ8aFn = unsafe extern "C" fn(x: *const f32, y: *mut BlockQ8a, n: i64);
+
+/// Mirror of `ts_kernel_table`.
+#[repr(C)]
+pub(crate) struct KernelTable {
+    pub name: *const std::ffi::c_char,
+    pub dequant: [Option<DequantFn>; NTYPES],
+    pub mm_q8a: [Option<MmQ8aFn>; NTYPES],
+    pub mm_f32: [Option<MmF32Fn>; NTYPES],
+    pub quantize_q8a: Option<QuantizeQ8aFn>,
+}
+
+// SAFETY: the tables are immutable statics in C (function pointers and a string literal).
+unsafe impl Sync for KernelTable {}
+
+extern "C" {
+    pub(crate) fn ts_scalar_kernel_table() -> *const KernelTable;
+    #[cfg(ts_tier_x86)]
+    pub(crate) fn ts_avx2_kernel_table() -> *const KernelTable;
+    #[cfg(ts_tier_x86)]
+    pub(crate) fn ts_avx512_kernel_table() -> *const KernelTable;
+    #[cfg(ts_tier_aarch64)]
+    pub(crate) fn ts_neon_kernel_table() -> *const KernelTable;
+    #[cfg(ts_tier_aarch64)]
+    pub(crate) fn ts_dotprod_kernel_table() -> *const KernelTable;
+}

@@ -1,0 +1,317 @@
+//! TensorSharp quantized CPU kernels.
+//!
+//! The kernels are C (`csrc/`), compiled once per ISA tier with that tier's flags:
+//! portable scalar, x86-64 AVX2+FMA, x86-64 AVX-512 with VNNI, aarch64 NEON and aarch64 NEON
+//! with dotprod. [`Kernels`] picks a tier at run time ([`Tier::from_env`]: CPU detection,
+//! overridable with `TSHARP_KERNELS=scalar|avx2|avx512|neon|dotprod`) and offers safe,
+//! length-checked entry points:
+//!
+//! - [`Kernels::dequantize`]: a row to f32;
+//! - [`Kernels::quantize_q8a`]: activations to 8-bit blocks ([`BlockQ8a`]), the one activation
+//!   format every quantized weight type takes;
+//! - [`Kernels::matmul_q8a`] / [`Kernels::matmul_f32`]: `nrows` weight rows against `ncols`
+//!   activation vectors (one row = a dot product, many rows = GEMV, many of both = a GEMM tile);
+//!   [`Kernels::dot_q8a`] and [`Kernels::dot_f32`] are the 1×1 case.
+//!
+//! [`reference`] is a plain-Rust implementation of every kernel, used by the tests.
+#![deny(missing_docs)]
+
+pub mod blocks;
+mod ffi;
+pub mod reference;
+mod tier;
+
+pub use blocks::{BlockQ8a, WType, QK_A};
+pub use tier::{Tier, TIER_ENV};
+
+/// Errors from the kernel entry points. Every one is a caller mistake caught before any C code
+/// runs.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KernelError {
+    /// `TSHARP_KERNELS` names no tier.
+    #[error("unknown kernel tier '{0}' (expected scalar, avx2, avx512, neon or dotprod)")]
+    UnknownTier(String),
+    /// The tier is not compiled for this architecture or the CPU lacks its features.
+    #[error("kernel tier '{0}' cannot run on this CPU")]
+    TierUnavailable(Tier),
+    /// The weight type has no kernel for this operation.
+    #[error("no {op} kernel for weight type {wtype}")]
+    Unsupported {
+        /// The operation.
+        op: &'static str,
+        /// The weight type.
+        wtype: WType,
+    },
+    /// A length that does not fit the operation.
+    #[error("{0}")]
+    BadLength(String),
+}
+
+type Result<T> = std::result::Result<T, KernelError>;
+
+/// A kernel tier's entry points. Cheap to copy; the tables are static.
+#[derive(Clone, Copy)]
+pub struct Kernels {
+    tier: Tier,
+    table: &'static ffi::KernelTable,
+}
+
+impl std::fmt::Debug for Kernels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kernels").field("tier", &self.tier).finish()
+    }
+}
+
+fn check(ok: bool, msg: impl FnOnce() -> String) -> Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(KernelError::BadLength(msg()))
+    }
+}
+
+impl Kernels {
+    /// The kernels of `tier`, if this CPU can run them.
+    pub fn new(tier: Tier) -> Result<Kernels> {
+        Ok(Kernels {
+            tier,
+            table: tier.table()?,
+        })
+    }
+
+    /// The kernels chosen by [`Tier::from_env`].
+    pub fn from_env() -> Result<Kernels> {
+        Kernels::new(Tier::from_env()?)
+    }
+
+    /// The tier in use.
+    pub fn tier(&self) -> Tier {
+        self.tier
+    }
+
+    /// The tier name the C table reports (a consistency check between the two sides).
+    pub fn table_name(&self) -> &'static str {
+        // SAFETY: `name` points to a NUL-terminated string literal in the C table.
+        unsafe { std::ffi::CStr::from_ptr(self.table.name) }
+            .to_str()
+            .unwrap_or("?")
+    }
+
+    fn row_bytes(wtype: WType, n: usize) -> Result<usize> {
+        wtype.row_bytes(n).ok_or_else(|| {
+            KernelError::BadLength(format!(
+                "row length {n} is not a multiple of the {wtype} block size {}",
+                wtype.block_elems()
+            ))
+        })
+    }
+
+    /// Dequantizes one row: `y.len()` elements from `w`.
+    pub fn dequantize(&self, wtype: WType, w: &[u8], y: &mut [f32]) -> Result<()> {
+        let need = Self::row_bytes(wtype, y.len())?;
+        check(w.len() >= need, || {
+            format!(
+                "{wtype} row of {} elements needs {need} bytes, got {}",
+                y.len(),
+                w.len()
+            )
+        })?;
+        let f = self.table.dequant[wtype as usize].ok_or(KernelError::Unsupported {
+            op: "dequantize",
+            wtype,
+        })?;
+        // SAFETY: `w` holds at least `need` bytes for `y.len()` elements (checked above), `y` is
+        // writable for `y.len()` floats, and the C kernel reads/writes nothing else.
+        unsafe { f(w.as_ptr(), y.as_mut_ptr(), y.len() as i64) };
+        Ok(())
+    }
+
+    /// Quantizes activations: `x.len()` must be a multiple of 32 and `y` hold `x.len() / 32` blocks.
+    pub fn quantize_q8a(&self, x: &[f32], y: &mut [BlockQ8a]) -> Result<()> {
+        check(x.len() % QK_A == 0 && y.len() == x.len() / QK_A, || {
+            format!(
+                "quantize_q8a: {} values into {} blocks of 32",
+                x.len(),
+                y.len()
+            )
+        })?;
+        let f = self.table.quantize_q8a.ok_or(KernelError::Unsupported {
+            op: "quantize_q8a",
+            wtype: WType::F32,
+        })?;
+        // SAFETY: lengths checked above; the kernel reads x.len() floats and writes x.len()/32 blocks.
+        unsafe { f(x.as_ptr(), y.as_mut_ptr(), x.len() as i64) };
+        Ok(())
+    }
+
+    /// `y[c * nrows + r] = row_r(w) · a_c` for `nrows` weight rows of `n` elements (stored back
+    /// to back in `w`) and `ncols` activation vectors of `n / 32` blocks (back to back in `a`).
+    pub fn matmul_q8a(
+        &self,
+        wtype: WType,
+        w: &[u8],
+        nrows: usize,
+        a: &[BlockQ8a],
+        ncols: usize,
+        y: &mut [f32],
+    ) -> Result<()> {
+        let f = self.table.mm_q8a[wtype as usize].ok_or(KernelError::Unsupported {
+            op: "q8a dot",
+            wtype,
+        })?;
+        check(ncols > 0 && a.len() % ncols == 0, || {
+            format!(
+                "{} activation blocks do not split into {ncols} vectors",
+                a.len()
+            )
+        })?;
+        let n = a.len() / ncols * QK_A;
+        let rb = Self::row_bytes(wtype, n)?;
+        check(w.len() >= rb * nrows, || {
+            format!(
+                "{nrows} {wtype} rows of {n} need {} bytes, got {}",
+                rb * nrows,
+                w.len()
+            )
+        })?;
+        check(y.len() >= nrows * ncols, || {
+            format!("output holds {} of {nrows}x{ncols}", y.len())
+        })?;
+        // SAFETY: every read of `w` is inside nrows*rb bytes, of `a` inside ncols*(n/32) blocks,
+        // and every write to `y` below nrows*ncols (all checked above).
+        unsafe {
+            f(
+                w.as_ptr(),
+                rb,
+                nrows as i64,
+                a.as_ptr(),
+                n / QK_A * std::mem::size_of::<BlockQ8a>(),
+                ncols as i64,
+                y.as_mut_ptr(),
+                nrows,
+                n as i64,
+            )
+        };
+        Ok(())
+    }
+
+    /// Like [`matmul_q8a`](Self::matmul_q8a) with f32 activations (`ncols` vectors back to back in `x`).
+    pub fn matmul_f32(
+        &self,
+        wtype: WType,
+        w: &[u8],
+        nrows: usize,
+        x: &[f32],
+        ncols: usize,
+        y: &mut [f32],
+    ) -> Result<()> {
+        let f = self.table.mm_f32[wtype as usize].ok_or(KernelError::Unsupported {
+            op: "f32 dot",
+            wtype,
+        })?;
+        check(ncols > 0 && x.len() % ncols == 0, || {
+            format!("{} activations do not split into {ncols} vectors", x.len())
+        })?;
+        let n = x.len() / ncols;
+        let rb = Self::row_bytes(wtype, n)?;
+        check(w.len() >= rb * nrows, || {
+            format!(
+                "{nrows} {wtype} rows of {n} need {} bytes, got {}",
+                rb * nrows,
+                w.len()
+            )
+        })?;
+        check(y.len() >= nrows * ncols, || {
+            format!("output holds {} of {nrows}x{ncols}", y.len())
+        })?;
+        // SAFETY: as in matmul_q8a: all reads and writes are inside the checked lengths.
+        unsafe {
+            f(
+                w.as_ptr(),
+                rb,
+                nrows as i64,
+                x.as_ptr(),
+                n,
+                ncols as i64,
+                y.as_mut_ptr(),
+                nrows,
+                n as i64,
+            )
+        };
+        Ok(())
+    }
+
+    /// One weight row against one 8-bit activation vector.
+    pub fn dot_q8a(&self, wtype: WType, w: &[u8], a: &[BlockQ8a]) -> Result<f32> {
+        let mut y = [0.0f32];
+        self.matmul_q8a(wtype, w, 1, a, 1, &mut y)?;
+        Ok(y[0])
+    }
+
+    /// One weight row against one f32 activation vector.
+    pub fn dot_f32(&self, wtype: WType, w: &[u8], x: &[f32]) -> Result<f32> {
+        let mut y = [0.0f32];
+        self.matmul_f32(wtype, w, 1, x, 1, &mut y)?;
+        Ok(y[0])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_supported_tier_loads_and_names_itself() {
+        for t in Tier::supported() {
+            let k = Kernels::new(t).unwrap();
+            assert_eq!(k.table_name(), t.name());
+        }
+        assert!(Tier::supported().contains(&Tier::Scalar));
+    }
+
+    #[test]
+    fn table_has_every_kernel_for_every_weight_type() {
+        for t in Tier::supported() {
+            let k = Kernels::new(t).unwrap();
+            for w in WType::ALL {
+                assert!(k.table.dequant[w as usize].is_some(), "{t} dequant {w}");
+                assert!(k.table.mm_f32[w as usize].is_some(), "{t} mm_f32 {w}");
+                assert_eq!(
+                    k.table.mm_q8a[w as usize].is_some(),
+                    w.uses_q8a(),
+                    "{t} mm_q8a {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_lengths_are_errors_not_ub() {
+        let k = Kernels::new(Tier::Scalar).unwrap();
+        let mut y = vec![0.0; 33];
+        assert!(matches!(
+            k.dequantize(WType::Q4_0, &[0; 18], &mut y),
+            Err(KernelError::BadLength(_))
+        ));
+        let mut y = vec![0.0; 64];
+        assert!(matches!(
+            k.dequantize(WType::Q4_0, &[0; 18], &mut y),
+            Err(KernelError::BadLength(_))
+        ));
+        let a = vec![BlockQ8a::default(); 2];
+        assert!(k.dot_q8a(WType::Q4_0, &[0; 35], &a).is_err());
+        assert!(k.dot_q8a(WType::Q4_K, &[0; 144], &a).is_err());
+        assert!(matches!(
+            k.dot_q8a(WType::F16, &[0; 128], &a),
+            Err(KernelError::Unsupported { .. })
+        ));
+        assert!(k.quantize_q8a(&[0.0; 31], &mut []).is_err());
+    }
+
+    #[test]
+    fn unknown_tier_names_are_rejected() {
+        assert_eq!(Tier::from_name("AVX2"), Some(Tier::Avx2));
+        assert_eq!(Tier::from_name("sse9"), None);
+    }
+}

@@ -1,0 +1,242 @@
+//! Plain-Rust reference of every kernel, written straight from ggml's scalar dequantization
+//! (not from our C), for the tests. Slow and obvious on purpose.
+
+use crate::blocks::{BlockQ8a, WType, QK_A, QK_K};
+
+/// IEEE binary16 bits to f32 (exact).
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
+    let exp = i32::from((h >> 10) & 0x1f);
+    let man = f32::from(h & 0x3ff);
+    match exp {
+        0 => sign * man * 2f32.powi(-24),
+        31 if man == 0.0 => sign * f32::INFINITY,
+        31 => f32::NAN,
+        e => sign * (1.0 + man / 1024.0) * 2f32.powi(e - 15),
+    }
+}
+
+/// bfloat16 bits to f32 (exact).
+pub fn bf16_to_f32(h: u16) -> f32 {
+    f32::from_bits(u32::from(h) << 16)
+}
+
+fn h(b: &[u8], at: usize) -> f32 {
+    f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
+}
+
+const IQ4NL: [i8; 16] = [
+    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+];
+
+/// Dequantizes `n` elements of type `t` from `w`. Panics on short input (test code).
+pub fn dequantize(t: WType, w: &[u8], n: usize) -> Vec<f32> {
+    let mut y = Vec::with_capacity(n);
+    let bb = t.block_bytes();
+    for blk in w[..n / t.block_elems() * bb].chunks_exact(bb) {
+        dequant_block(t, blk, &mut y);
+    }
+    y
+}
+
+fn dequant_block(t: WType, b: &[u8], y: &mut Vec<f32>) {
+    match t {
+        WType::F32 => y.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        WType::F16 => y.push(h(b, 0)),
+        WType::BF16 => y.push(bf16_to_f32(u16::from_le_bytes([b[0], b[1]]))),
+        WType::Q8_0 => {
+            let d = h(b, 0);
+            y.extend(b[2..34].iter().map(|&q| f32::from(q as i8) * d));
+        }
+        WType::Q4_0 | WType::Q4_1 | WType::IQ4_NL => {
+            let d = h(b, 0);
+            let (m, qs) = if t == WType::Q4_1 {
+                (h(b, 2), &b[4..20])
+            } else {
+                (0.0, &b[2..18])
+            };
+            let val = |q: u8| match t {
+                WType::Q4_0 => f32::from(q as i8 - 8) * d,
+                WType::Q4_1 => f32::from(q) * d + m,
+                _ => d * f32::from(IQ4NL[q as usize]),
+            };
+            y.extend(qs.iter().map(|&q| val(q & 15)));
+            y.extend(qs.iter().map(|&q| val(q >> 4)));
+        }
+        WType::Q5_0 | WType::Q5_1 => {
+            let d = h(b, 0);
+            let (m, rest) = if t == WType::Q5_1 {
+                (h(b, 2), &b[4..])
+            } else {
+                (0.0, &b[2..])
+            };
+            let qh = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+            let qs = &rest[4..20];
+            let val = |q: u32| {
+                if t == WType::Q5_0 {
+                    (q as i32 - 16) as f32 * d
+                } else {
+                    q as f32 * d + m
+                }
+            };
+            y.extend((0..16).map(|j| val(u32::from(qs[j] & 15) | (((qh >> j) & 1) << 4))));
+            y.extend((0..16).map(|j| val(u32::from(qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4))));
+        }
+        WType::Q2_0 => {
+            let d = h(b, 0);
+            y.extend(
+                (0..64).map(|j| f32::from(((b[2 + j / 4] >> (2 * (j % 4))) & 3) as i8 - 1) * d),
+            );
+        }
+        WType::TQ2_0 => {
+            let d = h(b, 64);
+            for j in [0, 32] {
+                for l in 0..4 {
+                    y.extend((0..32).map(|m| f32::from(((b[j + m] >> (2 * l)) & 3) as i8 - 1) * d));
+                }
+            }
+        }
+        WType::Q2_K => {
+            let (scales, qs) = (&b[0..16], &b[16..80]);
+            let (d, dmin) = (h(b, 80), h(b, 82));
+            let mut is = 0;
+            for n in [0, 32] {
+                for shift in [0, 2, 4, 6] {
+                    for half in [0, 16] {
+                        let sc = scales[is];
+                        is += 1;
+                        let (dl, ml) = (d * f32::from(sc & 0xF), dmin * f32::from(sc >> 4));
+                        y.extend(
+                            (0..16).map(|l| dl * f32::from((qs[n + half + l] >> shift) & 3) - ml),
+                        );
+                    }
+                }
+            }
+        }
+        WType::Q3_K => {
+            let (hmask, qs, sraw) = (&b[0..32], &b[32..96], &b[96..108]);
+            let d = h(b, 108);
+            // 16 6-bit scales: low 4 bits from sraw[0..8] nibbles, high 2 bits from sraw[8..12].
+            let scale = |i: usize| -> i32 {
+                let lo = if i < 8 {
+                    sraw[i] & 0xF
+                } else {
+                    sraw[i - 8] >> 4
+                };
+                let hi = (sraw[8 + i % 4] >> (2 * (i / 4))) & 3;
+                i32::from(lo | (hi << 4)) - 32
+            };
+            let mut is = 0;
+            let mut m = 1u8;
+            for n in [0, 32] {
+                for shift in [0, 2, 4, 6] {
+                    for half in [0, 16] {
+                        let dl = d * scale(is) as f32;
+                        is += 1;
+                        y.extend((0..16).map(|l| {
+                            let k = n + half + l;
+                            let q = i32::from((qs[k] >> shift) & 3)
+                                - if hmask[half + l] & m != 0 { 0 } else { 4 };
+                            dl * q as f32
+                        }));
+                    }
+                    m <<= 1;
+                }
+            }
+        }
+        WType::Q4_K | WType::Q5_K => {
+            let (d, dmin, sc) = (h(b, 0), h(b, 2), &b[4..16]);
+            let (qh, ql) = if t == WType::Q5_K {
+                (&b[16..48], &b[48..176])
+            } else {
+                (&b[0..0], &b[16..144])
+            };
+            let get = |j: usize| -> (u8, u8) {
+                if j < 4 {
+                    (sc[j] & 63, sc[j + 4] & 63)
+                } else {
+                    (
+                        (sc[j + 4] & 0xF) | ((sc[j - 4] >> 6) << 4),
+                        (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4),
+                    )
+                }
+            };
+            for j in 0..4 {
+                for (sub, shift) in [(2 * j, 0), (2 * j + 1, 4)] {
+                    let (s, m) = get(sub);
+                    let (d1, m1) = (d * f32::from(s), dmin * f32::from(m));
+                    y.extend((0..32).map(|l| {
+                        let mut q = (ql[32 * j + l] >> shift) & 0xF;
+                        if t == WType::Q5_K && (qh[l] >> sub) & 1 != 0 {
+                            q += 16;
+                        }
+                        d1 * f32::from(q) - m1
+                    }));
+                }
+            }
+        }
+        WType::Q6_K => {
+            let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
+            let d = h(b, 208);
+            let mut out = [0f32; QK_K];
+            for (n, (ql, qh)) in [(0, (&ql[..64], &qh[..32])), (128, (&ql[64..], &qh[32..]))] {
+                for l in 0..32 {
+                    let q = [
+                        (ql[l] & 0xF) | ((qh[l] & 3) << 4),
+                        (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4),
+                        (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4),
+                        (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4),
+                    ];
+                    for (k, q) in q.iter().enumerate() {
+                        let i = n + l + 32 * k;
+                        out[i] = d * f32::from(sc[i / 16] as i8) * f32::from(*q as i8 - 32);
+                    }
+                }
+            }
+            y.extend_from_slice(&out);
+        }
+    }
+}
+
+/// Quantizes activations to [`BlockQ8a`] (round half to even, scale max|x|/127).
+pub fn quantize_q8a(x: &[f32]) -> Vec<BlockQ8a> {
+    x.chunks_exact(QK_A)
+        .map(|xb| {
+            let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let mut b = BlockQ8a {
+                d,
+                ..Default::default()
+            };
+            for (j, v) in xb.iter().enumerate() {
+                let q = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
+                b.qs[j] = q;
+                b.s[j / 16] += i16::from(q);
+            }
+            b
+        })
+        .collect()
+}
+
+/// The float activations a [`BlockQ8a`] vector stands for.
+pub fn dequantize_q8a(a: &[BlockQ8a]) -> Vec<f32> {
+    a.iter()
+        .flat_map(|b| b.qs.iter().map(move |&q| b.d * f32::from(q)))
+        .collect()
+}
+
+/// `dequantize(w) · x` in f64.
+pub fn dot_f32(t: WType, w: &[u8], x: &[f32]) -> f64 {
+    dequantize(t, w, x.len())
+        .iter()
+        .zip(x)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum()
+}
+
+/// `dequantize(w) · dequantize_q8a(a)` in f64: what the 8-bit kernels compute, without their
+/// float rounding.
+pub fn dot_q8a(t: WType, w: &[u8], a: &[BlockQ8a]) -> f64 {
+    dot_f32(t, w, &dequantize_q8a(a))
+}
