@@ -85,6 +85,11 @@ fn main() {
         }
         b.compile(&format!("ts_kernels_{}", t.name));
     }
+    // Tests disassemble the tier libraries to prove the baseline ones hold no newer instructions.
+    println!(
+        "cargo:rustc-env=TS_KERNELS_LIB_DIR={}",
+        env::var("OUT_DIR").unwrap_or_default()
+    );
     println!("cargo:rustc-check-cfg=cfg(ts_tier_x86)");
     println!("cargo:rustc-check-cfg=cfg(ts_tier_aarch64)");
     match arch.as_str() {

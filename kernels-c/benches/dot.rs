@@ -1,1 +1,100 @@
-fn main() {}
+//! Dot-product throughput per weight type and kernel tier, in GB/s of weights streamed.
+//!
+//! Each benchmark is a GEMV (all rows of a ~4 MiB weight matrix against one activation vector),
+//! the decode-time shape. `cargo bench -p tensorsharp-kernels --bench dot`; filter with e.g.
+//! `-- q4_k/avx512`. Set `TSHARP_BENCH_F32=1` to also measure the f32-activation path.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::Duration;
+use tensorsharp_kernels::{BlockQ8a, Kernels, Tier, WType};
+
+const N: usize = 2048; // row length
+const TARGET_BYTES: usize = 4 << 20;
+
+/// Deterministic pseudo-random bytes.
+fn rng_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+/// Offsets of the f16 scale fields inside one block, so random blocks get finite scales.
+fn f16_fields(t: WType) -> &'static [usize] {
+    match t {
+        WType::Q4_1 | WType::Q5_1 | WType::Q4_K | WType::Q5_K => &[0, 2],
+        WType::Q2_K => &[80, 82],
+        WType::Q3_K => &[108],
+        WType::Q6_K => &[208],
+        WType::TQ2_0 => &[64],
+        _ => &[0],
+    }
+}
+
+fn weights(t: WType, rows: usize) -> Vec<u8> {
+    let rb = t.row_bytes(N).unwrap();
+    let mut w = rng_bytes(rb * rows, t as u64);
+    match t {
+        WType::F32 => {
+            for (i, c) in w.chunks_exact_mut(4).enumerate() {
+                c.copy_from_slice(&(((i % 17) as f32 - 8.0) / 8.0).to_le_bytes());
+            }
+        }
+        WType::F16 | WType::BF16 => {
+            for c in w.chunks_exact_mut(2) {
+                c[1] &= 0x3b; // finite, modest exponent for both encodings
+            }
+        }
+        _ => {
+            for blk in w.chunks_exact_mut(t.block_bytes()) {
+                for &o in f16_fields(t) {
+                    blk[o..o + 2].copy_from_slice(&0x2000u16.to_le_bytes()); // ~0.0078
+                }
+            }
+        }
+    }
+    w
+}
+
+fn bench(c: &mut Criterion) {
+    let with_f32 = std::env::var_os("TSHARP_BENCH_F32").is_some();
+    let x: Vec<f32> = (0..N)
+        .map(|i| ((i * 31) % 101) as f32 / 50.0 - 1.0)
+        .collect();
+    let mut g = c.benchmark_group("gemv");
+    g.warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(10);
+    for t in WType::ALL {
+        let rb = t.row_bytes(N).unwrap();
+        let rows = (TARGET_BYTES / rb).max(1);
+        let w = weights(t, rows);
+        let mut y = vec![0f32; rows];
+        g.throughput(Throughput::Bytes((rb * rows) as u64));
+        for tier in Tier::supported() {
+            let k = Kernels::new(tier).unwrap();
+            let id = format!("{}/{}", t.name().to_lowercase(), tier.name());
+            if t.uses_q8a() {
+                let mut xq = vec![BlockQ8a::default(); N / 32];
+                k.quantize_q8a(&x, &mut xq).unwrap();
+                g.bench_function(BenchmarkId::new("q8a", &id), |b| {
+                    b.iter(|| k.matmul_q8a(t, &w, rows, &xq, 1, &mut y).unwrap())
+                });
+            }
+            if with_f32 || !t.uses_q8a() {
+                g.bench_function(BenchmarkId::new("f32", &id), |b| {
+                    b.iter(|| k.matmul_f32(t, &w, rows, &x, 1, &mut y).unwrap())
+                });
+            }
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -2,6 +2,7 @@
 //!
 //! - [`gguf`]: a zero-copy, bounds-checked GGUF v2/v3 reader over `memmap2` and a writer.
 //! - [`quant`]: the ggml type table (every id up to 42: name, block elements, block bytes).
+//! - [`summary`]: architecture, key hyperparameters and sizes by type, for `tsharp info`.
 //!
 //! Nothing here trusts the file: every count, length, dimension, offset and size is checked
 //! against the bytes that are actually there, with checked arithmetic, and a malformed file
@@ -11,10 +12,12 @@
 pub mod error;
 pub mod gguf;
 pub mod quant;
+pub mod summary;
 
 pub use error::ModelError;
 pub use gguf::{GgufFile, MetaValue, TensorInfo};
 pub use quant::GgmlType;
+pub use summary::ModelSummary;
 
 /// Result type of this crate.
 pub type Result<T> = std::result::Result<T, ModelError>;

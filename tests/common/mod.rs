@@ -1,0 +1,83 @@
+//! Paths of the test models, shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Where `scripts/fetch-models.sh` caches the registry models.
+pub fn model_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("TSHARP_MODEL_DIR") {
+        return d.into();
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+        });
+    cache.join("tensorsharp/models")
+}
+
+/// `shared/models` (the requantized SmolLM2 files), from `TSHARP_SHARED_MODELS`.
+pub fn shared_models_dir() -> PathBuf {
+    std::env::var("TSHARP_SHARED_MODELS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models")))
+}
+
+/// One test model, with what we know about it.
+pub struct TestModel {
+    pub path: PathBuf,
+    pub arch: &'static str,
+    pub n_layers: u64,
+    /// Whether gguf-py (PyPI `gguf`) can read it (it does not know ggml type 42, Q2_0).
+    pub gguf_py_reads: bool,
+}
+
+/// The five test models of shared/MODELS.md and shared/models. Panics with a hint when a
+/// registry model has not been fetched.
+pub fn test_models() -> Vec<TestModel> {
+    let m = |dir: PathBuf, file: &str, arch, n_layers, gguf_py_reads| {
+        let path = dir.join(file);
+        assert!(
+            path.exists(),
+            "{} is missing: run scripts/fetch-models.sh",
+            path.display()
+        );
+        TestModel {
+            path,
+            arch,
+            n_layers,
+            gguf_py_reads,
+        }
+    };
+    vec![
+        m(
+            model_dir(),
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "llama",
+            30,
+            true,
+        ),
+        m(model_dir(), "gemma-3-270m-q4_k_m.gguf", "gemma3", 18, true),
+        m(
+            model_dir(),
+            "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+            "qwen2",
+            24,
+            true,
+        ),
+        m(
+            shared_models_dir(),
+            "SmolLM2-135M-Instruct.Q2_0.gguf",
+            "llama",
+            30,
+            false,
+        ),
+        m(
+            shared_models_dir(),
+            "SmolLM2-135M-Instruct.Q2_K.gguf",
+            "llama",
+            30,
+            true,
+        ),
+    ]
+}
