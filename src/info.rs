@@ -43,19 +43,13 @@ pub fn kernels() {
         println!("{:8} {state}", t.name());
     }
     match chosen {
-        Ok(t) => println!(
-            "selected: {t} (override with {}=...)",
-            tensorsharp_kernels::TIER_ENV
-        ),
+        Ok(t) => println!("selected: {t} (override with {}=...)", tensorsharp_kernels::TIER_ENV),
         Err(e) => println!("selected: none: {e}"),
     }
 }
 
 fn shape(dims: &[u64]) -> String {
-    dims.iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(" x ")
+    dims.iter().map(u64::to_string).collect::<Vec<_>>().join(" x ")
 }
 
 fn human(bytes: u64) -> String {
@@ -103,26 +97,12 @@ fn print_text(
         f.alignment(),
         f.data_offset()
     )?;
-    writeln!(
-        out,
-        "architecture:  {}",
-        s.architecture.as_deref().unwrap_or("(none)")
-    )?;
+    writeln!(out, "architecture:  {}", s.architecture.as_deref().unwrap_or("(none)"))?;
     if let Some(n) = &s.name {
         writeln!(out, "name:          {n}")?;
     }
-    writeln!(
-        out,
-        "parameters:    {} ({:.1} M)",
-        s.n_params,
-        s.n_params as f64 / 1e6
-    )?;
-    writeln!(
-        out,
-        "tensor data:   {} ({} bytes)",
-        human(s.n_bytes),
-        s.n_bytes
-    )?;
+    writeln!(out, "parameters:    {} ({:.1} M)", s.n_params, s.n_params as f64 / 1e6)?;
+    writeln!(out, "tensor data:   {} ({} bytes)", human(s.n_bytes), s.n_bytes)?;
     writeln!(out, "\nhyperparameters:")?;
     for (k, v) in hparam_rows(s) {
         if !v.is_null() {
@@ -204,21 +184,13 @@ fn array_json(a: &MetaArray, max_items: usize) -> Value {
         MetaArray::U64(v) => head(v, max_items),
         MetaArray::I64(v) => head(v, max_items),
         MetaArray::F64(v) => head(v, max_items),
-        MetaArray::Array(v) => Value::Array(
-            v.iter()
-                .take(max_items)
-                .map(|x| array_json(x, max_items))
-                .collect(),
-        ),
+        MetaArray::Array(v) => Value::Array(v.iter().take(max_items).map(|x| array_json(x, max_items)).collect()),
     };
     json!({ "elem_type": a.elem_type().name(), "len": a.len(), "head": items })
 }
 
 fn to_json(path: &Path, f: &GgufFile, s: &ModelSummary, max_items: usize) -> Value {
-    let hparams: serde_json::Map<String, Value> = hparam_rows(s)
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+    let hparams: serde_json::Map<String, Value> = hparam_rows(s).into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let by_type: serde_json::Map<String, Value> = s
         .by_type
         .iter()

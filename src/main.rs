@@ -34,11 +34,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Info {
-            model,
-            json,
-            max_items,
-        } => info::run(&model, json, max_items),
+        Command::Info { model, json, max_items } => info::run(&model, json, max_items),
         Command::Kernels => {
             info::kernels();
             Ok(())

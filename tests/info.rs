@@ -25,10 +25,7 @@ fn tsharp_info_json(path: &std::path::Path) -> Value {
 }
 
 fn gguf_py(path: &std::path::Path) -> Value {
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/tools/gguf_py_tensors.py"
-    );
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/gguf_py_tensors.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(path)
@@ -96,11 +93,7 @@ fn info_reports_architecture_layers_and_every_tensor() {
             assert_eq!(pts.len(), tensors.len(), "{name}");
             for (ours, theirs) in tensors.iter().zip(pts) {
                 assert_eq!(ours["name"], theirs["name"], "{name}");
-                assert_eq!(
-                    ours["type_id"], theirs["type_id"],
-                    "{name} {}",
-                    ours["name"]
-                );
+                assert_eq!(ours["type_id"], theirs["type_id"], "{name} {}", ours["name"]);
                 assert_eq!(ours["type"], theirs["type"], "{name} {}", ours["name"]);
                 assert_eq!(ours["shape"], theirs["shape"], "{name} {}", ours["name"]);
                 assert_eq!(ours["bytes"], theirs["bytes"], "{name} {}", ours["name"]);

@@ -63,9 +63,7 @@ fn weights(t: WType, rows: usize) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let with_f32 = std::env::var_os("TSHARP_BENCH_F32").is_some();
-    let x: Vec<f32> = (0..N)
-        .map(|i| ((i * 31) % 101) as f32 / 50.0 - 1.0)
-        .collect();
+    let x: Vec<f32> = (0..N).map(|i| ((i * 31) % 101) as f32 / 50.0 - 1.0).collect();
     let mut g = c.benchmark_group("gemv");
     g.warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1))

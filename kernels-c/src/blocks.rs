@@ -138,13 +138,9 @@ impl WType {
     pub fn block_elems(self) -> usize {
         match self {
             WType::F32 | WType::F16 | WType::BF16 => 1,
-            WType::Q8_0 | WType::Q4_0 | WType::Q4_1 | WType::Q5_0 | WType::Q5_1 | WType::IQ4_NL => {
-                32
-            }
+            WType::Q8_0 | WType::Q4_0 | WType::Q4_1 | WType::Q5_0 | WType::Q5_1 | WType::IQ4_NL => 32,
             WType::Q2_0 => 64,
-            WType::Q2_K | WType::Q3_K | WType::Q4_K | WType::Q5_K | WType::Q6_K | WType::TQ2_0 => {
-                QK_K
-            }
+            WType::Q2_K | WType::Q3_K | WType::Q4_K | WType::Q5_K | WType::Q6_K | WType::TQ2_0 => QK_K,
         }
     }
 
@@ -178,7 +174,8 @@ impl WType {
 
     /// Bytes of a row of `n` elements, if `n` is a whole number of blocks.
     pub fn row_bytes(self, n: usize) -> Option<usize> {
-        (n % self.block_elems() == 0).then(|| n / self.block_elems() * self.block_bytes())
+        n.is_multiple_of(self.block_elems())
+            .then(|| n / self.block_elems() * self.block_bytes())
     }
 }
 

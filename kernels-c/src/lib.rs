@@ -129,12 +129,8 @@ impl Kernels {
 
     /// Quantizes activations: `x.len()` must be a multiple of 32 and `y` hold `x.len() / 32` blocks.
     pub fn quantize_q8a(&self, x: &[f32], y: &mut [BlockQ8a]) -> Result<()> {
-        check(x.len() % QK_A == 0 && y.len() == x.len() / QK_A, || {
-            format!(
-                "quantize_q8a: {} values into {} blocks of 32",
-                x.len(),
-                y.len()
-            )
+        check(x.len().is_multiple_of(QK_A) && y.len() == x.len() / QK_A, || {
+            format!("quantize_q8a: {} values into {} blocks of 32", x.len(), y.len())
         })?;
         let f = self.table.quantize_q8a.ok_or(KernelError::Unsupported {
             op: "quantize_q8a",
@@ -156,24 +152,14 @@ impl Kernels {
         ncols: usize,
         y: &mut [f32],
     ) -> Result<()> {
-        let f = self.table.mm_q8a[wtype as usize].ok_or(KernelError::Unsupported {
-            op: "q8a dot",
-            wtype,
-        })?;
-        check(ncols > 0 && a.len() % ncols == 0, || {
-            format!(
-                "{} activation blocks do not split into {ncols} vectors",
-                a.len()
-            )
+        let f = self.table.mm_q8a[wtype as usize].ok_or(KernelError::Unsupported { op: "q8a dot", wtype })?;
+        check(ncols > 0 && a.len().is_multiple_of(ncols), || {
+            format!("{} activation blocks do not split into {ncols} vectors", a.len())
         })?;
         let n = a.len() / ncols * QK_A;
         let rb = Self::row_bytes(wtype, n)?;
         check(w.len() >= rb * nrows, || {
-            format!(
-                "{nrows} {wtype} rows of {n} need {} bytes, got {}",
-                rb * nrows,
-                w.len()
-            )
+            format!("{nrows} {wtype} rows of {n} need {} bytes, got {}", rb * nrows, w.len())
         })?;
         check(y.len() >= nrows * ncols, || {
             format!("output holds {} of {nrows}x{ncols}", y.len())
@@ -206,21 +192,14 @@ impl Kernels {
         ncols: usize,
         y: &mut [f32],
     ) -> Result<()> {
-        let f = self.table.mm_f32[wtype as usize].ok_or(KernelError::Unsupported {
-            op: "f32 dot",
-            wtype,
-        })?;
-        check(ncols > 0 && x.len() % ncols == 0, || {
+        let f = self.table.mm_f32[wtype as usize].ok_or(KernelError::Unsupported { op: "f32 dot", wtype })?;
+        check(ncols > 0 && x.len().is_multiple_of(ncols), || {
             format!("{} activations do not split into {ncols} vectors", x.len())
         })?;
         let n = x.len() / ncols;
         let rb = Self::row_bytes(wtype, n)?;
         check(w.len() >= rb * nrows, || {
-            format!(
-                "{nrows} {wtype} rows of {n} need {} bytes, got {}",
-                rb * nrows,
-                w.len()
-            )
+            format!("{nrows} {wtype} rows of {n} need {} bytes, got {}", rb * nrows, w.len())
         })?;
         check(y.len() >= nrows * ncols, || {
             format!("output holds {} of {nrows}x{ncols}", y.len())
@@ -277,11 +256,7 @@ mod tests {
             for w in WType::ALL {
                 assert!(k.table.dequant[w as usize].is_some(), "{t} dequant {w}");
                 assert!(k.table.mm_f32[w as usize].is_some(), "{t} mm_f32 {w}");
-                assert_eq!(
-                    k.table.mm_q8a[w as usize].is_some(),
-                    w.uses_q8a(),
-                    "{t} mm_q8a {w}"
-                );
+                assert_eq!(k.table.mm_q8a[w as usize].is_some(), w.uses_q8a(), "{t} mm_q8a {w}");
             }
         }
     }

@@ -25,9 +25,7 @@ fn h(b: &[u8], at: usize) -> f32 {
     f16_to_f32(u16::from_le_bytes([b[at], b[at + 1]]))
 }
 
-const IQ4NL: [i8; 16] = [
-    -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
-];
+const IQ4NL: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
 /// Dequantizes `n` elements of type `t` from `w`. Panics on short input (test code).
 pub fn dequantize(t: WType, w: &[u8], n: usize) -> Vec<f32> {
@@ -84,9 +82,7 @@ fn dequant_block(t: WType, b: &[u8], y: &mut Vec<f32>) {
         }
         WType::Q2_0 => {
             let d = h(b, 0);
-            y.extend(
-                (0..64).map(|j| f32::from(((b[2 + j / 4] >> (2 * (j % 4))) & 3) as i8 - 1) * d),
-            );
+            y.extend((0..64).map(|j| f32::from(((b[2 + j / 4] >> (2 * (j % 4))) & 3) as i8 - 1) * d));
         }
         WType::TQ2_0 => {
             let d = h(b, 64);
@@ -106,9 +102,7 @@ fn dequant_block(t: WType, b: &[u8], y: &mut Vec<f32>) {
                         let sc = scales[is];
                         is += 1;
                         let (dl, ml) = (d * f32::from(sc & 0xF), dmin * f32::from(sc >> 4));
-                        y.extend(
-                            (0..16).map(|l| dl * f32::from((qs[n + half + l] >> shift) & 3) - ml),
-                        );
+                        y.extend((0..16).map(|l| dl * f32::from((qs[n + half + l] >> shift) & 3) - ml));
                     }
                 }
             }
@@ -118,11 +112,7 @@ fn dequant_block(t: WType, b: &[u8], y: &mut Vec<f32>) {
             let d = h(b, 108);
             // 16 6-bit scales: low 4 bits from sraw[0..8] nibbles, high 2 bits from sraw[8..12].
             let scale = |i: usize| -> i32 {
-                let lo = if i < 8 {
-                    sraw[i] & 0xF
-                } else {
-                    sraw[i - 8] >> 4
-                };
+                let lo = if i < 8 { sraw[i] & 0xF } else { sraw[i - 8] >> 4 };
                 let hi = (sraw[8 + i % 4] >> (2 * (i / 4))) & 3;
                 i32::from(lo | (hi << 4)) - 32
             };
@@ -135,8 +125,7 @@ fn dequant_block(t: WType, b: &[u8], y: &mut Vec<f32>) {
                         is += 1;
                         y.extend((0..16).map(|l| {
                             let k = n + half + l;
-                            let q = i32::from((qs[k] >> shift) & 3)
-                                - if hmask[half + l] & m != 0 { 0 } else { 4 };
+                            let q = i32::from((qs[k] >> shift) & 3) - if hmask[half + l] & m != 0 { 0 } else { 4 };
                             dl * q as f32
                         }));
                     }

@@ -24,13 +24,7 @@ pub enum Tier {
 
 impl Tier {
     /// Every tier, best last.
-    pub const ALL: [Tier; 5] = [
-        Tier::Scalar,
-        Tier::Avx2,
-        Tier::Avx512,
-        Tier::Neon,
-        Tier::Dotprod,
-    ];
+    pub const ALL: [Tier; 5] = [Tier::Scalar, Tier::Avx2, Tier::Avx512, Tier::Neon, Tier::Dotprod];
 
     /// The tier's name, as `TSHARP_KERNELS` spells it.
     pub fn name(self) -> &'static str {
@@ -67,11 +61,7 @@ impl Tier {
 
     /// Every tier this host can run, best last.
     pub fn supported() -> Vec<Tier> {
-        Tier::ALL
-            .iter()
-            .copied()
-            .filter(|t| t.is_supported())
-            .collect()
+        Tier::ALL.iter().copied().filter(|t| t.is_supported()).collect()
     }
 
     /// The best tier this host can run.

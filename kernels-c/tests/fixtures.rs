@@ -16,13 +16,8 @@ use tensorsharp_kernels::{reference, BlockQ8a, Kernels, Tier, WType};
 use tensorsharp_models::GgufFile;
 
 fn fixture_path() -> String {
-    std::env::var("TSHARP_QUANT_FIXTURES").unwrap_or_else(|_| {
-        concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/quant-fixtures.gguf"
-        )
-        .into()
-    })
+    std::env::var("TSHARP_QUANT_FIXTURES")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/fixtures/quant-fixtures.gguf").into())
 }
 
 struct Fixture {
@@ -111,15 +106,8 @@ fn dequantize_matches_ggml_on_every_tier() {
         let tol = if EXACT.contains(&t) { 0.0 } else { 1e-6 };
         // The plain-Rust reference first, then every tier.
         let refd = reference::dequantize(t, q, n * rows);
-        let worst = refd
-            .iter()
-            .zip(&deq)
-            .map(|(&a, &b)| rel_err(a, b))
-            .fold(0.0, f64::max);
-        assert!(
-            worst <= tol,
-            "reference {t}: max rel err {worst:e} > {tol:e}"
-        );
+        let worst = refd.iter().zip(&deq).map(|(&a, &b)| rel_err(a, b)).fold(0.0, f64::max);
+        assert!(worst <= tol, "reference {t}: max rel err {worst:e} > {tol:e}");
         for tier in Tier::supported() {
             let k = Kernels::new(tier).unwrap();
             let mut y = vec![0f32; n];
@@ -128,10 +116,7 @@ fn dequantize_matches_ggml_on_every_tier() {
                 k.dequantize(t, &q[r * rb..(r + 1) * rb], &mut y).unwrap();
                 for (i, (&a, &b)) in y.iter().zip(&deq[r * n..(r + 1) * n]).enumerate() {
                     let e = rel_err(a, b);
-                    assert!(
-                        e <= tol,
-                        "{tier} {t} row {r} [{i}]: got {a} want {b} (rel err {e:e})"
-                    );
+                    assert!(e <= tol, "{tier} {t} row {r} [{i}]: got {a} want {b} (rel err {e:e})");
                     worst = worst.max(e);
                 }
             }
@@ -216,17 +201,10 @@ fn f32_weights_match_plain_dot() {
         for r in 0..24 {
             let row = &w[r * 512..(r + 1) * 512];
             let mut y = vec![0f32; 512];
-            k.dequantize(WType::F32, &wb[r * 2048..(r + 1) * 2048], &mut y)
-                .unwrap();
+            k.dequantize(WType::F32, &wb[r * 2048..(r + 1) * 2048], &mut y).unwrap();
             assert_eq!(y, row);
-            let want: f64 = row
-                .iter()
-                .zip(&x)
-                .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                .sum();
-            let got = k
-                .dot_f32(WType::F32, &wb[r * 2048..(r + 1) * 2048], &x)
-                .unwrap();
+            let want: f64 = row.iter().zip(&x).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            let got = k.dot_f32(WType::F32, &wb[r * 2048..(r + 1) * 2048], &x).unwrap();
             assert!(
                 (f64::from(got) - want).abs() <= 1e-5 * abs_dot(row, &x) + 1e-30,
                 "{tier} row {r}"
@@ -261,11 +239,7 @@ fn multi_row_and_multi_column_variants_agree_with_single_dots() {
             for (c, col) in cols.iter().enumerate() {
                 for r in 0..rows {
                     let single = k.dot_f32(t, &q[r * rb..(r + 1) * rb], col).unwrap();
-                    assert_eq!(
-                        ys[c * rows + r].to_bits(),
-                        single.to_bits(),
-                        "{tier} {t} f32 r{r} c{c}"
-                    );
+                    assert_eq!(ys[c * rows + r].to_bits(), single.to_bits(), "{tier} {t} f32 r{r} c{c}");
                 }
             }
             if !t.uses_q8a() {
@@ -280,23 +254,14 @@ fn multi_row_and_multi_column_variants_agree_with_single_dots() {
                     let single = k
                         .dot_q8a(t, &q[r * rb..(r + 1) * rb], &aq[c * per..(c + 1) * per])
                         .unwrap();
-                    assert_eq!(
-                        ys[c * rows + r].to_bits(),
-                        single.to_bits(),
-                        "{tier} {t} q8a r{r} c{c}"
-                    );
+                    assert_eq!(ys[c * rows + r].to_bits(), single.to_bits(), "{tier} {t} q8a r{r} c{c}");
                 }
             }
             // One weight row against all columns.
             let mut y1 = vec![0f32; cols.len()];
-            k.matmul_q8a(t, &q[..rb], 1, &aq, cols.len(), &mut y1)
-                .unwrap();
+            k.matmul_q8a(t, &q[..rb], 1, &aq, cols.len(), &mut y1).unwrap();
             for c in 0..cols.len() {
-                assert_eq!(
-                    y1[c].to_bits(),
-                    ys[c * rows].to_bits(),
-                    "{tier} {t} 1xN c{c}"
-                );
+                assert_eq!(y1[c].to_bits(), ys[c * rows].to_bits(), "{tier} {t} 1xN c{c}");
             }
         }
     }

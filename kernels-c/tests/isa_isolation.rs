@@ -25,10 +25,7 @@ fn disassemble(tier: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        text.lines().count() > 1000,
-        "{lib}: suspiciously little code"
-    );
+    assert!(text.lines().count() > 1000, "{lib}: suspiciously little code");
     text
 }
 
@@ -41,26 +38,14 @@ fn count(text: &str, needle: &str) -> usize {
 fn x86_baseline_has_no_avx_and_avx2_has_no_avx512() {
     let scalar = disassemble("scalar");
     assert_eq!(
-        count(&scalar, "%ymm")
-            + count(&scalar, "%zmm")
-            + count(&scalar, "{vex}")
-            + count(&scalar, "\tv"),
+        count(&scalar, "%ymm") + count(&scalar, "%zmm") + count(&scalar, "{vex}") + count(&scalar, "\tv"),
         0
     );
     let avx2 = disassemble("avx2");
-    assert!(
-        count(&avx2, "%ymm") > 100,
-        "the avx2 tier should use 256-bit registers"
-    );
-    assert_eq!(
-        count(&avx2, "%zmm") + count(&avx2, "vpdpbusd") + count(&avx2, "{%k"),
-        0
-    );
+    assert!(count(&avx2, "%ymm") > 100, "the avx2 tier should use 256-bit registers");
+    assert_eq!(count(&avx2, "%zmm") + count(&avx2, "vpdpbusd") + count(&avx2, "{%k"), 0);
     let avx512 = disassemble("avx512");
-    assert!(
-        count(&avx512, "vpdpbusd") > 0,
-        "the avx512 tier should use VNNI"
-    );
+    assert!(count(&avx512, "vpdpbusd") > 0, "the avx512 tier should use VNNI");
     assert!(count(&avx512, "%zmm") > 0);
 }
 

@@ -50,10 +50,7 @@ fn q2_0_dequantization_is_exact_on_every_tier_and_tracks_the_source_weights() {
         for (b, blk) in data.chunks_exact(18).enumerate() {
             let d = reference::f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
             for &v in &refd[b * 64..(b + 1) * 64] {
-                assert!(
-                    [-d, 0.0, d, 2.0 * d].contains(&v),
-                    "{name} block {b}: {v} with d={d}"
-                );
+                assert!([-d, 0.0, d, 2.0 * d].contains(&v), "{name} block {b}: {v} with d={d}");
             }
         }
         for tier in Tier::supported() {
@@ -61,12 +58,8 @@ fn q2_0_dequantization_is_exact_on_every_tier_and_tracks_the_source_weights() {
             let mut y = vec![0f32; n * rows];
             let rb = WType::Q2_0.row_bytes(n).unwrap();
             for r in 0..rows {
-                k.dequantize(
-                    WType::Q2_0,
-                    &data[r * rb..(r + 1) * rb],
-                    &mut y[r * n..(r + 1) * n],
-                )
-                .unwrap();
+                k.dequantize(WType::Q2_0, &data[r * rb..(r + 1) * rb], &mut y[r * n..(r + 1) * n])
+                    .unwrap();
             }
             assert!(
                 y.iter().zip(&refd).all(|(a, b)| a.to_bits() == b.to_bits()),
@@ -78,10 +71,7 @@ fn q2_0_dequantization_is_exact_on_every_tier_and_tracks_the_source_weights() {
         let src = reference::dequantize(wt, mix.data_of(other).unwrap(), n * rows);
         let c = cosine(&refd, &src);
         eprintln!("{name}: cosine(Q2_0, {wt}) = {c:.4}");
-        assert!(
-            c > 0.7,
-            "{name}: cosine {c} between Q2_0 and {wt} dequantizations"
-        );
+        assert!(c > 0.7, "{name}: cosine {c} between Q2_0 and {wt} dequantizations");
     }
 }
 
@@ -111,12 +101,7 @@ fn q2_0_dot_products_match_the_reference_on_every_tier() {
             for r in 0..rows {
                 let w = &data[r * rb..(r + 1) * rb];
                 let deq = reference::dequantize(WType::Q2_0, w, n);
-                let abs = |v: &[f32]| -> f64 {
-                    deq.iter()
-                        .zip(v)
-                        .map(|(a, b)| f64::from((a * b).abs()))
-                        .sum()
-                };
+                let abs = |v: &[f32]| -> f64 { deq.iter().zip(v).map(|(a, b)| f64::from((a * b).abs())).sum() };
                 let want = reference::dot_f32(WType::Q2_0, w, &x);
                 assert!(
                     (f64::from(y_f32[r]) - want).abs() <= 1e-5 * abs(&x) + 1e-30,
@@ -130,9 +115,7 @@ fn q2_0_dot_products_match_the_reference_on_every_tier() {
                 let bound: f64 = deq
                     .chunks(32)
                     .zip(&xq)
-                    .map(|(wb, a)| {
-                        f64::from(a.d) / 2.0 * wb.iter().map(|v| f64::from(v.abs())).sum::<f64>()
-                    })
+                    .map(|(wb, a)| f64::from(a.d) / 2.0 * wb.iter().map(|v| f64::from(v.abs())).sum::<f64>())
                     .sum();
                 assert!(
                     (f64::from(y_q8[r]) - want).abs() <= bound + 1e-5 * abs(&x),

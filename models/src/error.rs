@@ -31,9 +31,7 @@ pub enum ModelError {
     #[error("unsupported GGUF version {0} (supported: 2 and 3)")]
     UnsupportedVersion(u32),
     /// The file ends before a field that the header says is there.
-    #[error(
-        "file truncated: {what} at offset {offset} needs {needed} bytes, only {available} left"
-    )]
+    #[error("file truncated: {what} at offset {offset} needs {needed} bytes, only {available} left")]
     Truncated {
         /// What was being read.
         what: String,
@@ -121,9 +119,7 @@ pub enum ModelError {
     #[error("tensor '{0}' appears twice")]
     DuplicateTensor(String),
     /// A tensor offset that is not a multiple of the file's alignment.
-    #[error(
-        "tensor '{tensor}': data offset {offset} is not a multiple of the alignment {alignment}"
-    )]
+    #[error("tensor '{tensor}': data offset {offset} is not a multiple of the alignment {alignment}")]
     MisalignedTensor {
         /// The tensor.
         tensor: String,
@@ -133,9 +129,7 @@ pub enum ModelError {
         alignment: u64,
     },
     /// A tensor whose data runs past the end of the file.
-    #[error(
-        "tensor '{tensor}': data [{start}, {end}) runs past the end of the file ({file_len} bytes)"
-    )]
+    #[error("tensor '{tensor}': data [{start}, {end}) runs past the end of the file ({file_len} bytes)")]
     TensorOutOfBounds {
         /// The tensor.
         tensor: String,
@@ -163,12 +157,7 @@ pub enum ModelError {
 }
 
 impl ModelError {
-    pub(crate) fn truncated(
-        what: impl Into<String>,
-        offset: u64,
-        needed: u64,
-        available: u64,
-    ) -> Self {
+    pub(crate) fn truncated(what: impl Into<String>, offset: u64, needed: u64, available: u64) -> Self {
         ModelError::Truncated {
             what: what.into(),
             offset,

@@ -79,9 +79,7 @@ impl ModelSummary {
             rope_freq_base: f.get_f64(&format!("{a}.rope.freq_base"))?,
             rms_eps: f.get_f64(&format!("{a}.attention.layer_norm_rms_epsilon"))?,
             sliding_window: u("attention.sliding_window")?,
-            vocab_size: f
-                .get_array("tokenizer.ggml.tokens")?
-                .map(|t| t.len() as u64),
+            vocab_size: f.get_array("tokenizer.ggml.tokens")?.map(|t| t.len() as u64),
         };
         let mut by_type: BTreeMap<GgmlType, TypeTotals> = BTreeMap::new();
         for t in f.tensors() {

@@ -12,11 +12,7 @@ fn valid() -> Vec<u8> {
     w.add_meta("llama.block_count", MetaValue::U32(2)).unwrap();
     w.add_meta(
         "tok",
-        MetaValue::Array(MetaArray::String(vec![
-            "a".into(),
-            "b".into(),
-            "<s>".into(),
-        ])),
+        MetaValue::Array(MetaArray::String(vec!["a".into(), "b".into(), "<s>".into()])),
     )
     .unwrap();
     w.add_meta(
@@ -24,8 +20,7 @@ fn valid() -> Vec<u8> {
         MetaValue::Array(MetaArray::Array(vec![MetaArray::I16(vec![1, -1])])),
     )
     .unwrap();
-    w.add_tensor("w", GgmlType::Q4_0, &[64, 2], vec![3; 72])
-        .unwrap();
+    w.add_tensor("w", GgmlType::Q4_0, &[64, 2], vec![3; 72]).unwrap();
     w.add_tensor("n", GgmlType::F32, &[4], vec![0; 16]).unwrap();
     w.to_bytes().unwrap()
 }
@@ -53,11 +48,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Set(i, b)),
         (any::<usize>(), big).prop_map(|(i, v)| Mutation::SetU64(i, v)),
         any::<usize>().prop_map(Mutation::Truncate),
-        (
-            any::<usize>(),
-            proptest::collection::vec(any::<u8>(), 1..16)
-        )
-            .prop_map(|(i, v)| Mutation::Insert(i, v)),
+        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..16)).prop_map(|(i, v)| Mutation::Insert(i, v)),
         (any::<usize>(), 1usize..16).prop_map(|(i, n)| Mutation::Remove(i, n)),
     ]
 }

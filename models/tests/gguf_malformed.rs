@@ -61,12 +61,7 @@ impl Raw {
     fn bytes(&self) -> Vec<u8> {
         let mut v = self.magic.to_vec();
         v.extend_from_slice(&self.version.to_le_bytes());
-        v.extend_from_slice(
-            &self
-                .n_tensors
-                .unwrap_or(self.infos.len() as u64)
-                .to_le_bytes(),
-        );
+        v.extend_from_slice(&self.n_tensors.unwrap_or(self.infos.len() as u64).to_le_bytes());
         v.extend_from_slice(&self.n_kv.unwrap_or(self.kvs.len() as u64).to_le_bytes());
         for k in &self.kvs {
             v.extend_from_slice(k);
@@ -74,7 +69,7 @@ impl Raw {
         for i in &self.infos {
             v.extend_from_slice(i);
         }
-        while v.len() as u64 % self.align != 0 {
+        while !(v.len() as u64).is_multiple_of(self.align) {
             v.push(0);
         }
         v.extend_from_slice(&self.data);
@@ -103,6 +98,9 @@ fn check(name: &str, bytes: Vec<u8>, expect: fn(&ModelError) -> bool) {
     );
 }
 
+/// What a case's error must match.
+type Expect = fn(&ModelError) -> bool;
+
 macro_rules! is {
     ($p:pat) => {
         |e: &ModelError| matches!(e, $p)
@@ -118,16 +116,12 @@ fn the_valid_base_file_opens() {
 
 #[test]
 fn malformed_corpus_is_rejected_with_the_right_error() {
-    let mut cases: Vec<(&str, Vec<u8>, fn(&ModelError) -> bool)> = Vec::new();
+    let mut cases: Vec<(&str, Vec<u8>, Expect)> = Vec::new();
     let base = Raw::valid();
     let mut r;
 
     cases.push(("empty", vec![], is!(ModelError::Truncated { .. })));
-    cases.push((
-        "magic-only",
-        b"GGUF".to_vec(),
-        is!(ModelError::Truncated { .. }),
-    ));
+    cases.push(("magic-only", b"GGUF".to_vec(), is!(ModelError::Truncated { .. })));
     r = base.clone();
     r.magic = *b"GGML";
     cases.push(("bad-magic", r.bytes(), is!(ModelError::BadMagic { .. })));
@@ -148,11 +142,7 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     ));
     r = base.clone();
     r.n_kv = Some(1 << 40);
-    cases.push((
-        "kv-count-absurd",
-        r.bytes(),
-        is!(ModelError::ImplausibleLength { .. }),
-    ));
+    cases.push(("kv-count-absurd", r.bytes(), is!(ModelError::ImplausibleLength { .. })));
     r = base.clone();
     r.n_kv = Some(3);
     cases.push((
@@ -173,11 +163,7 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     r = base.clone();
     r.kvs = vec![kv("bad\u{1}", 4, &1u32.to_le_bytes())];
     r.kvs[0][8 + 3] = 0xFF;
-    cases.push((
-        "key-not-utf8",
-        r.bytes(),
-        is!(ModelError::InvalidUtf8 { .. }),
-    ));
+    cases.push(("key-not-utf8", r.bytes(), is!(ModelError::InvalidUtf8 { .. })));
     r = base.clone();
     r.kvs.push(kv("k", 13, &[0; 8]));
     cases.push((
@@ -200,19 +186,11 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
         is!(ModelError::ImplausibleLength { .. }),
     ));
     r = base.clone();
-    r.kvs.push(kv(
-        "k",
-        8,
-        &[2u64.to_le_bytes().to_vec(), vec![0xC3, 0x28]].concat(),
-    ));
-    cases.push((
-        "string-value-not-utf8",
-        r.bytes(),
-        is!(ModelError::InvalidUtf8 { .. }),
-    ));
-    r = base.clone();
     r.kvs
-        .push(kv("k", 9, &[99u32.to_le_bytes(), [0; 4]].concat()));
+        .push(kv("k", 8, &[2u64.to_le_bytes().to_vec(), vec![0xC3, 0x28]].concat()));
+    cases.push(("string-value-not-utf8", r.bytes(), is!(ModelError::InvalidUtf8 { .. })));
+    r = base.clone();
+    r.kvs.push(kv("k", 9, &[99u32.to_le_bytes(), [0; 4]].concat()));
     cases.push((
         "array-elem-type-unknown",
         r.bytes(),
@@ -222,11 +200,7 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     r.kvs.push(kv(
         "k",
         9,
-        &[
-            4u32.to_le_bytes().to_vec(),
-            (1u64 << 61).to_le_bytes().to_vec(),
-        ]
-        .concat(),
+        &[4u32.to_le_bytes().to_vec(), (1u64 << 61).to_le_bytes().to_vec()].concat(),
     ));
     cases.push((
         "array-count-absurd",
@@ -269,19 +243,10 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     r.kvs.push(kv("general.architecture", 8, &s("qwen2")));
     cases.push(("duplicate-key", r.bytes(), is!(ModelError::DuplicateKey(_))));
     for (n, v) in [
-        (
-            "alignment-zero",
-            kv("general.alignment", 4, &0u32.to_le_bytes()),
-        ),
-        (
-            "alignment-not-pow2",
-            kv("general.alignment", 4, &48u32.to_le_bytes()),
-        ),
+        ("alignment-zero", kv("general.alignment", 4, &0u32.to_le_bytes())),
+        ("alignment-not-pow2", kv("general.alignment", 4, &48u32.to_le_bytes())),
         ("alignment-wrong-type", kv("general.alignment", 8, &s("32"))),
-        (
-            "alignment-u64",
-            kv("general.alignment", 10, &32u64.to_le_bytes()),
-        ),
+        ("alignment-u64", kv("general.alignment", 10, &32u64.to_le_bytes())),
     ] {
         r = base.clone();
         r.kvs.push(v);
@@ -289,39 +254,19 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     }
     r = base.clone();
     r.infos[0] = info(b"", &[8], 0, 0);
-    cases.push((
-        "tensor-name-empty",
-        r.bytes(),
-        is!(ModelError::EmptyTensorName { .. }),
-    ));
+    cases.push(("tensor-name-empty", r.bytes(), is!(ModelError::EmptyTensorName { .. })));
     r = base.clone();
     r.infos[0] = info(&[0xFF, 0xFE], &[8], 0, 0);
-    cases.push((
-        "tensor-name-not-utf8",
-        r.bytes(),
-        is!(ModelError::InvalidUtf8 { .. }),
-    ));
+    cases.push(("tensor-name-not-utf8", r.bytes(), is!(ModelError::InvalidUtf8 { .. })));
     r = base.clone();
     r.infos[0] = info(b"a", &[], 0, 0);
-    cases.push((
-        "tensor-zero-dims",
-        r.bytes(),
-        is!(ModelError::BadShape { .. }),
-    ));
+    cases.push(("tensor-zero-dims", r.bytes(), is!(ModelError::BadShape { .. })));
     r = base.clone();
     r.infos[0] = info(b"a", &[1, 1, 1, 1, 8], 0, 0);
-    cases.push((
-        "tensor-five-dims",
-        r.bytes(),
-        is!(ModelError::BadShape { .. }),
-    ));
+    cases.push(("tensor-five-dims", r.bytes(), is!(ModelError::BadShape { .. })));
     r = base.clone();
     r.infos[0] = info(b"a", &[8, 0], 0, 0);
-    cases.push((
-        "tensor-dim-zero",
-        r.bytes(),
-        is!(ModelError::BadShape { .. }),
-    ));
+    cases.push(("tensor-dim-zero", r.bytes(), is!(ModelError::BadShape { .. })));
     // CVE-2024-21802 / CVE-2026-27940 class: dims whose product (or byte size) overflows.
     r = base.clone();
     r.infos[0] = info(b"a", &[1 << 32, 1 << 32], 0, 0);
@@ -332,18 +277,10 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     ));
     r = base.clone();
     r.infos[0] = info(b"a", &[1 << 31, 1 << 31, 4], 0, 0);
-    cases.push((
-        "dims-product-exceeds-i64",
-        r.bytes(),
-        is!(ModelError::BadShape { .. }),
-    ));
+    cases.push(("dims-product-exceeds-i64", r.bytes(), is!(ModelError::BadShape { .. })));
     r = base.clone();
     r.infos[0] = info(b"a", &[1 << 62], 0, 0);
-    cases.push((
-        "byte-size-overflows",
-        r.bytes(),
-        is!(ModelError::BadShape { .. }),
-    ));
+    cases.push(("byte-size-overflows", r.bytes(), is!(ModelError::BadShape { .. })));
     r = base.clone();
     r.infos[0] = info(b"a", &[1 << 40], 0, 0);
     cases.push((
@@ -353,11 +290,7 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     ));
     r = base.clone();
     r.infos[1] = info(b"b", &[33], 2, 32);
-    cases.push((
-        "row-not-block-multiple",
-        r.bytes(),
-        is!(ModelError::BadShape { .. }),
-    ));
+    cases.push(("row-not-block-multiple", r.bytes(), is!(ModelError::BadShape { .. })));
     for (n, t) in [
         ("tensor-type-removed", 4u32),
         ("tensor-type-unknown", 1000),
@@ -369,11 +302,7 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     }
     r = base.clone();
     r.infos[1] = info(b"b", &[32], 2, 36);
-    cases.push((
-        "offset-misaligned",
-        r.bytes(),
-        is!(ModelError::MisalignedTensor { .. }),
-    ));
+    cases.push(("offset-misaligned", r.bytes(), is!(ModelError::MisalignedTensor { .. })));
     // Ollama "Bleeding Llama" class: offset + size past the end of the file.
     r = base.clone();
     r.infos[1] = info(b"b", &[32], 2, 64);
@@ -384,11 +313,7 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     ));
     r = base.clone();
     r.infos[1] = info(b"b", &[32], 2, u64::MAX - 31);
-    cases.push((
-        "offset-overflows",
-        r.bytes(),
-        is!(ModelError::TensorOutOfBounds { .. }),
-    ));
+    cases.push(("offset-overflows", r.bytes(), is!(ModelError::TensorOutOfBounds { .. })));
     r = base.clone();
     r.data.truncate(40);
     cases.push((
@@ -398,21 +323,12 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
     ));
     r = base.clone();
     r.infos[1] = info(b"a", &[32], 2, 32);
-    cases.push((
-        "duplicate-tensor",
-        r.bytes(),
-        is!(ModelError::DuplicateTensor(_)),
-    ));
+    cases.push(("duplicate-tensor", r.bytes(), is!(ModelError::DuplicateTensor(_))));
     r = base.clone();
     r.infos[1] = info(b"b", &[32], 2, 0);
-    cases.push((
-        "tensors-overlap",
-        r.bytes(),
-        is!(ModelError::OverlappingTensors { .. }),
-    ));
+    cases.push(("tensors-overlap", r.bytes(), is!(ModelError::OverlappingTensors { .. })));
     r = base.clone();
-    r.kvs
-        .push(kv("general.alignment", 4, &(1u32 << 31).to_le_bytes()));
+    r.kvs.push(kv("general.alignment", 4, &(1u32 << 31).to_le_bytes()));
     r.infos.truncate(1);
     cases.push((
         "alignment-pushes-data-past-eof",
@@ -438,16 +354,11 @@ fn every_truncation_of_the_header_is_rejected() {
     w.add_meta("x.f64", MetaValue::F64(0.5)).unwrap();
     w.add_meta(
         "x.arr",
-        MetaValue::Array(MetaArray::Array(vec![MetaArray::String(vec![
-            "a".into(),
-            "bc".into(),
-        ])])),
+        MetaValue::Array(MetaArray::Array(vec![MetaArray::String(vec!["a".into(), "bc".into()])])),
     )
     .unwrap();
-    w.add_tensor("t0", GgmlType::Q4_K, &[256, 2], vec![1; 288])
-        .unwrap();
-    w.add_tensor("t1", GgmlType::F16, &[4, 4], vec![2; 32])
-        .unwrap();
+    w.add_tensor("t0", GgmlType::Q4_K, &[256, 2], vec![1; 288]).unwrap();
+    w.add_tensor("t1", GgmlType::F16, &[4, 4], vec![2; 32]).unwrap();
     let bytes = w.to_bytes().unwrap();
     let layout = w.write_to(&mut Vec::new()).unwrap();
     GgufFile::from_bytes(bytes.clone()).unwrap();

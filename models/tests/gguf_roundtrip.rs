@@ -19,20 +19,10 @@ fn all_values() -> Vec<(String, MetaValue)> {
         ("a.f64".into(), MetaValue::F64(-1e300)),
         (
             "a.arr.str".into(),
-            MetaValue::Array(MetaArray::String(vec![
-                "x".into(),
-                String::new(),
-                "zz".into(),
-            ])),
+            MetaValue::Array(MetaArray::String(vec!["x".into(), String::new(), "zz".into()])),
         ),
-        (
-            "a.arr.f32".into(),
-            MetaValue::Array(MetaArray::F32(vec![1.0, -2.5])),
-        ),
-        (
-            "a.arr.empty".into(),
-            MetaValue::Array(MetaArray::I32(vec![])),
-        ),
+        ("a.arr.f32".into(), MetaValue::Array(MetaArray::F32(vec![1.0, -2.5]))),
+        ("a.arr.empty".into(), MetaValue::Array(MetaArray::I32(vec![]))),
         (
             "a.arr.bool".into(),
             MetaValue::Array(MetaArray::Bool(vec![true, false])),
@@ -48,10 +38,10 @@ fn all_values() -> Vec<(String, MetaValue)> {
     ]
 }
 
-fn build(
-    version: u32,
-    alignment: Option<u32>,
-) -> (GgufWriter, Vec<(String, GgmlType, Vec<u64>, Vec<u8>)>) {
+/// name, type, dims, bytes
+type Tensors = Vec<(String, GgmlType, Vec<u64>, Vec<u8>)>;
+
+fn build(version: u32, alignment: Option<u32>) -> (GgufWriter, Tensors) {
     let mut w = GgufWriter::new();
     w.set_version(version).unwrap();
     if let Some(a) = alignment {
@@ -60,7 +50,7 @@ fn build(
     for (k, v) in all_values() {
         w.add_meta(k, v).unwrap();
     }
-    let tensors: Vec<(String, GgmlType, Vec<u64>, Vec<u8>)> = vec![
+    let tensors: Tensors = vec![
         ("f32".into(), GgmlType::F32, vec![3], (0..12).collect()),
         (
             "q4_0".into(),
@@ -68,18 +58,8 @@ fn build(
             vec![64, 3],
             (0..108).map(|i| (i * 7) as u8).collect(),
         ),
-        (
-            "q6_k".into(),
-            GgmlType::Q6_K,
-            vec![256, 1, 2],
-            vec![0xAB; 420],
-        ),
-        (
-            "q2_0".into(),
-            GgmlType::Q2_0,
-            vec![64, 2, 1, 1],
-            vec![9; 36],
-        ),
+        ("q6_k".into(), GgmlType::Q6_K, vec![256, 1, 2], vec![0xAB; 420]),
+        ("q2_0".into(), GgmlType::Q2_0, vec![64, 2, 1, 1], vec![9; 36]),
         ("i8".into(), GgmlType::I8, vec![5], vec![1, 2, 3, 4, 5]),
     ];
     for (n, t, d, b) in &tensors {
@@ -119,19 +99,10 @@ fn round_trip_every_value_type_and_tensor_type_v2_v3_and_alignments() {
                 }
             }
             for t in f.tensors() {
-                w2.add_tensor(
-                    t.name.clone(),
-                    t.ggml_type,
-                    &t.dims,
-                    f.data_of(t).unwrap().to_vec(),
-                )
-                .unwrap();
+                w2.add_tensor(t.name.clone(), t.ggml_type, &t.dims, f.data_of(t).unwrap().to_vec())
+                    .unwrap();
             }
-            assert_eq!(
-                w2.to_bytes().unwrap(),
-                f.bytes(),
-                "v{version} align {alignment:?}"
-            );
+            assert_eq!(w2.to_bytes().unwrap(), f.bytes(), "v{version} align {alignment:?}");
         }
     }
 }
@@ -158,12 +129,8 @@ fn round_trip_through_a_file_on_disk_uses_the_mapping() {
 #[test]
 fn writer_rejects_inconsistent_input() {
     let mut w = GgufWriter::new();
-    assert!(w
-        .add_tensor("t", GgmlType::Q4_0, &[33], vec![0; 18])
-        .is_err());
-    assert!(w
-        .add_tensor("t", GgmlType::Q4_0, &[32], vec![0; 17])
-        .is_err());
+    assert!(w.add_tensor("t", GgmlType::Q4_0, &[33], vec![0; 18]).is_err());
+    assert!(w.add_tensor("t", GgmlType::Q4_0, &[32], vec![0; 17]).is_err());
     assert!(w.add_tensor("", GgmlType::F32, &[1], vec![0; 4]).is_err());
     assert!(w.add_tensor("t", GgmlType::F32, &[0], vec![]).is_err());
     w.add_tensor("t", GgmlType::F32, &[1], vec![0; 4]).unwrap();

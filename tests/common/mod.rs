@@ -10,9 +10,7 @@ pub fn model_dir() -> PathBuf {
     }
     let cache = std::env::var("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
-        });
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
     cache.join("tensorsharp/models")
 }
 
@@ -50,13 +48,7 @@ pub fn test_models() -> Vec<TestModel> {
         }
     };
     vec![
-        m(
-            model_dir(),
-            "SmolLM2-135M-Instruct.Q4_1.gguf",
-            "llama",
-            30,
-            true,
-        ),
+        m(model_dir(), "SmolLM2-135M-Instruct.Q4_1.gguf", "llama", 30, true),
         m(model_dir(), "gemma-3-270m-q4_k_m.gguf", "gemma3", 18, true),
         m(
             model_dir(),

@@ -26,12 +26,7 @@ impl<'a> Cursor<'a> {
     /// Takes the next `n` bytes, or reports `what` as truncated.
     pub(crate) fn take(&mut self, n: u64, what: &dyn Fn() -> String) -> Result<&'a [u8]> {
         if n > self.remaining() {
-            return Err(ModelError::truncated(
-                what(),
-                self.pos(),
-                n,
-                self.remaining(),
-            ));
+            return Err(ModelError::truncated(what(), self.pos(), n, self.remaining()));
         }
         // `n <= remaining <= usize::MAX`, so the cast and the addition cannot overflow.
         let n = n as usize;

@@ -219,11 +219,7 @@ impl GgufFile {
             None => Ok(None),
             Some(v) => f(v).map(Some).ok_or_else(|| ModelError::BadMetadata {
                 key: key.to_owned(),
-                problem: format!(
-                    "expected {expected}, found {} {}",
-                    v.value_type().name(),
-                    v.display(4)
-                ),
+                problem: format!("expected {expected}, found {} {}", v.value_type().name(), v.display(4)),
             }),
         }
     }
@@ -343,10 +339,7 @@ fn parse_header(bytes: &[u8]) -> Result<Header> {
         let type_id = c.u32(&|| format!("type of tensor '{name}'"))?;
         let offset = c.u64(&|| format!("data offset of tensor '{name}'"))?;
         let Some(ggml_type) = GgmlType::from_id(type_id) else {
-            return Err(ModelError::UnknownTensorType {
-                tensor: name,
-                type_id,
-            });
+            return Err(ModelError::UnknownTensorType { tensor: name, type_id });
         };
         let (n_elements, n_bytes) = tensor_size(&name, ggml_type, &dims)?;
         if offset % alignment != 0 {
@@ -416,7 +409,7 @@ fn tensor_size(name: &str, ty: GgmlType, dims: &[u64]) -> Result<(u64, u64)> {
             bad("element count overflows (the product of the dimensions does not fit in 63 bits)".into())
         })?;
     }
-    if dims[0] % ty.block_elems() as u64 != 0 {
+    if !dims[0].is_multiple_of(ty.block_elems() as u64) {
         return Err(bad(format!(
             "row length {} is not a multiple of the {} block size {}",
             dims[0],
@@ -424,13 +417,9 @@ fn tensor_size(name: &str, ty: GgmlType, dims: &[u64]) -> Result<(u64, u64)> {
             ty.block_elems()
         )));
     }
-    let row = ty
-        .row_bytes(dims[0])
-        .ok_or_else(|| bad("row size overflows".into()))?;
+    let row = ty.row_bytes(dims[0]).ok_or_else(|| bad("row size overflows".into()))?;
     let rows = n / dims[0];
-    let bytes = row
-        .checked_mul(rows)
-        .ok_or_else(|| bad("byte size overflows".into()))?;
+    let bytes = row.checked_mul(rows).ok_or_else(|| bad("byte size overflows".into()))?;
     Ok((n, bytes))
 }
 

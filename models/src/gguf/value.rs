@@ -292,11 +292,7 @@ impl MetaArray {
         }
         match self {
             MetaArray::Array(v) => {
-                let shown: Vec<String> = v
-                    .iter()
-                    .take(max_items)
-                    .map(|a| a.display(max_items))
-                    .collect();
+                let shown: Vec<String> = v.iter().take(max_items).map(|a| a.display(max_items)).collect();
                 if v.len() > max_items {
                     format!("[{}, ... ({} items)]", shown.join(", "), v.len())
                 } else {

@@ -77,14 +77,11 @@ impl GgufWriter {
     /// Sets the alignment (a power of two) and records it as `general.alignment`.
     pub fn set_alignment(&mut self, a: u32) -> Result<()> {
         if a == 0 || !a.is_power_of_two() {
-            return Err(ModelError::Write(format!(
-                "alignment {a} is not a power of two"
-            )));
+            return Err(ModelError::Write(format!("alignment {a} is not a power of two")));
         }
         self.alignment = u64::from(a);
         self.metadata.retain(|(k, _)| k != KEY_ALIGNMENT);
-        self.metadata
-            .push((KEY_ALIGNMENT.to_owned(), MetaValue::U32(a)));
+        self.metadata.push((KEY_ALIGNMENT.to_owned(), MetaValue::U32(a)));
         Ok(())
     }
 
@@ -93,27 +90,17 @@ impl GgufWriter {
     pub fn add_meta(&mut self, key: impl Into<String>, value: MetaValue) -> Result<()> {
         let key = key.into();
         if key == KEY_ALIGNMENT {
-            return Err(ModelError::Write(
-                "use set_alignment for general.alignment".into(),
-            ));
+            return Err(ModelError::Write("use set_alignment for general.alignment".into()));
         }
         if self.metadata.iter().any(|(k, _)| *k == key) {
-            return Err(ModelError::Write(format!(
-                "metadata key '{key}' added twice"
-            )));
+            return Err(ModelError::Write(format!("metadata key '{key}' added twice")));
         }
         self.metadata.push((key, value));
         Ok(())
     }
 
     /// Adds a tensor of type `ty` with GGUF dims (innermost first) and its raw bytes.
-    pub fn add_tensor(
-        &mut self,
-        name: impl Into<String>,
-        ty: GgmlType,
-        dims: &[u64],
-        data: Vec<u8>,
-    ) -> Result<()> {
+    pub fn add_tensor(&mut self, name: impl Into<String>, ty: GgmlType, dims: &[u64], data: Vec<u8>) -> Result<()> {
         let name = name.into();
         if name.is_empty() || self.tensors.iter().any(|t| t.name == name) {
             return Err(ModelError::Write(format!(
@@ -121,15 +108,10 @@ impl GgufWriter {
             )));
         }
         if dims.is_empty() || dims.len() > super::MAX_DIMS || dims.contains(&0) {
-            return Err(ModelError::Write(format!(
-                "tensor '{name}': bad dims {dims:?}"
-            )));
+            return Err(ModelError::Write(format!("tensor '{name}': bad dims {dims:?}")));
         }
         let rows = dims[1..].iter().try_fold(1u64, |a, &d| a.checked_mul(d));
-        let want = ty
-            .row_bytes(dims[0])
-            .zip(rows)
-            .and_then(|(r, n)| r.checked_mul(n));
+        let want = ty.row_bytes(dims[0]).zip(rows).and_then(|(r, n)| r.checked_mul(n));
         if want != Some(data.len() as u64) {
             return Err(ModelError::Write(format!(
                 "tensor '{name}': {} bytes given, {ty} {dims:?} needs {want:?}",
@@ -152,10 +134,8 @@ impl GgufWriter {
         let io = |e: std::io::Error| ModelError::Write(e.to_string());
         w.put(&MAGIC).map_err(io)?;
         w.put(&self.version.to_le_bytes()).map_err(io)?;
-        w.put(&(self.tensors.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        w.put(&(self.metadata.len() as u64).to_le_bytes())
-            .map_err(io)?;
+        w.put(&(self.tensors.len() as u64).to_le_bytes()).map_err(io)?;
+        w.put(&(self.metadata.len() as u64).to_le_bytes()).map_err(io)?;
         for (k, v) in &self.metadata {
             layout.kv_offsets.push(w.n);
             put_str(&mut w, k).map_err(io)?;

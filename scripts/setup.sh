@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Installs everything TensorSharp's build and tests need on a fresh Debian/Ubuntu machine, then
+# fetches the test models. Idempotent: a second run only checks.
+#
+#   scripts/setup.sh            toolchain + system packages + Python test deps + models
+#   SETUP_NO_MODELS=1 ...       skip the model download
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "setup: $*" >&2; }
+
+# 1. Rust toolchain (rustup), with the aarch64 target for the cross tests.
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    say "installing Rust with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+  fi
+fi
+if command -v rustup >/dev/null 2>&1; then
+  rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
+  rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$' || rustup target add aarch64-unknown-linux-gnu
+fi
+
+# 2. System packages: C compilers (host + aarch64 cross), qemu-user, binutils, valgrind.
+need=()
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+command -v objdump >/dev/null 2>&1 || need+=(binutils)
+command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+if [ "${#need[@]}" -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  say "installing Debian packages: ${need[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# 3. Python test dependency: gguf-py, llama.cpp's reference GGUF reader (tests compare against it).
+if ! python3 -c 'import gguf' >/dev/null 2>&1; then
+  say "installing gguf-py (PyPI gguf==0.19.0)"
+  python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0 2>&1 | grep -v 'Running pip as the' >&2 || true
+  python3 -c 'import gguf' || { say "gguf-py could not be installed"; exit 1; }
+fi
+
+# 4. Test models (shared/MODELS.md) into the cache.
+if [ -z "${SETUP_NO_MODELS:-}" ]; then
+  scripts/fetch-models.sh --quiet >/dev/null
+fi
+say "ok"
