@@ -79,7 +79,8 @@ fn main() {
             .flag("-ffp-contract=off")
             .flag_if_supported("-fno-math-errno")
             .warnings(true)
-            .extra_warnings(true);
+            .extra_warnings(true)
+            .warnings_into_errors(true);
         for f in t.flags {
             b.flag(f);
         }

@@ -48,10 +48,10 @@ static inline float ts_bf2f(uint16_t h) {
 static inline void ts_cvt_f16_row(const ts_half *x, float *y, int64_t n) {
     int64_t i = 0;
 #if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
-    for (; i + 8 <= n; i += 8)
+    for (const int64_t n8 = n & ~(int64_t)7; i < n8; i += 8)
         _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x + i))));
 #elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
-    for (; i + 4 <= n; i += 4)
+    for (const int64_t n4 = n & ~(int64_t)3; i < n4; i += 4)
         vst1q_f32(y + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i))));
 #endif
     for (; i < n; i++) y[i] = ts_h2f(x[i]);
@@ -64,14 +64,14 @@ static inline float ts_dot_f32(const float *a, const float *b, int64_t n) {
     float sum = 0.0f;
 #if defined(TS_ISA_AVX512)
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    for (; i + 32 <= n; i += 32) {
+    for (const int64_t n32 = n & ~(int64_t)31; i < n32; i += 32) {
         acc0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i), _mm512_loadu_ps(b + i), acc0);
         acc1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + i + 16), _mm512_loadu_ps(b + i + 16), acc1);
     }
     sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 #elif defined(TS_ISA_AVX2)
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; i + 16 <= n; i += 16) {
+    for (const int64_t n16 = n & ~(int64_t)15; i < n16; i += 16) {
         acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
         acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
     }
@@ -82,7 +82,7 @@ static inline float ts_dot_f32(const float *a, const float *b, int64_t n) {
     sum = _mm_cvtss_f32(s4);
 #elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
     float32x4_t acc0 = vdupq_n_f32(0), acc1 = vdupq_n_f32(0);
-    for (; i + 8 <= n; i += 8) {
+    for (const int64_t n8 = n & ~(int64_t)7; i < n8; i += 8) {
         acc0 = vfmaq_f32(acc0, vld1q_f32(a + i), vld1q_f32(b + i));
         acc1 = vfmaq_f32(acc1, vld1q_f32(a + i + 4), vld1q_f32(b + i + 4));
     }

@@ -1,5 +1,9 @@
-//! TensorSharp runtime.
-//!
-//! Not built yet: this crate will hold the arena, memory plan, executor, KV cache, sampler,
-//! tokenizer and session (see `DESIGN.md`). It deliberately exposes nothing until those exist,
-//! so that nothing can depend on a pretend implementation.
+//! TensorSharp runtime: tokenizers, architecture specs, the CPU executor, KV cache, sampling
+//! and sessions (see `DESIGN.md`).
+#![deny(missing_docs)]
+
+pub mod error;
+pub mod tokenizer;
+
+pub use error::{Result, RuntimeError};
+pub use tokenizer::{StreamDecoder, Token, Tokenizer};

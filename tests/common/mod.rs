@@ -28,12 +28,27 @@ pub struct TestModel {
     pub n_layers: u64,
     /// Whether gguf-py (PyPI `gguf`) can read it (it does not know ggml type 42, Q2_0).
     pub gguf_py_reads: bool,
+    /// The llama.cpp reference outputs for this model (`shared/reference/<name>.json`).
+    pub reference: &'static str,
+}
+
+/// `shared/reference`, from `TSHARP_REFERENCE_DIR`.
+pub fn reference_dir() -> PathBuf {
+    std::env::var("TSHARP_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference")))
+}
+
+/// The parsed reference JSON of a model.
+pub fn reference(m: &TestModel) -> serde_json::Value {
+    let p = reference_dir().join(format!("{}.json", m.reference));
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 /// The five test models of shared/MODELS.md and shared/models. Panics with a hint when a
 /// registry model has not been fetched.
 pub fn test_models() -> Vec<TestModel> {
-    let m = |dir: PathBuf, file: &str, arch, n_layers, gguf_py_reads| {
+    let m = |dir: PathBuf, file: &str, arch, n_layers, gguf_py_reads, reference| {
         let path = dir.join(file);
         assert!(
             path.exists(),
@@ -45,17 +60,33 @@ pub fn test_models() -> Vec<TestModel> {
             arch,
             n_layers,
             gguf_py_reads,
+            reference,
         }
     };
     vec![
-        m(model_dir(), "SmolLM2-135M-Instruct.Q4_1.gguf", "llama", 30, true),
-        m(model_dir(), "gemma-3-270m-q4_k_m.gguf", "gemma3", 18, true),
+        m(
+            model_dir(),
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "llama",
+            30,
+            true,
+            "smollm2-135m-q4_1",
+        ),
+        m(
+            model_dir(),
+            "gemma-3-270m-q4_k_m.gguf",
+            "gemma3",
+            18,
+            true,
+            "gemma3-270m-q4_k_m",
+        ),
         m(
             model_dir(),
             "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
             "qwen2",
             24,
             true,
+            "qwen2.5-coder-0.5b-q4_k_m",
         ),
         m(
             shared_models_dir(),
@@ -63,6 +94,7 @@ pub fn test_models() -> Vec<TestModel> {
             "llama",
             30,
             false,
+            "smollm2-135m-q2_0",
         ),
         m(
             shared_models_dir(),
@@ -70,6 +102,7 @@ pub fn test_models() -> Vec<TestModel> {
             "llama",
             30,
             true,
+            "smollm2-135m-q2_k",
         ),
     ]
 }

@@ -1,0 +1,80 @@
+//! The one error type of `tensorsharp-runtime`.
+
+use tensorsharp_kernels::KernelError;
+use tensorsharp_models::ModelError;
+
+/// Everything that can go wrong while loading a model or running it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// The model file is malformed or unreadable.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A kernel was called with inconsistent sizes (a bug) or no kernel tier can run.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// `general.architecture` names an architecture we do not run.
+    #[error("unsupported architecture '{0}' (supported: llama, qwen2, gemma3)")]
+    UnsupportedArchitecture(String),
+    /// The tokenizer model or pre-tokenizer is not one we implement.
+    #[error("unsupported tokenizer: {0}")]
+    UnsupportedTokenizer(String),
+    /// A required hyperparameter is missing or out of range.
+    #[error("model hyperparameter '{key}': {problem}")]
+    BadHyperparameter {
+        /// The GGUF key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A tensor the architecture needs is missing or has the wrong shape or type.
+    #[error("tensor '{name}': {problem}")]
+    BadTensor {
+        /// The tensor name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A caller-supplied parameter is out of range.
+    #[error("invalid parameter {name}: {problem}")]
+    InvalidParameter {
+        /// The parameter.
+        name: &'static str,
+        /// What is wrong and what is allowed.
+        problem: String,
+    },
+    /// The prompt plus the tokens to generate do not fit in the context.
+    #[error(
+        "context full: {needed} tokens needed, the context holds {n_ctx} (use a larger --ctx or a shorter prompt)"
+    )]
+    ContextFull {
+        /// Tokens needed.
+        needed: usize,
+        /// Context size.
+        n_ctx: usize,
+    },
+    /// A token id outside the vocabulary.
+    #[error("token id {id} is outside the vocabulary of {n_vocab}")]
+    BadToken {
+        /// The id.
+        id: u32,
+        /// The vocabulary size.
+        n_vocab: usize,
+    },
+    /// Generation was cancelled.
+    #[error("cancelled")]
+    Cancelled,
+    /// An I/O error outside the model file.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result type of this crate.
+pub type Result<T> = std::result::Result<T, RuntimeError>;
+
+pub(crate) fn bad_hparam(key: impl Into<String>, problem: impl Into<String>) -> RuntimeError {
+    RuntimeError::BadHyperparameter {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
