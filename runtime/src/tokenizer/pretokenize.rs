@@ -56,7 +56,7 @@ impl PreTokenizer {
             PreTokenizer::Llama3 => stage(&cs, whole, |c, o| llama3(c, o, Some(3))),
             PreTokenizer::Qwen2 => stage(&cs, whole, |c, o| llama3(c, o, Some(1))),
             PreTokenizer::Default => {
-                let p = stage(&cs, whole, |c, o| runs(c, o, |f, ch| is_default_punct(f, ch), false));
+                let p = stage(&cs, whole, |c, o| runs(c, o, is_default_punct, false));
                 let p = stage(&cs, p, gpt2);
                 let p = stage(&cs, p, |c, o| runs(c, o, |f, _| f.number, false));
                 stage(&cs, p, digits3)
@@ -67,9 +67,8 @@ impl PreTokenizer {
     }
 }
 
-fn is_default_punct(f: Flags, c: char) -> bool {
+fn is_default_punct(_: Flags, c: char) -> bool {
     use unicode_general_category::{get_general_category, GeneralCategory as G};
-    let _ = f;
     matches!(
         get_general_category(c),
         G::ConnectorPunctuation
