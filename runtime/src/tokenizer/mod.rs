@@ -52,10 +52,11 @@ impl TokenType {
     }
 }
 
-/// Which algorithm turns text into tokens.
+/// Which algorithm turns text into tokens (one per tokenizer, so the size difference is moot).
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 enum Model {
-    Bpe(Box<bpe::Bpe>),
+    Bpe(bpe::Bpe),
     Spm(spm::Spm),
 }
 
@@ -148,7 +149,7 @@ impl Tokenizer {
                 let pre = PreTokenizer::from_name(f.get_str("tokenizer.ggml.pre")?)?;
                 let merges = strings(f, "tokenizer.ggml.merges")?
                     .ok_or_else(|| crate::error::bad_hparam("tokenizer.ggml.merges", "missing for a BPE tokenizer"))?;
-                Model::Bpe(Box::new(bpe::Bpe::new(pre, &merges, &token_to_id)))
+                Model::Bpe(bpe::Bpe::new(pre, &merges, &token_to_id))
             }
             "llama" => Model::Spm(spm::Spm::new(
                 f.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(true),
