@@ -1,6 +1,8 @@
 //! `tsharp`: the TensorSharp command-line tool.
 
+mod default_model;
 mod info;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +31,12 @@ enum Command {
     },
     /// Print the CPU kernel tiers this machine can run and the one that would be used.
     Kernels,
+    /// Generate text: streams to stdout, timings to stderr (like llama.cpp's CLI).
+    Run(run::RunArgs),
+    /// Print the token ids of a text as a JSON list.
+    Tokenize(run::TokenizeArgs),
+    /// Print the text of token ids.
+    Detokenize(run::DetokenizeArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +47,9 @@ fn main() -> ExitCode {
             info::kernels();
             Ok(())
         }
+        Command::Run(a) => run::run(a),
+        Command::Tokenize(a) => run::tokenize(a),
+        Command::Detokenize(a) => run::detokenize(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,14 +6,6 @@ mod common;
 use tensorsharp_models::GgufFile;
 use tensorsharp_runtime::Tokenizer;
 
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 #[test]
 fn tokenization_matches_llama_cpp_exactly() {
     let mut failures = Vec::new();
@@ -26,7 +18,7 @@ fn tokenization_matches_llama_cpp_exactly() {
         for case in r["tokenize"].as_array().unwrap() {
             let text = case["text"].as_str().unwrap();
             for (mode, add, parse) in [("add_special_parse_special", true, true), ("no_special", false, false)] {
-                let want = ids(&case[mode]);
+                let want = common::ids(&case[mode]);
                 let got = tok.tokenize(text, add, parse);
                 checked += 1;
                 if got != want {

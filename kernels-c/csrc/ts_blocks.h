@@ -36,10 +36,13 @@ typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; ts_half d; 
 typedef struct { uint8_t qs[64]; ts_half d; } ts_block_tq2_0;
 
 /* Activations quantized on the fly: blocks of 32, one f32 scale, and the integer sums of each
- * half (16 values). One format serves every quantized weight type: the sums carry the
+ * half (16 values). One block format serves every quantized weight type (two quantizers fill it:
+ * per-32 scales, or one scale per 256 as llama.cpp's Q8_K for K-quants): the sums carry the
  * min/offset terms (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) and the 16-element sub-block scales
- * (Q2_K, Q3_K, Q6_K). Values are in [-127, 127] (never -128), which the x86 sign trick needs. */
-typedef struct { float d; int16_t s[2]; int8_t qs[32]; } ts_block_q8a;
+ * (Q2_K, Q3_K, Q6_K). `sd` is the block sum times the scale as llama.cpp's Q8_1 keeps it (rounded
+ * to f16), used for the min term of Q4_1 and Q5_1. Values are in [-127, 127] (never -128), which
+ * the x86 sign trick needs. */
+typedef struct { float d; float sd; int16_t s[2]; int8_t qs[32]; } ts_block_q8a;
 
 _Static_assert(sizeof(ts_block_q4_0) == 18, "q4_0 size");
 _Static_assert(sizeof(ts_block_q4_1) == 20, "q4_1 size");
@@ -54,7 +57,7 @@ _Static_assert(sizeof(ts_block_q4_k) == 144, "q4_k size");
 _Static_assert(sizeof(ts_block_q5_k) == 176, "q5_k size");
 _Static_assert(sizeof(ts_block_q6_k) == 210, "q6_k size");
 _Static_assert(sizeof(ts_block_tq2_0) == 66, "tq2_0 size");
-_Static_assert(sizeof(ts_block_q8a) == 40, "q8a size");
+_Static_assert(sizeof(ts_block_q8a) == 44, "q8a size");
 
 /* Row kernels. `n` is the row length in elements (a multiple of the type's block size, and of 32
  * for the q8a path). Strides are in bytes for weights and q8a activations, in elements for f32
@@ -78,7 +81,8 @@ typedef struct {
     ts_dequant_fn dequant[TS_NTYPES];
     ts_mm_q8a_fn mm_q8a[TS_NTYPES]; /* NULL for float weight types (they use mm_f32) */
     ts_mm_f32_fn mm_f32[TS_NTYPES];
-    ts_quantize_q8a_fn quantize_q8a;
+    ts_quantize_q8a_fn quantize_q8a;   /* per-32 scales (Q8_0 / Q8_1 style) */
+    ts_quantize_q8a_fn quantize_q8a_k; /* per-256 scales (Q8_K style; n % 256 == 0) */
 } ts_kernel_table;
 
 const ts_kernel_table *ts_scalar_kernel_table(void);

@@ -250,6 +250,8 @@ static inline int32_t ts_round(float v) {
     return bits - 0x4B400000;
 }
 
+/* Per-32 blocks, as llama.cpp's x86 Q8_0/Q8_1 quantizer: values RNE(x * 127/amax), scale
+ * amax/127 rounded to f16 (stored here as the f32 value of that f16). */
 void TS_FN(quantize_q8a)(const float *x, ts_block_q8a *y, int64_t n) {
     for (int64_t b = 0; b < n / 32; b++) {
         const float *xb = x + 32 * b;
@@ -258,8 +260,7 @@ void TS_FN(quantize_q8a)(const float *x, ts_block_q8a *y, int64_t n) {
             const float v = xb[j] < 0 ? -xb[j] : xb[j];
             amax = v > amax ? v : amax;
         }
-        const float d = amax / 127.0f;
-        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
         int32_t s0 = 0, s1 = 0;
         for (int j = 0; j < 32; j++) {
             int32_t q = ts_round(xb[j] * id);
@@ -267,28 +268,65 @@ void TS_FN(quantize_q8a)(const float *x, ts_block_q8a *y, int64_t n) {
             y[b].qs[j] = (int8_t)q;
             if (j < 16) s0 += q; else s1 += q;
         }
-        y[b].d = d;
+        y[b].d = ts_h2f(ts_f2h(amax / 127.0f));
+        y[b].sd = ts_h2f(ts_f2h(amax / 127.0f * (float)(s0 + s1)));
         y[b].s[0] = (int16_t)s0;
         y[b].s[1] = (int16_t)s1;
     }
 }
 
+/* Per-256 super-blocks, as llama.cpp's Q8_K quantizer (used with K-quants): one f32 scale for
+ * 256 values, iscale = -127/max where max is the value of largest magnitude; every one of the
+ * 8 q8a blocks of a super-block carries the same scale. */
+void TS_FN(quantize_q8a_k)(const float *x, ts_block_q8a *y, int64_t n) {
+    for (int64_t sb = 0; sb < n / TS_QK_K; sb++) {
+        const float *xs = x + TS_QK_K * sb;
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < TS_QK_K; j++) {
+            const float ax = xs[j] < 0 ? -xs[j] : xs[j];
+            if (ax > amax) { amax = ax; max = xs[j]; }
+        }
+        const float iscale = amax != 0.0f ? -127.0f / max : 0.0f;
+        const float d = amax != 0.0f ? 1.0f / iscale : 0.0f;
+        for (int b = 0; b < TS_QK_K / 32; b++) {
+            ts_block_q8a *yb = y + sb * (TS_QK_K / 32) + b;
+            int32_t s0 = 0, s1 = 0;
+            for (int j = 0; j < 32; j++) {
+                int32_t q = ts_round(iscale * xs[32 * b + j]);
+                q = q > 127 ? 127 : (q < -127 ? -127 : q);
+                yb->qs[j] = (int8_t)q;
+                if (j < 16) s0 += q; else s1 += q;
+            }
+            yb->d = d;
+            yb->sd = d * (float)(s0 + s1);
+            yb->s[0] = (int16_t)s0;
+            yb->s[1] = (int16_t)s1;
+        }
+    }
+}
+
 /* ---- kernel templates ---------------------------------------------------------------- */
 
+/* BLOCK_MIN: the type has one min per 32 (Q4_1, Q5_1), whose term uses the activation block's
+ * f16-rounded sum `sd` as llama.cpp does; otherwise mins (K-quants) use the integer half sums. */
 static inline float q8a_block_dot(const int8_t *w8, const float *sc, const float *mn,
-                                  const ts_block_q8a *ab, int nchunks) {
+                                  const ts_block_q8a *ab, int nchunks, int block_min) {
     float acc = 0.0f;
     for (int k = 0; k < nchunks; k++) {
         int32_t lo, hi;
         ts_dot_s8x32(w8 + 32 * k, ab[k].qs, &lo, &hi);
-        const float part = sc[2 * k] * (float)lo + sc[2 * k + 1] * (float)hi +
-                           mn[2 * k] * (float)ab[k].s[0] + mn[2 * k + 1] * (float)ab[k].s[1];
-        acc += ab[k].d * part;
+        if (block_min) {
+            acc += ab[k].d * (sc[2 * k] * (float)(lo + hi)) + mn[2 * k] * ab[k].sd;
+        } else {
+            const float part = sc[2 * k] * (float)lo + sc[2 * k + 1] * (float)hi +
+                               mn[2 * k] * (float)ab[k].s[0] + mn[2 * k + 1] * (float)ab[k].s[1];
+            acc += ab[k].d * part;
+        }
     }
     return acc;
 }
 
-#define DEFINE_QUANT_KERNELS(T, QK, BLOCK)                                                      \
+#define DEFINE_QUANT_KERNELS(T, QK, BLOCK, BLOCK_MIN)                                                    \
     static void TS_FN(dequant_##T)(const void *w, float *y, int64_t n) {                       \
         for (int64_t b = 0; b < n / (QK); b++) {                                                \
             int8_t w8[QK];                                                                      \
@@ -314,7 +352,7 @@ static inline float q8a_block_dot(const int8_t *w8, const float *sc, const float
                         const ts_block_q8a *ab =                                                \
                             (const ts_block_q8a *)((const uint8_t *)a + (c0 + c) * as) +        \
                             b * ((QK) / 32);                                                    \
-                        acc[c] += q8a_block_dot(w8, sc, mn, ab, (QK) / 32);                     \
+                        acc[c] += q8a_block_dot(w8, sc, mn, ab, (QK) / 32, BLOCK_MIN);                     \
                     }                                                                           \
                 }                                                                               \
                 for (int c = 0; c < nc; c++) y[(c0 + c) * ys + r] = acc[c];                     \
@@ -340,19 +378,19 @@ static inline float q8a_block_dot(const int8_t *w8, const float *sc, const float
         }                                                                                       \
     }
 
-DEFINE_QUANT_KERNELS(q4_0, 32, ts_block_q4_0)
-DEFINE_QUANT_KERNELS(q4_1, 32, ts_block_q4_1)
-DEFINE_QUANT_KERNELS(q5_0, 32, ts_block_q5_0)
-DEFINE_QUANT_KERNELS(q5_1, 32, ts_block_q5_1)
-DEFINE_QUANT_KERNELS(q8_0, 32, ts_block_q8_0)
-DEFINE_QUANT_KERNELS(iq4_nl, 32, ts_block_iq4_nl)
-DEFINE_QUANT_KERNELS(q2_0, 64, ts_block_q2_0)
-DEFINE_QUANT_KERNELS(tq2_0, 256, ts_block_tq2_0)
-DEFINE_QUANT_KERNELS(q2_k, 256, ts_block_q2_k)
-DEFINE_QUANT_KERNELS(q3_k, 256, ts_block_q3_k)
-DEFINE_QUANT_KERNELS(q4_k, 256, ts_block_q4_k)
-DEFINE_QUANT_KERNELS(q5_k, 256, ts_block_q5_k)
-DEFINE_QUANT_KERNELS(q6_k, 256, ts_block_q6_k)
+DEFINE_QUANT_KERNELS(q4_0, 32, ts_block_q4_0, 0)
+DEFINE_QUANT_KERNELS(q4_1, 32, ts_block_q4_1, 1)
+DEFINE_QUANT_KERNELS(q5_0, 32, ts_block_q5_0, 0)
+DEFINE_QUANT_KERNELS(q5_1, 32, ts_block_q5_1, 1)
+DEFINE_QUANT_KERNELS(q8_0, 32, ts_block_q8_0, 0)
+DEFINE_QUANT_KERNELS(iq4_nl, 32, ts_block_iq4_nl, 0)
+DEFINE_QUANT_KERNELS(q2_0, 64, ts_block_q2_0, 0)
+DEFINE_QUANT_KERNELS(tq2_0, 256, ts_block_tq2_0, 0)
+DEFINE_QUANT_KERNELS(q2_k, 256, ts_block_q2_k, 0)
+DEFINE_QUANT_KERNELS(q3_k, 256, ts_block_q3_k, 0)
+DEFINE_QUANT_KERNELS(q4_k, 256, ts_block_q4_k, 0)
+DEFINE_QUANT_KERNELS(q5_k, 256, ts_block_q5_k, 0)
+DEFINE_QUANT_KERNELS(q6_k, 256, ts_block_q6_k, 0)
 
 /* ---- float weight types (f32 activations only) --------------------------------------- */
 
@@ -411,6 +449,7 @@ static const ts_kernel_table TABLE = {
     .mm_q8a = {ALL_TYPES(M)},
     .mm_f32 = {ALL_TYPES(F), F(f32, TS_T_F32), F(f16, TS_T_F16), F(bf16, TS_T_BF16)},
     .quantize_q8a = TS_FN(quantize_q8a),
+    .quantize_q8a_k = TS_FN(quantize_q8a_k),
 };
 
 const ts_kernel_table *TS_FN(kernel_table)(void) { return &TABLE; }

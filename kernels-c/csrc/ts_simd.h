@@ -37,6 +37,29 @@ static inline float ts_h2f(ts_half h) {
     return f;
 }
 
+/* f32 -> IEEE half bits, round to nearest even (overflow to infinity). */
+static inline ts_half ts_f2h(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000u, man = x & 0x7fffffu;
+    const int32_t exp = (int32_t)((x >> 23) & 0xffu);
+    if (exp == 0xff) return (ts_half)(sign | 0x7c00u | (man ? 0x200u : 0u));
+    const int32_t e = exp - 127 + 15;
+    if (e >= 0x1f) return (ts_half)(sign | 0x7c00u);
+    if (e <= 0) {
+        if (e < -10) return (ts_half)sign;
+        const uint32_t m = man | 0x800000u, shift = (uint32_t)(14 - e), half = 1u << (shift - 1);
+        const uint32_t rem = m & ((1u << shift) - 1);
+        uint32_t r = m >> shift;
+        if (rem > half || (rem == half && (r & 1u))) r++;
+        return (ts_half)(sign | r);
+    }
+    uint32_t r = ((uint32_t)e << 10) | (man >> 13);
+    const uint32_t rem = man & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r++;
+    return (ts_half)(sign | r);
+}
+
 static inline float ts_bf2f(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float f;

@@ -45,19 +45,30 @@ blocks! {
     BlockQ6K { ql: [u8; 128], qh: [u8; 64], scales: [i8; 16], d: u16 } = 210;
     /// TQ2_0: 256 × 2-bit ternary, value (q-1)·d.
     BlockTq2_0 { qs: [u8; 64], d: u16 } = 66;
-    /// Our 8-bit activation block: 32 values in [-127, 127], scale `d`, and the sums of each
-    /// half of 16 (`s`). One format for every quantized weight type.
-    BlockQ8a { d: f32, s: [i16; 2], qs: [i8; 32] } = 40;
+    /// Our 8-bit activation block: 32 values in [-127, 127], scale `d`, the block sum times the
+    /// scale as llama.cpp's Q8_1 keeps it (`sd`, f16-rounded for per-32 quantization), and the
+    /// integer sums of each half of 16 (`s`). One format for every quantized weight type.
+    BlockQ8a { d: f32, sd: f32, s: [i16; 2], qs: [i8; 32] } = 44;
 }
 
 impl Default for BlockQ8a {
     fn default() -> Self {
         BlockQ8a {
             d: 0.0,
+            sd: 0.0,
             s: [0; 2],
             qs: [0; 32],
         }
     }
+}
+
+/// How a vector of activations is quantized into [`BlockQ8a`] blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ActQuant {
+    /// One scale per 32 values, rounded to f16 (llama.cpp's Q8_0 / Q8_1).
+    PerBlock,
+    /// One f32 scale per 256 values (llama.cpp's Q8_K); the length must be a multiple of 256.
+    PerSuperBlock,
 }
 
 /// Elements per activation block.
@@ -163,6 +174,17 @@ impl WType {
             WType::Q2_0 => size_of::<BlockQ2_0>(),
             WType::IQ4_NL => size_of::<BlockIq4Nl>(),
             WType::TQ2_0 => size_of::<BlockTq2_0>(),
+        }
+    }
+
+    /// How activations are quantized for this type (as llama.cpp does, so results agree with it):
+    /// per-32 scales for the legacy types, one scale per 256 for K-quants and TQ2_0.
+    pub fn act_quant(self) -> ActQuant {
+        match self {
+            WType::Q2_K | WType::Q3_K | WType::Q4_K | WType::Q5_K | WType::Q6_K | WType::TQ2_0 => {
+                ActQuant::PerSuperBlock
+            }
+            _ => ActQuant::PerBlock,
         }
     }
 

@@ -37,6 +37,7 @@ pub(crate) struct KernelTable {
     pub mm_q8a: [Option<MmQ8aFn>; NTYPES],
     pub mm_f32: [Option<MmF32Fn>; NTYPES],
     pub quantize_q8a: Option<QuantizeQ8aFn>,
+    pub quantize_q8a_k: Option<QuantizeQ8aFn>,
 }
 
 // SAFETY: the tables are immutable statics in C (function pointers and a string literal).

@@ -21,7 +21,7 @@ mod ffi;
 pub mod reference;
 mod tier;
 
-pub use blocks::{BlockQ8a, WType, QK_A};
+pub use blocks::{ActQuant, BlockQ8a, WType, QK_A};
 pub use tier::{Tier, TIER_ENV};
 
 /// Errors from the kernel entry points. Every one is a caller mistake caught before any C code
@@ -127,13 +127,38 @@ impl Kernels {
         Ok(())
     }
 
-    /// Quantizes activations: `x.len()` must be a multiple of 32 and `y` hold `x.len() / 32` blocks.
+    /// Quantizes activations with per-32 scales ([`ActQuant::PerBlock`]): `x.len()` must be a
+    /// multiple of 32 and `y` hold `x.len() / 32` blocks.
     pub fn quantize_q8a(&self, x: &[f32], y: &mut [BlockQ8a]) -> Result<()> {
-        check(x.len().is_multiple_of(QK_A) && y.len() == x.len() / QK_A, || {
-            format!("quantize_q8a: {} values into {} blocks of 32", x.len(), y.len())
+        self.quantize(ActQuant::PerBlock, x, y)
+    }
+
+    /// Quantizes activations the way weight type `wtype` expects them ([`WType::act_quant`]).
+    pub fn quantize_for(&self, wtype: WType, x: &[f32], y: &mut [BlockQ8a]) -> Result<()> {
+        self.quantize(wtype.act_quant(), x, y)
+    }
+
+    /// Quantizes activations with the given scheme (`x.len()` a multiple of 32, or of 256 for
+    /// [`ActQuant::PerSuperBlock`]; `y` holds `x.len() / 32` blocks).
+    pub fn quantize(&self, how: ActQuant, x: &[f32], y: &mut [BlockQ8a]) -> Result<()> {
+        let unit = if how == ActQuant::PerSuperBlock {
+            blocks::QK_K
+        } else {
+            QK_A
+        };
+        check(x.len().is_multiple_of(unit) && y.len() == x.len() / QK_A, || {
+            format!(
+                "quantize {how:?}: {} values into {} blocks of 32 (length must be a multiple of {unit})",
+                x.len(),
+                y.len()
+            )
         })?;
-        let f = self.table.quantize_q8a.ok_or(KernelError::Unsupported {
-            op: "quantize_q8a",
+        let f = match how {
+            ActQuant::PerBlock => self.table.quantize_q8a,
+            ActQuant::PerSuperBlock => self.table.quantize_q8a_k,
+        }
+        .ok_or(KernelError::Unsupported {
+            op: "quantize",
             wtype: WType::F32,
         })?;
         // SAFETY: lengths checked above; the kernel reads x.len() floats and writes x.len()/32 blocks.
@@ -219,6 +244,88 @@ impl Kernels {
             )
         };
         Ok(())
+    }
+
+    /// Raw, strided form of [`matmul_q8a`](Self::matmul_q8a) for executors that split rows
+    /// across threads: `y[c * y_stride + r] = row_r · a_c` for `r < nrows`, `c < ncols`, where row
+    /// `r` starts at `w + r * w_stride` and activation `c` at `a + c * a_stride` bytes.
+    ///
+    /// # Safety
+    /// `w` must be readable for `nrows` rows of `n` elements of `wtype` at stride `w_stride`;
+    /// `a` readable for `ncols` vectors of `n / 32` blocks at byte stride `a_stride`; `y`
+    /// writable at every `c * y_stride + r`; no other thread may write those outputs meanwhile.
+    /// `n` must be a multiple of 32 and of the type's block size, and `wtype` must take 8-bit
+    /// activations ([`WType::uses_q8a`]); otherwise the call does nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn matmul_q8a_raw(
+        &self,
+        wtype: WType,
+        w: *const u8,
+        w_stride: usize,
+        nrows: usize,
+        a: *const BlockQ8a,
+        a_stride: usize,
+        ncols: usize,
+        y: *mut f32,
+        y_stride: usize,
+        n: usize,
+    ) {
+        if let (Some(f), Some(_)) = (
+            self.table.mm_q8a[wtype as usize],
+            wtype.row_bytes(n).filter(|_| n.is_multiple_of(QK_A)),
+        ) {
+            // SAFETY: forwarded to the caller's contract above.
+            unsafe {
+                f(
+                    w,
+                    w_stride,
+                    nrows as i64,
+                    a,
+                    a_stride,
+                    ncols as i64,
+                    y,
+                    y_stride,
+                    n as i64,
+                )
+            }
+        }
+    }
+
+    /// Raw, strided form of [`matmul_f32`](Self::matmul_f32); `x_stride` is in elements.
+    ///
+    /// # Safety
+    /// As for [`matmul_q8a_raw`](Self::matmul_q8a_raw), with `x` readable for `ncols` vectors of
+    /// `n` floats at stride `x_stride`. `n` must be a multiple of the type's block size.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn matmul_f32_raw(
+        &self,
+        wtype: WType,
+        w: *const u8,
+        w_stride: usize,
+        nrows: usize,
+        x: *const f32,
+        x_stride: usize,
+        ncols: usize,
+        y: *mut f32,
+        y_stride: usize,
+        n: usize,
+    ) {
+        if let (Some(f), Some(_)) = (self.table.mm_f32[wtype as usize], wtype.row_bytes(n)) {
+            // SAFETY: forwarded to the caller's contract above.
+            unsafe {
+                f(
+                    w,
+                    w_stride,
+                    nrows as i64,
+                    x,
+                    x_stride,
+                    ncols as i64,
+                    y,
+                    y_stride,
+                    n as i64,
+                )
+            }
+        }
     }
 
     /// One weight row against one 8-bit activation vector.

@@ -187,15 +187,15 @@ fn dequant_block(t: WType, b: &[u8], y: &mut Vec<f32>) {
     }
 }
 
-/// Quantizes activations to [`BlockQ8a`] (round half to even, scale max|x|/127).
+/// Quantizes activations with per-32 scales: values round-half-even(x · 127/amax), scale
+/// amax/127 rounded to f16 (llama.cpp's x86 Q8_0 quantizer).
 pub fn quantize_q8a(x: &[f32]) -> Vec<BlockQ8a> {
     x.chunks_exact(QK_A)
         .map(|xb| {
             let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let d = amax / 127.0;
-            let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+            let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
             let mut b = BlockQ8a {
-                d,
+                d: f16_to_f32(f32_to_f16(amax / 127.0)),
                 ..Default::default()
             };
             for (j, v) in xb.iter().enumerate() {
@@ -203,9 +203,75 @@ pub fn quantize_q8a(x: &[f32]) -> Vec<BlockQ8a> {
                 b.qs[j] = q;
                 b.s[j / 16] += i16::from(q);
             }
+            b.sd = f16_to_f32(f32_to_f16(amax / 127.0 * f32::from(b.s[0] + b.s[1])));
             b
         })
         .collect()
+}
+
+/// Quantizes activations with one scale per 256 values (llama.cpp's Q8_K): iscale = -127/max
+/// where max is the value of largest magnitude (the first one on ties), scale 1/iscale.
+pub fn quantize_q8a_k(x: &[f32]) -> Vec<BlockQ8a> {
+    let mut out = Vec::with_capacity(x.len() / QK_A);
+    for xs in x.chunks_exact(QK_K) {
+        let (mut amax, mut max) = (0f32, 0f32);
+        for &v in xs {
+            if v.abs() > amax {
+                amax = v.abs();
+                max = v;
+            }
+        }
+        let iscale = if amax != 0.0 { -127.0 / max } else { 0.0 };
+        let d = if amax != 0.0 { 1.0 / iscale } else { 0.0 };
+        for xb in xs.chunks_exact(QK_A) {
+            let mut b = BlockQ8a {
+                d,
+                ..Default::default()
+            };
+            for (j, v) in xb.iter().enumerate() {
+                let q = (iscale * v).round_ties_even().min(127.0) as i8;
+                b.qs[j] = q;
+                b.s[j / 16] += i16::from(q);
+            }
+            b.sd = d * f32::from(b.s[0] + b.s[1]);
+            out.push(b);
+        }
+    }
+    out
+}
+
+/// Quantizes activations the way weight type `t` expects them.
+pub fn quantize_for(t: WType, x: &[f32]) -> Vec<BlockQ8a> {
+    match t.act_quant() {
+        crate::ActQuant::PerBlock => quantize_q8a(x),
+        crate::ActQuant::PerSuperBlock => quantize_q8a_k(x),
+    }
+}
+
+/// f32 to IEEE half bits, round to nearest even.
+pub fn f32_to_f16(f: f32) -> u16 {
+    // Exhaustive search over the two neighbours of the truncated value keeps this obviously right.
+    if f.is_nan() {
+        return 0x7e00;
+    }
+    let sign = if f.is_sign_negative() { 0x8000u16 } else { 0 };
+    let a = f.abs();
+    if a >= 65520.0 {
+        return sign | 0x7c00;
+    }
+    // Largest half not above `a`, by binary search over the ordered positive halves.
+    let (mut lo, mut hi) = (0u16, 0x7c00u16);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if f16_to_f32(mid) <= a {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let (dl, dh) = (a - f16_to_f32(lo), f16_to_f32(hi) - a);
+    let pick = if dl < dh || (dl == dh && lo % 2 == 0) { lo } else { hi };
+    sign | pick
 }
 
 /// The float activations a [`BlockQ8a`] vector stands for.
@@ -224,8 +290,23 @@ pub fn dot_f32(t: WType, w: &[u8], x: &[f32]) -> f64 {
         .sum()
 }
 
-/// `dequantize(w) · dequantize_q8a(a)` in f64: what the 8-bit kernels compute, without their
-/// float rounding.
+/// What the 8-bit kernels compute, in f64 without their float rounding:
+/// `dequantize(w) · dequantize_q8a(a)`, except that for Q4_1 and Q5_1 the min term uses the
+/// block's rounded sum `sd` (as llama.cpp does) instead of the exact one.
 pub fn dot_q8a(t: WType, w: &[u8], a: &[BlockQ8a]) -> f64 {
-    dot_f32(t, w, &dequantize_q8a(a))
+    let exact = dot_f32(t, w, &dequantize_q8a(a));
+    if !matches!(t, WType::Q4_1 | WType::Q5_1) {
+        return exact;
+    }
+    let bb = t.block_bytes();
+    let correction: f64 = w
+        .chunks_exact(bb)
+        .zip(a)
+        .map(|(blk, ab)| {
+            let m = f64::from(h(blk, 2));
+            let exact_sum = f64::from(ab.d) * f64::from(ab.s[0] + ab.s[1]);
+            m * (f64::from(ab.sd) - exact_sum)
+        })
+        .sum();
+    exact + correction
 }

@@ -12,7 +12,7 @@
 //!   from the fixture itself) plus the float term above; and, separately, that the kernel
 //!   agrees with the plain-Rust reference on the same quantized activations to 1e-5 relative.
 
-use tensorsharp_kernels::{reference, BlockQ8a, Kernels, Tier, WType};
+use tensorsharp_kernels::{reference, ActQuant, BlockQ8a, Kernels, Tier, WType};
 use tensorsharp_models::GgufFile;
 
 fn fixture_path() -> String {
@@ -129,7 +129,7 @@ fn dequantize_matches_ggml_on_every_tier() {
 fn q8a_bound(w: &[f32], a: &[BlockQ8a]) -> f64 {
     w.chunks(32)
         .zip(a)
-        .map(|(wb, ab)| f64::from(ab.d) / 2.0 * wb.iter().map(|v| f64::from(v.abs())).sum::<f64>())
+        .map(|(wb, ab)| f64::from(ab.d.abs()) / 2.0 * wb.iter().map(|v| f64::from(v.abs())).sum::<f64>())
         .sum()
 }
 
@@ -149,7 +149,9 @@ fn dot_products_match_ggml_on_every_tier() {
         for tier in Tier::supported() {
             let k = Kernels::new(tier).unwrap();
             let mut xq = vec![BlockQ8a::default(); n / 32];
-            k.quantize_q8a(&x, &mut xq).unwrap();
+            if t.uses_q8a() {
+                k.quantize_for(t, &x, &mut xq).unwrap();
+            }
             let (mut worst_f32, mut worst_q8) = (0f64, 0f64);
             for r in 0..rows {
                 let wrow = &q[r * rb..(r + 1) * rb];
@@ -246,7 +248,7 @@ fn multi_row_and_multi_column_variants_agree_with_single_dots() {
                 continue;
             }
             let mut aq = vec![BlockQ8a::default(); xs.len() / 32];
-            k.quantize_q8a(&xs, &mut aq).unwrap();
+            k.quantize_for(t, &xs, &mut aq).unwrap();
             k.matmul_q8a(t, q, rows, &aq, cols.len(), &mut ys).unwrap();
             let per = n / 32;
             for c in 0..cols.len() {
@@ -271,19 +273,44 @@ fn multi_row_and_multi_column_variants_agree_with_single_dots() {
 fn activation_quantization_is_identical_on_every_tier_and_matches_reference() {
     let fx = Fixture::open();
     let w = fx.f32s("w.f32"); // rows with zeros, constants, huge, tiny and outlier values
-    let want = reference::quantize_q8a(&w);
-    for tier in Tier::supported() {
-        let k = Kernels::new(tier).unwrap();
-        let mut got = vec![BlockQ8a::default(); w.len() / 32];
-        k.quantize_q8a(&w, &mut got).unwrap();
-        for (i, (g, r)) in got.iter().zip(&want).enumerate() {
-            assert_eq!(
-                (g.d.to_bits(), g.s, g.qs),
-                (r.d.to_bits(), r.s, r.qs),
-                "{tier} block {i}"
-            );
-            assert!(g.qs.iter().all(|&q| q != -128));
+    for how in [ActQuant::PerBlock, ActQuant::PerSuperBlock] {
+        let want = match how {
+            ActQuant::PerBlock => reference::quantize_q8a(&w),
+            ActQuant::PerSuperBlock => reference::quantize_q8a_k(&w),
+        };
+        for tier in Tier::supported() {
+            let k = Kernels::new(tier).unwrap();
+            let mut got = vec![BlockQ8a::default(); w.len() / 32];
+            k.quantize(how, &w, &mut got).unwrap();
+            for (i, (g, r)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(
+                    (g.d.to_bits(), g.s, g.qs),
+                    (r.d.to_bits(), r.s, r.qs),
+                    "{tier} {how:?} block {i}"
+                );
+                assert!(g.qs.iter().all(|&q| q != -128));
+            }
         }
+    }
+}
+
+#[test]
+fn f16_rounding_of_the_reference_is_to_nearest() {
+    // The per-32 quantizer rounds scales to f16; check the reference's rounding on a sweep with
+    // ties, subnormals and the overflow edge.
+    for bits in (0u32..0x4780_0000)
+        .step_by(40_099)
+        .chain([0x3380_0000, 0x3f80_1000, 0x3f80_3000, 0x477f_e000])
+    {
+        let f = f32::from_bits(bits);
+        let h = reference::f32_to_f16(f);
+        let back = reference::f16_to_f32(h);
+        let lo = reference::f16_to_f32(h.saturating_sub(1));
+        let hi = reference::f16_to_f32(h + 1);
+        assert!(
+            (f - back).abs() <= (f - lo).abs() && (f - back).abs() <= (hi - f).abs(),
+            "{f} -> {back}"
+        );
     }
 }
 

@@ -151,6 +151,25 @@ pub enum ModelError {
     /// A tensor that does not exist in the file.
     #[error("no tensor named '{0}'")]
     NoSuchTensor(String),
+    /// `general.architecture` names an architecture we do not run (or is missing).
+    #[error("unsupported architecture '{0}' (supported: llama, qwen2, gemma3)")]
+    UnsupportedArchitecture(String),
+    /// A required hyperparameter is missing or out of range.
+    #[error("model hyperparameter '{key}': {problem}")]
+    BadHyperparameter {
+        /// The GGUF key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A tensor the architecture needs is missing, or has the wrong shape or type.
+    #[error("tensor '{name}': {problem}")]
+    BadTensor {
+        /// The tensor name.
+        name: String,
+        /// What is wrong.
+        problem: String,
+    },
     /// The writer was given inconsistent input.
     #[error("cannot write GGUF: {0}")]
     Write(String),

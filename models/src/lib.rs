@@ -2,6 +2,7 @@
 //!
 //! - [`gguf`]: a zero-copy, bounds-checked GGUF v2/v3 reader over `memmap2` and a writer.
 //! - [`quant`]: the ggml type table (every id up to 42: name, block elements, block bytes).
+//! - [`arch`]: architecture specs (llama, qwen2, gemma3) resolved from metadata.
 //! - [`summary`]: architecture, key hyperparameters and sizes by type, for `tsharp info`.
 //!
 //! Nothing here trusts the file: every count, length, dimension, offset and size is checked
@@ -9,13 +10,15 @@
 //! gives a [`ModelError`] that names what is wrong and where.
 #![deny(missing_docs)]
 
+pub mod arch;
 pub mod error;
 pub mod gguf;
 pub mod quant;
 pub mod summary;
 
+pub use arch::{Arch, ModelSpec};
 pub use error::ModelError;
-pub use gguf::{GgufFile, MetaValue, TensorInfo};
+pub use gguf::{GgufFile, GgufWriter, MetaValue, TensorInfo};
 pub use quant::GgmlType;
 pub use summary::ModelSummary;
 

@@ -13,28 +13,9 @@ pub enum RuntimeError {
     /// A kernel was called with inconsistent sizes (a bug) or no kernel tier can run.
     #[error(transparent)]
     Kernel(#[from] KernelError),
-    /// `general.architecture` names an architecture we do not run.
-    #[error("unsupported architecture '{0}' (supported: llama, qwen2, gemma3)")]
-    UnsupportedArchitecture(String),
     /// The tokenizer model or pre-tokenizer is not one we implement.
     #[error("unsupported tokenizer: {0}")]
     UnsupportedTokenizer(String),
-    /// A required hyperparameter is missing or out of range.
-    #[error("model hyperparameter '{key}': {problem}")]
-    BadHyperparameter {
-        /// The GGUF key.
-        key: String,
-        /// What is wrong.
-        problem: String,
-    },
-    /// A tensor the architecture needs is missing or has the wrong shape or type.
-    #[error("tensor '{name}': {problem}")]
-    BadTensor {
-        /// The tensor name.
-        name: String,
-        /// What is wrong.
-        problem: String,
-    },
     /// A caller-supplied parameter is out of range.
     #[error("invalid parameter {name}: {problem}")]
     InvalidParameter {
@@ -73,8 +54,8 @@ pub enum RuntimeError {
 pub type Result<T> = std::result::Result<T, RuntimeError>;
 
 pub(crate) fn bad_hparam(key: impl Into<String>, problem: impl Into<String>) -> RuntimeError {
-    RuntimeError::BadHyperparameter {
+    RuntimeError::Model(ModelError::BadHyperparameter {
         key: key.into(),
         problem: problem.into(),
-    }
+    })
 }

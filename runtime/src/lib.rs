@@ -2,8 +2,21 @@
 //! and sessions (see `DESIGN.md`).
 #![deny(missing_docs)]
 
+pub mod arena;
 pub mod error;
+pub mod generate;
+pub mod kv;
+pub mod model;
+pub mod ops;
+pub mod pool;
+pub mod sampler;
+pub mod session;
 pub mod tokenizer;
 
 pub use error::{Result, RuntimeError};
+pub use generate::{generate, Generation, StopReason};
+pub use kv::KvType;
+pub use model::Model;
+pub use sampler::{Sampler, SamplerParams};
+pub use session::{Session, SessionParams};
 pub use tokenizer::{StreamDecoder, Token, Tokenizer};

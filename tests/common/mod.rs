@@ -106,3 +106,12 @@ pub fn test_models() -> Vec<TestModel> {
         ),
     ]
 }
+
+/// A JSON list of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}

@@ -269,6 +269,11 @@ impl Tokenizer {
         &self.eog
     }
 
+    /// The longest piece any token prints as, in bytes.
+    pub fn max_piece_len(&self) -> usize {
+        self.texts.iter().map(String::len).max().unwrap_or(0)
+    }
+
     /// The token's text as stored in the vocabulary.
     pub fn token_text(&self, t: Token) -> Option<&str> {
         self.texts.get(t as usize).map(String::as_str)

@@ -1,0 +1,159 @@
+//! The memory plan and the arena: every buffer a session uses is a slice of one allocation,
+//! sized before anything large is allocated and carved into disjoint, 64-byte aligned slots.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use crate::error::{Result, RuntimeError};
+
+/// Alignment of every slot (a cache line; enough for every SIMD load).
+pub const SLOT_ALIGN: usize = 64;
+
+/// One named entry of a memory plan.
+#[derive(Debug, Clone)]
+pub struct PlanItem {
+    /// What the bytes are for.
+    pub name: &'static str,
+    /// Offset in the arena.
+    pub offset: usize,
+    /// Size in bytes.
+    pub bytes: usize,
+}
+
+/// The itemised layout of an arena.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryPlan {
+    items: Vec<PlanItem>,
+    total: usize,
+}
+
+/// A typed slot of the plan: `len` values of `T` at `offset`.
+#[derive(Debug)]
+pub struct Slot<T> {
+    offset: usize,
+    len: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Slot<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Slot<T> {}
+
+impl<T> Slot<T> {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// Whether the slot is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl MemoryPlan {
+    /// Adds a slot of `len` values of `T`.
+    pub fn add<T>(&mut self, name: &'static str, len: usize) -> Result<Slot<T>> {
+        let too_big = || RuntimeError::InvalidParameter {
+            name: "memory plan",
+            problem: format!("{name}: {len} elements overflow"),
+        };
+        let bytes = len.checked_mul(std::mem::size_of::<T>()).ok_or_else(too_big)?;
+        debug_assert!(std::mem::align_of::<T>() <= SLOT_ALIGN);
+        let offset = self.total;
+        self.total = offset
+            .checked_add(bytes.div_ceil(SLOT_ALIGN) * SLOT_ALIGN)
+            .ok_or_else(too_big)?;
+        self.items.push(PlanItem { name, offset, bytes });
+        Ok(Slot {
+            offset,
+            len,
+            _t: PhantomData,
+        })
+    }
+
+    /// The items, in order.
+    pub fn items(&self) -> &[PlanItem] {
+        &self.items
+    }
+
+    /// Total bytes.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+}
+
+/// One zeroed, aligned allocation holding every slot of a plan.
+pub struct Arena {
+    ptr: NonNull<u8>,
+    layout: Layout,
+}
+
+// SAFETY: the arena is plain memory owned by one session; access is coordinated by the session
+// (slots are disjoint, parallel regions write disjoint ranges).
+unsafe impl Send for Arena {}
+// SAFETY: as above.
+unsafe impl Sync for Arena {}
+
+impl std::fmt::Debug for Arena {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Arena").field("bytes", &self.layout.size()).finish()
+    }
+}
+
+impl Arena {
+    /// Allocates the plan's total (at least one page).
+    pub fn new(plan: &MemoryPlan) -> Result<Arena> {
+        let size = plan.total().max(4096).div_ceil(4096) * 4096;
+        let layout = Layout::from_size_align(size, 4096).map_err(|e| RuntimeError::InvalidParameter {
+            name: "memory plan",
+            problem: e.to_string(),
+        })?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        let ptr = NonNull::new(ptr).ok_or_else(|| RuntimeError::InvalidParameter {
+            name: "memory plan",
+            problem: format!("could not allocate the {size}-byte arena"),
+        })?;
+        Ok(Arena { ptr, layout })
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.layout.size()
+    }
+
+    /// Whether the arena is empty (never).
+    pub fn is_empty(&self) -> bool {
+        self.layout.size() == 0
+    }
+
+    /// The raw pointer of a slot.
+    pub fn ptr<T>(&self, s: Slot<T>) -> *mut T {
+        debug_assert!(s.offset + s.len * std::mem::size_of::<T>() <= self.layout.size());
+        // SAFETY: the slot lies inside the allocation (the plan that sized it produced the slot).
+        unsafe { self.ptr.as_ptr().add(s.offset).cast() }
+    }
+
+    /// A slot as a mutable slice.
+    ///
+    /// # Safety
+    /// No other live reference may overlap the slot (slots of one plan are disjoint; the caller
+    /// must not take the same slot twice).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice<T>(&self, s: Slot<T>) -> &mut [T] {
+        // SAFETY: in bounds (see `ptr`), aligned to SLOT_ALIGN, zero-initialised memory is valid
+        // for the plain numeric types stored here; exclusivity is the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr(s), s.len) }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr.as_ptr(), self.layout) }
+    }
+}

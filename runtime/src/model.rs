@@ -1,0 +1,200 @@
+//! A loaded model: the mapped GGUF file, its architecture spec, tokenizer and resolved weights.
+//! Quantized matrices stay zero-copy views of the mapping; norms and biases (small f32 vectors)
+//! are copied out at load.
+
+use std::path::Path;
+
+use tensorsharp_kernels::{Kernels, WType};
+use tensorsharp_models::{GgufFile, ModelError, ModelSpec};
+
+use crate::error::Result;
+use crate::tokenizer::Tokenizer;
+
+/// A weight matrix inside the mapped file: `rows` rows of `cols` elements.
+#[derive(Debug, Clone, Copy)]
+pub struct Weight {
+    /// Element type.
+    pub wtype: WType,
+    /// Absolute offset of the data in the file.
+    pub offset: usize,
+    /// Output features (rows).
+    pub rows: usize,
+    /// Input features (elements per row).
+    pub cols: usize,
+    /// Bytes per row.
+    pub row_bytes: usize,
+}
+
+/// The weights of one transformer block.
+#[derive(Debug)]
+pub struct LayerWeights {
+    pub(crate) attn_norm: Vec<f32>,
+    pub(crate) wq: Weight,
+    pub(crate) wk: Weight,
+    pub(crate) wv: Weight,
+    pub(crate) wo: Weight,
+    pub(crate) bq: Option<Vec<f32>>,
+    pub(crate) bk: Option<Vec<f32>>,
+    pub(crate) bv: Option<Vec<f32>>,
+    pub(crate) q_norm: Option<Vec<f32>>,
+    pub(crate) k_norm: Option<Vec<f32>>,
+    pub(crate) post_attn_norm: Option<Vec<f32>>,
+    pub(crate) ffn_norm: Vec<f32>,
+    pub(crate) gate: Weight,
+    pub(crate) up: Weight,
+    pub(crate) down: Weight,
+    pub(crate) post_ffw_norm: Option<Vec<f32>>,
+}
+
+/// A model ready to run: read-only, shareable between sessions and threads.
+#[derive(Debug)]
+pub struct Model {
+    pub(crate) file: GgufFile,
+    pub(crate) spec: ModelSpec,
+    pub(crate) tokenizer: Tokenizer,
+    pub(crate) kernels: Kernels,
+    pub(crate) embd: Weight,
+    pub(crate) output: Weight,
+    pub(crate) output_norm: Vec<f32>,
+    pub(crate) layers: Vec<LayerWeights>,
+}
+
+impl Model {
+    /// Opens and validates `path`, resolves the architecture, tokenizer and weights, and picks
+    /// the kernel tier (`TSHARP_KERNELS` or the best this CPU runs).
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        Self::load_with(path, Kernels::from_env()?)
+    }
+
+    /// [`load`](Self::load) with an explicit kernel tier.
+    pub fn load_with(path: impl AsRef<Path>, kernels: Kernels) -> Result<Model> {
+        let file = GgufFile::open(path)?;
+        let spec = ModelSpec::from_gguf(&file)?;
+        let tokenizer = Tokenizer::from_gguf(&file)?;
+        if tokenizer.n_vocab() != spec.n_vocab {
+            return Err(ModelError::BadTensor {
+                name: "token_embd.weight".into(),
+                problem: format!(
+                    "{} rows but the tokenizer has {} tokens",
+                    spec.n_vocab,
+                    tokenizer.n_vocab()
+                ),
+            }
+            .into());
+        }
+        let w = |name: &str| weight(&file, name);
+        let v = |name: &str| vector(&file, name);
+        let ov = |name: &str, present: bool| {
+            if present {
+                vector(&file, name).map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let mut layers = Vec::with_capacity(spec.n_layers);
+        for il in 0..spec.n_layers {
+            let b = |s: &str| format!("blk.{il}.{s}");
+            layers.push(LayerWeights {
+                attn_norm: v(&b("attn_norm.weight"))?,
+                wq: w(&b("attn_q.weight"))?,
+                wk: w(&b("attn_k.weight"))?,
+                wv: w(&b("attn_v.weight"))?,
+                wo: w(&b("attn_output.weight"))?,
+                bq: ov(&b("attn_q.bias"), spec.qkv_bias)?,
+                bk: ov(&b("attn_k.bias"), spec.qkv_bias)?,
+                bv: ov(&b("attn_v.bias"), spec.qkv_bias)?,
+                q_norm: ov(&b("attn_q_norm.weight"), spec.qk_norm)?,
+                k_norm: ov(&b("attn_k_norm.weight"), spec.qk_norm)?,
+                post_attn_norm: ov(&b("post_attention_norm.weight"), spec.post_norms)?,
+                ffn_norm: v(&b("ffn_norm.weight"))?,
+                gate: w(&b("ffn_gate.weight"))?,
+                up: w(&b("ffn_up.weight"))?,
+                down: w(&b("ffn_down.weight"))?,
+                post_ffw_norm: ov(&b("post_ffw_norm.weight"), spec.post_norms)?,
+            });
+        }
+        let embd = w("token_embd.weight")?;
+        let output = if spec.tied_output { embd } else { w("output.weight")? };
+        let output_norm = v("output_norm.weight")?;
+        Ok(Model {
+            file,
+            spec,
+            tokenizer,
+            kernels,
+            embd,
+            output,
+            output_norm,
+            layers,
+        })
+    }
+
+    /// The architecture spec.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The kernels in use.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// The mapped file.
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+
+    /// The bytes of a weight.
+    pub(crate) fn bytes(&self, w: &Weight) -> &[u8] {
+        &self.file.bytes()[w.offset..w.offset + w.rows * w.row_bytes]
+    }
+
+    /// Bytes of weights read per decoded token (every matrix once, one embedding row).
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let m = |w: &Weight| (w.rows * w.row_bytes) as u64;
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| m(&l.wq) + m(&l.wk) + m(&l.wv) + m(&l.wo) + m(&l.gate) + m(&l.up) + m(&l.down))
+            .sum();
+        layers + m(&self.output) + self.embd.row_bytes as u64
+    }
+}
+
+fn weight(f: &GgufFile, name: &str) -> Result<Weight> {
+    let t = f.tensor(name).ok_or_else(|| ModelError::BadTensor {
+        name: name.into(),
+        problem: "missing".into(),
+    })?;
+    let wtype = WType::from_ggml_id(t.ggml_type.id()).ok_or_else(|| ModelError::BadTensor {
+        name: name.into(),
+        problem: format!("type {} has no CPU kernel yet", t.ggml_type),
+    })?;
+    let cols = t.dims[0] as usize;
+    if wtype.uses_q8a() && !cols.is_multiple_of(32) {
+        return Err(ModelError::BadTensor {
+            name: name.into(),
+            problem: format!("row length {cols} is not a multiple of 32"),
+        }
+        .into());
+    }
+    Ok(Weight {
+        wtype,
+        offset: t.file_offset as usize,
+        rows: t.n_rows() as usize,
+        cols,
+        row_bytes: t.row_bytes() as usize,
+    })
+}
+
+fn vector(f: &GgufFile, name: &str) -> Result<Vec<f32>> {
+    let data = f.tensor_data(name)?;
+    Ok(data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}

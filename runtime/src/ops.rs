@@ -1,0 +1,172 @@
+//! Element-wise and per-row operations of the forward pass (plain Rust; the compiler vectorizes
+//! the loops). The matrix products are in `tensorsharp-kernels`.
+
+/// `out = x / rms(x) * w`.
+pub fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / (ss + eps).sqrt();
+    for ((o, &v), &g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * scale * g;
+    }
+}
+
+/// In-place [`rms_norm`].
+pub fn rms_norm_inplace(x: &mut [f32], w: &[f32], eps: f32) {
+    let ss: f32 = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    let scale = 1.0 / (ss + eps).sqrt();
+    for (v, &g) in x.iter_mut().zip(w) {
+        *v = *v * scale * g;
+    }
+}
+
+/// Fills `cs` with (cos, sin) of `pos · scale · base^(-2i/dim)` for `i < dim/2`.
+pub fn rope_table(pos: usize, dim: usize, base: f32, scale: f32, cs: &mut [(f32, f32)]) {
+    let theta_scale = base.powf(-2.0 / dim as f32);
+    let mut theta = pos as f32 * scale;
+    for c in cs.iter_mut().take(dim / 2) {
+        *c = (theta.cos(), theta.sin());
+        theta *= theta_scale;
+    }
+}
+
+/// Rotates the first `2 * cs.len()` dimensions of one head.
+pub fn rope(x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
+    let half = cs.len();
+    if neox {
+        for (i, &(c, s)) in cs.iter().enumerate() {
+            let (a, b) = (x[i], x[i + half]);
+            x[i] = a * c - b * s;
+            x[i + half] = a * s + b * c;
+        }
+    } else {
+        for (i, &(c, s)) in cs.iter().enumerate() {
+            let (a, b) = (x[2 * i], x[2 * i + 1]);
+            x[2 * i] = a * c - b * s;
+            x[2 * i + 1] = a * s + b * c;
+        }
+    }
+}
+
+/// In-place softmax.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// SiLU: `x · sigmoid(x)`.
+#[inline]
+pub fn silu(x: f32) -> f32 {
+    x / (1.0 + (-x).exp())
+}
+
+/// GELU, tanh approximation.
+#[inline]
+pub fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+}
+
+/// GELU as llama.cpp's CPU backend computes it: through a table indexed by the f16 value of x,
+/// holding f16 results (exact GELU outside (-10, 10)). Matching it keeps our logits within the
+/// reference implementation's rounding.
+#[inline]
+pub fn gelu_tanh_f16_table(x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        f16_to_f32(f32_to_f16(gelu_tanh(f16_to_f32(f32_to_f16(x)))))
+    }
+}
+
+/// f32 to IEEE half bits, round to nearest even (overflow to infinity).
+pub fn f32_to_f16(f: f32) -> u16 {
+    let x = f.to_bits();
+    let sign = ((x >> 16) & 0x8000) as u16;
+    let exp = ((x >> 23) & 0xff) as i32;
+    let man = x & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 } else { 0 };
+    }
+    let e = exp - 127 + 15;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        let m = man | 0x80_0000;
+        let shift = (14 - e) as u32;
+        let half = 1u32 << (shift - 1);
+        let rem = m & ((1 << shift) - 1);
+        let mut r = m >> shift;
+        if rem > half || (rem == half && r & 1 == 1) {
+            r += 1;
+        }
+        return sign | r as u16;
+    }
+    let mut r = ((e as u32) << 10) | (man >> 13);
+    let rem = man & 0x1fff;
+    if rem > 0x1000 || (rem == 0x1000 && r & 1 == 1) {
+        r += 1;
+    }
+    sign | r as u16
+}
+
+/// IEEE half bits to f32.
+pub fn f16_to_f32(h: u16) -> f32 {
+    tensorsharp_kernels::reference::f16_to_f32(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn f16_round_trip_and_rounding() {
+        for h in (0u16..0x7c00).step_by(7).chain([0x3c00, 0x0001, 0x03ff, 0x7bff]) {
+            let f = f16_to_f32(h);
+            assert_eq!(f32_to_f16(f), h, "{h:#x}");
+            assert_eq!(f32_to_f16(-f), h | 0x8000);
+        }
+        assert_eq!(f32_to_f16(1.0 + 1.0 / 2048.0), 0x3c00); // tie -> even
+        assert_eq!(f32_to_f16(1.0 + 3.0 / 2048.0), 0x3c02);
+        assert_eq!(f32_to_f16(1e6), 0x7c00);
+        assert_eq!(f32_to_f16(1e-9), 0);
+    }
+
+    #[test]
+    fn rope_preserves_norm_and_position_zero_is_identity() {
+        let mut cs = vec![(0.0, 0.0); 4];
+        rope_table(0, 8, 10000.0, 1.0, &mut cs);
+        let mut x = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0];
+        rope(&mut x, &cs, true);
+        assert_eq!(x, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        rope_table(17, 8, 10000.0, 1.0, &mut cs);
+        for neox in [false, true] {
+            let mut y = x;
+            rope(&mut y, &cs, neox);
+            let n = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>();
+            assert!((n(&y) - n(&x)).abs() < 1e-3);
+        }
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut v = [1.0, 2.0, 3.0, -1e9];
+        softmax(&mut v);
+        assert!((v.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+        assert_eq!(v[3], 0.0);
+    }
+}

@@ -1,0 +1,225 @@
+//! A persistent thread pool for the executor: the caller is worker 0, `n - 1` threads wait for
+//! work, spinning for a configurable time and then parking. One call to [`ThreadPool::run`] is
+//! one parallel region with a barrier at its end. Dispatching work allocates nothing.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle, Thread};
+use std::time::{Duration, Instant};
+
+type Job = dyn Fn(usize, usize) + Sync;
+
+struct Shared {
+    /// The current job; valid while a `run` call is in progress.
+    job: UnsafeCell<Option<*const Job>>,
+    generation: AtomicU64,
+    remaining: AtomicUsize,
+    stop: AtomicBool,
+    panicked: AtomicBool,
+    parked: Vec<AtomicBool>,
+    spin: Duration,
+    n_threads: usize,
+}
+
+// SAFETY: `job` is written only by the thread inside `run` before the generation is published
+// (Release) and read by workers after they observe that generation (Acquire); `run` does not
+// return (and so does not write `job` again) until every worker has finished with it.
+unsafe impl Sync for Shared {}
+// SAFETY: as above; the raw job pointer is only dereferenced under that protocol.
+unsafe impl Send for Shared {}
+
+/// A fixed set of worker threads.
+pub struct ThreadPool {
+    shared: Arc<Shared>,
+    threads: Vec<Thread>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for ThreadPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadPool")
+            .field("n_threads", &self.shared.n_threads)
+            .finish()
+    }
+}
+
+impl ThreadPool {
+    /// A pool of `n_threads` (the caller counts as one), whose idle workers spin for `spin`
+    /// before parking.
+    pub fn new(n_threads: usize, spin: Duration) -> std::io::Result<ThreadPool> {
+        let n_threads = n_threads.max(1);
+        let shared = Arc::new(Shared {
+            job: UnsafeCell::new(None),
+            generation: AtomicU64::new(0),
+            remaining: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            panicked: AtomicBool::new(false),
+            parked: (0..n_threads).map(|_| AtomicBool::new(false)).collect(),
+            spin,
+            n_threads,
+        });
+        let mut handles = Vec::new();
+        for i in 1..n_threads {
+            let s = Arc::clone(&shared);
+            handles.push(
+                thread::Builder::new()
+                    .name(format!("tsharp-worker-{i}"))
+                    .spawn(move || worker(&s, i))?,
+            );
+        }
+        let threads = handles.iter().map(|h| h.thread().clone()).collect();
+        Ok(ThreadPool {
+            shared,
+            threads,
+            handles,
+        })
+    }
+
+    /// Number of threads, the caller included.
+    pub fn n_threads(&self) -> usize {
+        self.shared.n_threads
+    }
+
+    /// OS thread ids are not needed; the handles allow pinning later.
+    pub fn threads(&self) -> &[Thread] {
+        &self.threads
+    }
+
+    /// Runs `f(i, n)` on every thread `i < n` (the caller is `i = 0`) and returns when all are done.
+    pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
+        let s = &*self.shared;
+        let n = s.n_threads;
+        if n == 1 {
+            f(0, 1);
+            return;
+        }
+        // SAFETY: no worker reads `job` until the generation below is published, and every worker
+        // finished with the previous job before the previous `run` returned.
+        let short: *const (dyn Fn(usize, usize) + Sync + '_) = f;
+        unsafe {
+            *s.job.get() = Some(std::mem::transmute::<
+                *const (dyn Fn(usize, usize) + Sync + '_),
+                *const Job,
+            >(short));
+        }
+        s.remaining.store(n - 1, Ordering::Relaxed);
+        s.generation.fetch_add(1, Ordering::SeqCst);
+        for (i, t) in self.threads.iter().enumerate() {
+            if s.parked[i + 1].load(Ordering::SeqCst) {
+                t.unpark();
+            }
+        }
+        f(0, n);
+        let mut spins = 0u32;
+        while s.remaining.load(Ordering::Acquire) != 0 {
+            spins += 1;
+            if spins < 1 << 16 {
+                std::hint::spin_loop();
+            } else {
+                thread::yield_now();
+            }
+        }
+        // SAFETY: all workers are done with the job.
+        unsafe { *s.job.get() = None };
+        if s.panicked.swap(false, Ordering::SeqCst) {
+            panic!("a tsharp worker thread panicked");
+        }
+    }
+}
+
+fn worker(s: &Shared, i: usize) {
+    let mut seen = 0u64;
+    loop {
+        // Wait for a new generation: spin, then park.
+        let start = Instant::now();
+        let mut gen = s.generation.load(Ordering::Acquire);
+        while gen == seen && !s.stop.load(Ordering::Relaxed) {
+            if start.elapsed() < s.spin {
+                std::hint::spin_loop();
+            } else {
+                s.parked[i].store(true, Ordering::SeqCst);
+                if s.generation.load(Ordering::SeqCst) == seen && !s.stop.load(Ordering::SeqCst) {
+                    thread::park();
+                }
+                s.parked[i].store(false, Ordering::SeqCst);
+            }
+            gen = s.generation.load(Ordering::Acquire);
+        }
+        if s.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        seen = gen;
+        // SAFETY: the job was published before the generation we just observed and stays valid
+        // until we decrement `remaining`.
+        let job = unsafe { (*s.job.get()).map(|p| &*p) };
+        if let Some(job) = job {
+            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(i, s.n_threads))).is_err() {
+                s.panicked.store(true, Ordering::SeqCst);
+            }
+        }
+        s.remaining.fetch_sub(1, Ordering::Release);
+    }
+}
+
+impl Drop for ThreadPool {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        for t in &self.threads {
+            t.unpark();
+        }
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The `[start, end)` share of `total` items for worker `i` of `n`, in multiples of `align`.
+pub fn split(total: usize, i: usize, n: usize, align: usize) -> (usize, usize) {
+    let units = total.div_ceil(align);
+    let per = units / n;
+    let extra = units % n;
+    let start = (i * per + i.min(extra)) * align;
+    let end = (start + (per + usize::from(i < extra)) * align).min(total);
+    (start.min(total), end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn every_thread_runs_each_job_once() {
+        for n in [1, 2, 3, 5] {
+            let pool = ThreadPool::new(n, Duration::from_micros(50)).unwrap();
+            let hits = AtomicUsize::new(0);
+            for round in 0..200 {
+                pool.run(&|i, m| {
+                    assert_eq!(m, n);
+                    hits.fetch_add(i + 1, Ordering::Relaxed);
+                });
+                assert_eq!(hits.load(Ordering::Relaxed), (round + 1) * n * (n + 1) / 2);
+                if round == 100 {
+                    thread::sleep(Duration::from_millis(5)); // let workers park
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn split_covers_everything_once() {
+        for total in [0, 1, 7, 64, 1000] {
+            for n in 1..5 {
+                let mut covered = 0;
+                for i in 0..n {
+                    let (s, e) = split(total, i, n, 4);
+                    assert!(s <= e && e <= total);
+                    assert_eq!(s, covered.min(total));
+                    covered = e;
+                }
+                assert_eq!(covered, total);
+            }
+        }
+    }
+}

@@ -1,0 +1,682 @@
+//! A session: one conversation's KV cache and scratch buffers over a shared [`Model`], and the
+//! forward pass (chunked prefill with GEMM tiles, decode with GEMV).
+//!
+//! Every buffer is a slot of one arena sized by the session's [`MemoryPlan`]; after
+//! [`Session::new`] the forward pass allocates nothing.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tensorsharp_kernels::{ActQuant, BlockQ8a};
+use tensorsharp_models::arch::{Activation, RopeStyle};
+
+use crate::arena::{Arena, MemoryPlan, Slot};
+use crate::error::{Result, RuntimeError};
+use crate::kv::{store_row, KvType};
+use crate::model::{Model, Weight};
+use crate::ops;
+use crate::pool::{split, ThreadPool};
+use crate::tokenizer::Token;
+
+/// Session settings.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Context length (positions in the KV cache). 0 = the model's training context, capped at 4096.
+    pub n_ctx: usize,
+    /// Tokens per prefill chunk.
+    pub n_batch: usize,
+    /// Threads, the caller included. 0 = one per available CPU.
+    pub n_threads: usize,
+    /// KV cache element type.
+    pub kv_type: KvType,
+    /// How long idle workers spin before parking.
+    pub spin: Duration,
+    /// Multiply every weight with f32 activations instead of 8-bit quantized ones: slower, a
+    /// little closer to exact arithmetic; for accuracy studies (llama.cpp quantizes, so the
+    /// default matches it better).
+    pub f32_activations: bool,
+}
+
+impl Default for SessionParams {
+    fn default() -> Self {
+        SessionParams {
+            n_ctx: 0,
+            n_batch: 64,
+            n_threads: 0,
+            kv_type: KvType::F16,
+            spin: Duration::from_micros(500),
+            f32_activations: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct P<T>(*mut T);
+// SAFETY: used only to hand disjoint output ranges and read-only inputs to pool workers inside
+// one `ThreadPool::run`, which joins before the pointers' owner is touched again.
+unsafe impl<T> Send for P<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for P<T> {}
+
+impl<T> P<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+const FA_EMULATE: bool = true;
+
+struct Slots {
+    x: Slot<f32>,
+    xn: Slot<f32>,
+    xq: Slot<BlockQ8a>,
+    xqk: Slot<BlockQ8a>,
+    q: Slot<f32>,
+    k: Slot<f32>,
+    v: Slot<f32>,
+    att: Slot<f32>,
+    o: Slot<f32>,
+    gate: Slot<f32>,
+    up: Slot<f32>,
+    scores: Slot<f32>,
+    vtmp: Slot<f32>,
+    rope: Slot<(f32, f32)>,
+    logits: Slot<f32>,
+    kv: Slot<u8>,
+}
+
+/// One matrix product of a parallel region.
+struct MmJob {
+    w: Weight,
+    out: P<f32>,
+}
+
+/// A conversation over a model.
+pub struct Session {
+    model: Arc<Model>,
+    params: SessionParams,
+    pool: ThreadPool,
+    plan: MemoryPlan,
+    arena: Arena,
+    s: Slots,
+    /// Distinct (rope base, scale) pairs and each layer's index into them.
+    ropes: Vec<(f32, f32)>,
+    layer_rope: Vec<usize>,
+    kv_row_k: usize,
+    kv_row_v: usize,
+    kv_layer: usize,
+    n_past: usize,
+    cancel: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("n_ctx", &self.params.n_ctx)
+            .field("n_past", &self.n_past)
+            .finish()
+    }
+}
+
+impl Session {
+    /// Plans and allocates a session (the only allocation of its lifetime) and starts its threads.
+    pub fn new(model: Arc<Model>, mut params: SessionParams) -> Result<Session> {
+        let sp = model.spec.clone();
+        if params.n_ctx == 0 {
+            params.n_ctx = sp.n_ctx_train.clamp(1, 4096);
+        }
+        if params.n_ctx > 1 << 20 {
+            return Err(RuntimeError::InvalidParameter {
+                name: "n_ctx",
+                problem: format!("{} is more than 1M positions", params.n_ctx),
+            });
+        }
+        if params.n_batch == 0 || params.n_batch > 4096 {
+            return Err(RuntimeError::InvalidParameter {
+                name: "n_batch",
+                problem: format!("{} (1..=4096)", params.n_batch),
+            });
+        }
+        params.n_batch = params.n_batch.min(params.n_ctx);
+        if params.n_threads == 0 {
+            params.n_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        }
+        if params.n_threads > 256 {
+            return Err(RuntimeError::InvalidParameter {
+                name: "n_threads",
+                problem: format!("{} (1..=256)", params.n_threads),
+            });
+        }
+        let kv_row_k = params
+            .kv_type
+            .row_bytes(sp.head_dim)
+            .ok_or_else(|| RuntimeError::InvalidParameter {
+                name: "kv type",
+                problem: format!(
+                    "{:?} needs head dimensions divisible by 32, this model has {}",
+                    params.kv_type, sp.head_dim
+                ),
+            })?;
+        let kv_row_v = params
+            .kv_type
+            .row_bytes(sp.head_dim_v)
+            .ok_or_else(|| RuntimeError::InvalidParameter {
+                name: "kv type",
+                problem: format!(
+                    "{:?} needs head dimensions divisible by 32, this model has {}",
+                    params.kv_type, sp.head_dim_v
+                ),
+            })?;
+        let (t, e, nt) = (params.n_batch, sp.n_embd, params.n_threads);
+        let q_dim = sp.n_head * sp.head_dim;
+        let kv_dim = sp.n_head_kv * sp.head_dim;
+        let v_dim = sp.n_head_kv * sp.head_dim_v;
+        let att_dim = sp.n_head * sp.head_dim_v;
+        let max_in = e.max(sp.n_ff).max(att_dim);
+        let mut ropes: Vec<(f32, f32)> = Vec::new();
+        let layer_rope = sp
+            .layers
+            .iter()
+            .map(|l| {
+                let key = (l.rope_base, l.rope_scale);
+                ropes.iter().position(|r| *r == key).unwrap_or_else(|| {
+                    ropes.push(key);
+                    ropes.len() - 1
+                })
+            })
+            .collect();
+        let kv_layer = params.n_ctx * sp.n_head_kv * (kv_row_k + kv_row_v);
+        let mut plan = MemoryPlan::default();
+        let s = Slots {
+            x: plan.add("activations: residual", t * e)?,
+            xn: plan.add("activations: normed", t * e)?,
+            xq: plan.add("activations: 8-bit, per-32 scales", t * max_in / 32)?,
+            xqk: plan.add("activations: 8-bit, per-256 scales", t * max_in / 32)?,
+            q: plan.add("activations: q", t * q_dim)?,
+            k: plan.add("activations: k", t * kv_dim)?,
+            v: plan.add("activations: v", t * v_dim)?,
+            att: plan.add("activations: attention out", t * att_dim)?,
+            o: plan.add("activations: projection out", t * e)?,
+            gate: plan.add("activations: ffn gate", t * sp.n_ff)?,
+            up: plan.add("activations: ffn up", t * sp.n_ff)?,
+            scores: plan.add("scratch: attention scores (per thread)", nt * params.n_ctx)?,
+            vtmp: plan.add("scratch: value row (per thread)", nt * sp.head_dim_v)?,
+            rope: plan.add("scratch: rope tables", ropes.len() * t * sp.rope_dim / 2)?,
+            logits: plan.add("logits", sp.n_vocab)?,
+            kv: plan.add(
+                "kv cache",
+                sp.n_layers
+                    .checked_mul(kv_layer)
+                    .ok_or_else(|| RuntimeError::InvalidParameter {
+                        name: "n_ctx",
+                        problem: "KV cache size overflows".into(),
+                    })?,
+            )?,
+        };
+        let arena = Arena::new(&plan)?;
+        let pool = ThreadPool::new(nt, params.spin)?;
+        Ok(Session {
+            model,
+            params,
+            pool,
+            plan,
+            arena,
+            s,
+            ropes,
+            layer_rope,
+            kv_row_k,
+            kv_row_v,
+            kv_layer,
+            n_past: 0,
+            cancel: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+
+    /// The settings in force (zeros resolved).
+    pub fn params(&self) -> &SessionParams {
+        &self.params
+    }
+
+    /// The session's memory plan.
+    pub fn plan(&self) -> &MemoryPlan {
+        &self.plan
+    }
+
+    /// Positions already in the KV cache.
+    pub fn n_past(&self) -> usize {
+        self.n_past
+    }
+
+    /// Context length.
+    pub fn n_ctx(&self) -> usize {
+        self.params.n_ctx
+    }
+
+    /// Forgets the conversation (the KV cache is overwritten from position 0).
+    pub fn reset(&mut self) {
+        self.n_past = 0;
+    }
+
+    /// A flag that, when set from any thread, makes the running forward pass return
+    /// [`RuntimeError::Cancelled`] at the next layer boundary. Cleared at the start of each call.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.cancel)
+    }
+
+    /// The logits of the last token processed.
+    pub fn logits(&self) -> &[f32] {
+        // SAFETY: shared borrow of self: no forward pass is running.
+        unsafe { self.arena.slice(self.s.logits) }
+    }
+
+    /// Processes `tokens` after what is already in the cache, in chunks of `n_batch`, and
+    /// returns the logits of the last one.
+    pub fn prefill(&mut self, tokens: &[Token]) -> Result<&[f32]> {
+        if tokens.is_empty() {
+            return Err(RuntimeError::InvalidParameter {
+                name: "tokens",
+                problem: "empty prompt".into(),
+            });
+        }
+        self.check(tokens)?;
+        self.cancel.store(false, Ordering::Relaxed);
+        for (i, chunk) in tokens.chunks(self.params.n_batch).enumerate() {
+            let last = (i + 1) * self.params.n_batch >= tokens.len();
+            self.forward(chunk, last)?;
+        }
+        Ok(self.logits())
+    }
+
+    /// Processes one token and returns the logits of the next.
+    pub fn decode(&mut self, token: Token) -> Result<&[f32]> {
+        self.check(&[token])?;
+        self.cancel.store(false, Ordering::Relaxed);
+        self.forward(&[token], true)?;
+        Ok(self.logits())
+    }
+
+    fn check(&self, tokens: &[Token]) -> Result<()> {
+        let n_vocab = self.model.spec.n_vocab;
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            return Err(RuntimeError::BadToken { id: bad, n_vocab });
+        }
+        if self.n_past + tokens.len() > self.params.n_ctx {
+            return Err(RuntimeError::ContextFull {
+                needed: self.n_past + tokens.len(),
+                n_ctx: self.params.n_ctx,
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs matrix products in one parallel region, each split by rows over the threads.
+    /// `input` holds `ncols` activation vectors of `n` floats; it is quantized to 8 bits first
+    /// when any weight takes 8-bit activations.
+    fn project(&self, jobs: &[MmJob], input: *const f32, n: usize, ncols: usize, out_stride: usize) {
+        let k = self.model.kernels;
+        let f32_only = self.params.f32_activations;
+        let (xq, xqk) = (self.arena.ptr(self.s.xq), self.arena.ptr(self.s.xqk));
+        for (how, dst) in [(ActQuant::PerBlock, xq), (ActQuant::PerSuperBlock, xqk)] {
+            if f32_only
+                || !jobs
+                    .iter()
+                    .any(|j| j.w.wtype.uses_q8a() && j.w.wtype.act_quant() == how)
+            {
+                continue;
+            }
+            // SAFETY: `input` holds ncols*n floats and each 8-bit slot has room for ncols*n/32
+            // blocks (plan); the slots are disjoint from the input.
+            let (src, dst) = unsafe {
+                (
+                    std::slice::from_raw_parts(input, ncols * n),
+                    std::slice::from_raw_parts_mut(dst, ncols * n / 32),
+                )
+            };
+            // Sizes come from the plan and the validated weights; a mismatch would be a bug, and
+            // it is caught by the kernel's length check rather than becoming UB.
+            let quantized = k.quantize(how, src, dst);
+            debug_assert!(quantized.is_ok(), "activation quantization sizes");
+        }
+        let base = P(self.model.file.bytes().as_ptr() as *mut u8);
+        let (xq, xqk, input) = (P(xq), P(xqk), P(input as *mut f32));
+        self.pool.run(&|i, nt| {
+            for j in jobs {
+                let (r0, r1) = split(j.w.rows, i, nt, 16);
+                if r0 == r1 {
+                    continue;
+                }
+                // SAFETY: the weight lies inside the mapping (checked at load); rows [r0, r1) are
+                // this thread's alone; outputs y[c*out_stride + r] for r in [r0, r1) are disjoint
+                // between threads; inputs are read-only during the region.
+                unsafe {
+                    let w = base.get().add(j.w.offset + r0 * j.w.row_bytes);
+                    if !f32_only && j.w.wtype.uses_q8a() {
+                        let a = if j.w.wtype.act_quant() == ActQuant::PerBlock {
+                            xq.get()
+                        } else {
+                            xqk.get()
+                        };
+                        k.matmul_q8a_raw(
+                            j.w.wtype,
+                            w,
+                            j.w.row_bytes,
+                            r1 - r0,
+                            a,
+                            n / 32 * std::mem::size_of::<BlockQ8a>(),
+                            ncols,
+                            j.out.get().add(r0),
+                            out_stride,
+                            n,
+                        );
+                    } else {
+                        k.matmul_f32_raw(
+                            j.w.wtype,
+                            w,
+                            j.w.row_bytes,
+                            r1 - r0,
+                            input.get(),
+                            n,
+                            ncols,
+                            j.out.get().add(r0),
+                            out_stride,
+                            n,
+                        );
+                    }
+                }
+            }
+        });
+    }
+
+    fn forward(&mut self, tokens: &[Token], want_logits: bool) -> Result<()> {
+        let model = Arc::clone(&self.model);
+        let sp = &model.spec;
+        let (t_n, e) = (tokens.len(), sp.n_embd);
+        let (hd, hdv, nh, nkv) = (sp.head_dim, sp.head_dim_v, sp.n_head, sp.n_head_kv);
+        let (q_dim, kv_dim, v_dim, att_dim, ff) = (nh * hd, nkv * hd, nkv * hdv, nh * hdv, sp.n_ff);
+        let pos0 = self.n_past;
+        let a = &self.arena;
+        let s = &self.s;
+        let eps = sp.rms_eps;
+        // SAFETY: the slots are disjoint parts of the arena and `&mut self` excludes any other
+        // user; parallel regions below only write disjoint ranges through raw pointers.
+        let (x, xn, q, k, v, att, o, gate, up, rope) = unsafe {
+            (
+                a.slice(s.x),
+                a.slice(s.xn),
+                a.slice(s.q),
+                a.slice(s.k),
+                a.slice(s.v),
+                a.slice(s.att),
+                a.slice(s.o),
+                a.slice(s.gate),
+                a.slice(s.up),
+                a.slice(s.rope),
+            )
+        };
+
+        // Embeddings.
+        for (t, &tok) in tokens.iter().enumerate() {
+            let rb = model.embd.row_bytes;
+            let row = &model.bytes(&model.embd)[tok as usize * rb..(tok as usize + 1) * rb];
+            model
+                .kernels
+                .dequantize(model.embd.wtype, row, &mut x[t * e..(t + 1) * e])?;
+            if let Some(sc) = sp.embed_scale {
+                x[t * e..(t + 1) * e].iter_mut().for_each(|v| *v *= sc);
+            }
+        }
+        // RoPE tables for each distinct (base, scale).
+        let half = sp.rope_dim / 2;
+        for (ri, &(base, scale)) in self.ropes.iter().enumerate() {
+            for t in 0..t_n {
+                let off = (ri * self.params.n_batch + t) * half;
+                ops::rope_table(pos0 + t, sp.rope_dim, base, scale, &mut rope[off..off + half]);
+            }
+        }
+        let neox = sp.rope_style == RopeStyle::Neox;
+
+        for (il, lw) in model.layers.iter().enumerate() {
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(RuntimeError::Cancelled);
+            }
+            for t in 0..t_n {
+                ops::rms_norm(&x[t * e..(t + 1) * e], &lw.attn_norm, eps, &mut xn[t * e..(t + 1) * e]);
+            }
+            let jobs = [
+                MmJob {
+                    w: lw.wq,
+                    out: P(q.as_mut_ptr()),
+                },
+                MmJob {
+                    w: lw.wk,
+                    out: P(k.as_mut_ptr()),
+                },
+                MmJob {
+                    w: lw.wv,
+                    out: P(v.as_mut_ptr()),
+                },
+            ];
+            // Q, K and V have different widths: run them with per-job strides.
+            self.project(&jobs[..1], xn.as_ptr(), e, t_n, q_dim);
+            self.project(&jobs[1..2], xn.as_ptr(), e, t_n, kv_dim);
+            self.project(&jobs[2..], xn.as_ptr(), e, t_n, v_dim);
+            for t in 0..t_n {
+                let (qt, kt, vt) = (
+                    &mut q[t * q_dim..(t + 1) * q_dim],
+                    &mut k[t * kv_dim..(t + 1) * kv_dim],
+                    &mut v[t * v_dim..(t + 1) * v_dim],
+                );
+                for (dst, b) in [(&mut *qt, &lw.bq), (&mut *kt, &lw.bk), (&mut *vt, &lw.bv)] {
+                    if let Some(b) = b {
+                        dst.iter_mut().zip(b).for_each(|(d, b)| *d += b);
+                    }
+                }
+                let cs = &rope[(self.layer_rope[il] * self.params.n_batch + t) * half..][..half];
+                for h in qt.chunks_exact_mut(hd) {
+                    if let Some(n) = &lw.q_norm {
+                        ops::rms_norm_inplace(h, n, eps);
+                    }
+                    ops::rope(h, cs, neox);
+                }
+                for h in kt.chunks_exact_mut(hd) {
+                    if let Some(n) = &lw.k_norm {
+                        ops::rms_norm_inplace(h, n, eps);
+                    }
+                    ops::rope(h, cs, neox);
+                }
+                // Store K and V rows of this position.
+                // SAFETY: the kv slot is disjoint from the activation slots taken above.
+                let kv = unsafe { a.slice(s.kv) };
+                let layer = &mut kv[il * self.kv_layer..(il + 1) * self.kv_layer];
+                let (kreg, vreg) = layer.split_at_mut(self.params.n_ctx * nkv * self.kv_row_k);
+                for g in 0..nkv {
+                    let kr = ((pos0 + t) * nkv + g) * self.kv_row_k;
+                    store_row(
+                        self.params.kv_type,
+                        &kt[g * hd..(g + 1) * hd],
+                        &mut kreg[kr..kr + self.kv_row_k],
+                    );
+                    let vr = ((pos0 + t) * nkv + g) * self.kv_row_v;
+                    store_row(
+                        self.params.kv_type,
+                        &vt[g * hdv..(g + 1) * hdv],
+                        &mut vreg[vr..vr + self.kv_row_v],
+                    );
+                }
+            }
+            self.attention(il, t_n, pos0, q, att);
+            let jobs = [MmJob {
+                w: lw.wo,
+                out: P(o.as_mut_ptr()),
+            }];
+            self.project(&jobs, att.as_ptr(), att_dim, t_n, e);
+            for t in 0..t_n {
+                let ot = &mut o[t * e..(t + 1) * e];
+                if let Some(n) = &lw.post_attn_norm {
+                    ops::rms_norm_inplace(ot, n, eps);
+                }
+                x[t * e..(t + 1) * e]
+                    .iter_mut()
+                    .zip(ot.iter())
+                    .for_each(|(a, b)| *a += b);
+                ops::rms_norm(&x[t * e..(t + 1) * e], &lw.ffn_norm, eps, &mut xn[t * e..(t + 1) * e]);
+            }
+            let jobs = [
+                MmJob {
+                    w: lw.gate,
+                    out: P(gate.as_mut_ptr()),
+                },
+                MmJob {
+                    w: lw.up,
+                    out: P(up.as_mut_ptr()),
+                },
+            ];
+            self.project(&jobs, xn.as_ptr(), e, t_n, ff);
+            let act: fn(f32) -> f32 = match sp.activation {
+                Activation::Silu => ops::silu,
+                Activation::GeluTanh => ops::gelu_tanh_f16_table,
+            };
+            gate[..t_n * ff]
+                .iter_mut()
+                .zip(&up[..t_n * ff])
+                .for_each(|(g, u)| *g = act(*g) * u);
+            let jobs = [MmJob {
+                w: lw.down,
+                out: P(o.as_mut_ptr()),
+            }];
+            self.project(&jobs, gate.as_ptr(), ff, t_n, e);
+            for t in 0..t_n {
+                let ot = &mut o[t * e..(t + 1) * e];
+                if let Some(n) = &lw.post_ffw_norm {
+                    ops::rms_norm_inplace(ot, n, eps);
+                }
+                x[t * e..(t + 1) * e]
+                    .iter_mut()
+                    .zip(ot.iter())
+                    .for_each(|(a, b)| *a += b);
+            }
+        }
+        self.n_past += t_n;
+        if want_logits {
+            let last = t_n - 1;
+            ops::rms_norm(&x[last * e..(last + 1) * e], &model.output_norm, eps, &mut xn[..e]);
+            // SAFETY: the logits slot is disjoint from the others.
+            let logits = unsafe { a.slice(s.logits) };
+            let jobs = [MmJob {
+                w: model.output,
+                out: P(logits.as_mut_ptr()),
+            }];
+            self.project(&jobs, xn.as_ptr(), e, 1, sp.n_vocab);
+            if let Some(cap) = sp.final_logit_softcap {
+                logits.iter_mut().for_each(|l| *l = cap * (*l / cap).tanh());
+            }
+        }
+        Ok(())
+    }
+
+    /// Causal (optionally sliding-window) grouped-query attention for the chunk, parallel over
+    /// (token, head) pairs. K·q runs through the kernels' f32-activation GEMV over cache rows.
+    fn attention(&self, il: usize, t_n: usize, pos0: usize, q: &[f32], att: &mut [f32]) {
+        let model = &*self.model;
+        let sp = &model.spec;
+        let (hd, hdv, nh, nkv) = (sp.head_dim, sp.head_dim_v, sp.n_head, sp.n_head_kv);
+        let group = nh / nkv;
+        let window = sp.layers[il].sliding_window;
+        let kvt = self.params.kv_type;
+        let wt = kvt.wtype();
+        let n_ctx = self.params.n_ctx;
+        let kbase = P(unsafe {
+            // SAFETY: the layer's region lies inside the kv slot.
+            self.arena.ptr(self.s.kv).add(il * self.kv_layer)
+        });
+        let (row_k, row_v) = (self.kv_row_k, self.kv_row_v);
+        let vbase_off = n_ctx * nkv * row_k;
+        let scores = P(self.arena.ptr(self.s.scores));
+        let vtmp = P(self.arena.ptr(self.s.vtmp));
+        let (qp, attp) = (P(q.as_ptr() as *mut f32), P(att.as_mut_ptr()));
+        let kernels = model.kernels;
+        let scale = sp.attn_scale;
+        self.pool.run(&|i, nt| {
+            let (w0, w1) = split(t_n * nh, i, nt, 1);
+            // SAFETY: thread i owns scores[i*n_ctx..] and vtmp[i*hdv..] (plan sizes them per thread).
+            let sc = unsafe { std::slice::from_raw_parts_mut(scores.get().add(i * n_ctx), n_ctx) };
+            let vt = unsafe { std::slice::from_raw_parts_mut(vtmp.get().add(i * hdv), hdv) };
+            for item in w0..w1 {
+                let (t, h) = (item / nh, item % nh);
+                let g = h / group;
+                let p = pos0 + t;
+                let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
+                let npos = p + 1 - lo;
+                // SAFETY: rows lo..=p of kv head g were written (this chunk or earlier) and lie in
+                // the layer region; q is read-only; out[t][h] is this work item's alone.
+                unsafe {
+                    let qh = qp.get().add(t * nh * hd + h * hd);
+                    if FA_EMULATE {
+                        for d in 0..hd {
+                            *qh.add(d) = ops::f16_to_f32(ops::f32_to_f16(*qh.add(d)));
+                        }
+                    }
+                    kernels.matmul_f32_raw(
+                        wt,
+                        kbase.get().add((lo * nkv + g) * row_k),
+                        nkv * row_k,
+                        npos,
+                        qh,
+                        hd,
+                        1,
+                        sc.as_mut_ptr(),
+                        npos,
+                        hd,
+                    );
+                    let s = &mut sc[..npos];
+                    s.iter_mut().for_each(|v| *v *= scale);
+                    let out = std::slice::from_raw_parts_mut(attp.get().add(t * nh * hdv + h * hdv), hdv);
+                    out.iter_mut().for_each(|v| *v = 0.0);
+                    if FA_EMULATE {
+                        let r16 = |x: f32| ops::f16_to_f32(ops::f32_to_f16(x));
+                        let (mut m, mut ssum) = (f32::NEG_INFINITY, 0f32);
+                        for (j, &sj) in s.iter().enumerate() {
+                            let (mut ms, mut vs) = (1f32, 1f32);
+                            if sj > m {
+                                let mold = m;
+                                m = sj;
+                                ms = (mold - m).exp();
+                                out.iter_mut().for_each(|o| *o = r16(*o * ms));
+                            } else {
+                                vs = (sj - m).exp();
+                            }
+                            let vrow = std::slice::from_raw_parts(
+                                kbase.get().add(vbase_off + ((lo + j) * nkv + g) * row_v),
+                                row_v,
+                            );
+                            if kernels.dequantize(wt, vrow, vt).is_ok() {
+                                out.iter_mut().zip(vt.iter()).for_each(|(o, v)| *o = r16(*o + v * vs));
+                            }
+                            ssum = ssum * ms + vs;
+                        }
+                        let inv = if ssum == 0.0 { 0.0 } else { 1.0 / ssum };
+                        out.iter_mut().for_each(|o| *o *= inv);
+                        continue;
+                    }
+                    ops::softmax(s);
+                    for (j, &w) in s.iter().enumerate() {
+                        let vrow = std::slice::from_raw_parts(
+                            kbase.get().add(vbase_off + ((lo + j) * nkv + g) * row_v),
+                            row_v,
+                        );
+                        if kernels.dequantize(wt, vrow, vt).is_ok() {
+                            out.iter_mut().zip(vt.iter()).for_each(|(o, v)| *o += w * v);
+                        }
+                    }
+                }
+            }
+        });
+    }
+}
