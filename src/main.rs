@@ -33,6 +33,9 @@ enum Command {
     Kernels,
     /// Generate text: streams to stdout, timings to stderr (like llama.cpp's CLI).
     Run(run::RunArgs),
+    /// Print a session's memory plan (weights, KV cache, activations, scratch, ...) and check
+    /// it against the RAM budget; exits with an error when it does not fit.
+    Plan(run::PlanArgs),
     /// Print the token ids of a text as a JSON list.
     Tokenize(run::TokenizeArgs),
     /// Print the text of token ids.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Run(a) => run::run(a),
+        Command::Plan(a) => run::plan(a),
         Command::Tokenize(a) => run::tokenize(a),
         Command::Detokenize(a) => run::detokenize(a),
     };

@@ -2,13 +2,16 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Args;
 use serde_json::json;
-use tensorsharp_runtime::{generate, KvType, Model, Sampler, SamplerParams, Session, SessionParams, StopReason};
+use tensorsharp_runtime::plan::parse_size;
+use tensorsharp_runtime::{
+    Generator, KvType, LockMode, Model, Sampler, SamplerParams, Session, SessionParams, StopReason,
+};
 
 use crate::default_model;
 
@@ -16,13 +19,23 @@ type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Set by SIGINT; the generation loop checks it between tokens.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The session's cancel flag (checked between layers), set by SIGINT too.
+static CANCEL: AtomicPtr<AtomicBool> = AtomicPtr::new(std::ptr::null_mut());
 
 extern "C" fn on_sigint(_: i32) {
     INTERRUPTED.store(true, Ordering::SeqCst);
+    let p = CANCEL.load(Ordering::SeqCst);
+    if !p.is_null() {
+        // SAFETY: `p` comes from an `Arc` that `install_sigint` leaked, so it is never freed;
+        // storing to an atomic is async-signal-safe.
+        unsafe { (*p).store(true, Ordering::SeqCst) };
+    }
 }
 
-/// Ctrl-C stops generation at the next token boundary; a second Ctrl-C kills (SA_RESETHAND).
-fn install_sigint() {
+/// Ctrl-C stops generation within one layer (the session's cancel flag) and the loop at the
+/// next token boundary; a second Ctrl-C kills (SA_RESETHAND).
+fn install_sigint(cancel: Arc<AtomicBool>) {
+    CANCEL.store(Arc::into_raw(cancel) as *mut AtomicBool, Ordering::SeqCst);
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let act = SigAction::new(
         SigHandler::Handler(on_sigint),
@@ -52,17 +65,9 @@ impl ModelArg {
     }
 }
 
-/// Options of `tsharp run`.
+/// Session options shared by `run`, `plan` and `bench`.
 #[derive(Args, Debug)]
-pub struct RunArgs {
-    #[command(flatten)]
-    model: ModelArg,
-    /// The prompt (special tokens such as <|im_start|> are parsed).
-    #[arg(short = 'p', long = "prompt")]
-    prompt: String,
-    /// Tokens to generate.
-    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
-    n_predict: usize,
+pub struct SessionArgs {
     /// Threads (default: one per CPU).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     threads: usize,
@@ -75,6 +80,57 @@ pub struct RunArgs {
     /// KV cache type: f16, f32 or q8_0.
     #[arg(long = "kv-type", default_value = "f16")]
     kv_type: String,
+    /// RAM budget for the whole plan (e.g. 512M, 2G). Default: the cgroup limit or MemAvailable.
+    #[arg(long = "ram-budget")]
+    ram_budget: Option<String>,
+    /// Lock the arena and the weights in RAM: --mlock (warn if not permitted) or --mlock=required.
+    #[arg(long = "mlock", num_args = 0..=1, default_missing_value = "on", default_value = "off")]
+    mlock: String,
+    /// Pin threads to these CPUs (e.g. 2-5 or 0,2): thread i on the i-th listed CPU.
+    #[arg(long = "cpus")]
+    cpus: Option<String>,
+    /// SCHED_FIFO priority 1..99 for the threads (warns and continues when not permitted).
+    #[arg(long = "rt-priority", default_value_t = 0)]
+    rt_priority: i32,
+    /// Microseconds an idle worker spins before parking.
+    #[arg(long = "spin-us", default_value_t = 500)]
+    spin_us: u64,
+}
+
+impl SessionArgs {
+    /// The session parameters these options describe.
+    pub fn params(&self) -> Result<SessionParams> {
+        Ok(SessionParams {
+            n_ctx: self.ctx,
+            n_batch: self.batch,
+            n_threads: self.threads,
+            kv_type: KvType::from_name(&self.kv_type)?,
+            spin: std::time::Duration::from_micros(self.spin_us),
+            ram_budget: self.ram_budget.as_deref().map(parse_size).transpose()?,
+            mlock: LockMode::from_name(&self.mlock)?,
+            cpus: match &self.cpus {
+                Some(c) => tensorsharp_runtime::pool::parse_cpus(c).map_err(|e| format!("--cpus {e}"))?,
+                None => Vec::new(),
+            },
+            rt_priority: self.rt_priority,
+            ..Default::default()
+        })
+    }
+}
+
+/// Options of `tsharp run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// The prompt (special tokens such as <|im_start|> are parsed).
+    #[arg(short = 'p', long = "prompt")]
+    prompt: String,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    n_predict: usize,
+    #[command(flatten)]
+    session: SessionArgs,
     /// Temperature (0 = greedy).
     #[arg(long = "temp", default_value_t = 0.8)]
     temp: f32,
@@ -108,23 +164,45 @@ pub struct RunArgs {
     /// Print one JSON object (prompt token ids, generated ids, text, timings) instead of streaming.
     #[arg(long)]
     json: bool,
+    /// Also report per-token decode latency (p50 / p90 / p99 / max) and the memory plan total.
+    #[arg(long)]
+    timings: bool,
+}
+
+/// p-th percentile (nearest rank) of sorted values.
+pub fn percentile(sorted: &[f32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    f64::from(sorted[rank.min(sorted.len()) - 1])
+}
+
+/// Decode latency summary in milliseconds: p50, p90, p99, max.
+pub fn latency_summary(lat: &[f32]) -> [f64; 4] {
+    let mut v = lat.to_vec();
+    v.sort_by(f32::total_cmp);
+    [50.0, 90.0, 99.0, 100.0].map(|p| percentile(&v, p) * 1e3)
+}
+
+/// (peak RSS bytes, major page faults so far) of this process.
+fn rusage() -> (u64, u64) {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        // ru_maxrss is in KiB on Linux.
+        Ok(u) => (u.max_rss() as u64 * 1024, u.major_page_faults() as u64),
+        Err(_) => (0, 0),
+    }
 }
 
 pub fn run(a: RunArgs) -> Result<()> {
     let path = a.model.resolve()?;
     let t0 = Instant::now();
     let model = Arc::new(Model::load(&path)?);
-    let kv_type = KvType::from_name(&a.kv_type)?;
-    let mut session = Session::new(
-        Arc::clone(&model),
-        SessionParams {
-            n_ctx: a.ctx,
-            n_batch: a.batch,
-            n_threads: a.threads,
-            kv_type,
-            ..Default::default()
-        },
-    )?;
+    let mut session = Session::new(Arc::clone(&model), a.session.params()?)?;
+    for w in session.warnings() {
+        eprintln!("tsharp: warning: {w}");
+    }
     let sp = SamplerParams {
         temperature: a.temp,
         top_k: a.top_k,
@@ -137,17 +215,31 @@ pub fn run(a: RunArgs) -> Result<()> {
         seed: a.seed,
     };
     let mut sampler = Sampler::new(sp, model.tokenizer().n_vocab())?;
+    let max_stop = a.stop.iter().map(String::len).max().unwrap_or(0);
+    let mut generator = Generator::new(&session, max_stop);
+    if session.params().mlock != LockMode::Off {
+        // The session locked the arena and the weights; a real-time process also locks its code
+        // and everything it maps later, so nothing it runs faults after load.
+        use nix::sys::mman::{mlockall, MlockAllFlags};
+        if let Err(e) = mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE) {
+            if session.params().mlock == LockMode::Required {
+                return Err(format!("mlockall: {e} (raise the locked-memory limit or drop --mlock=required)").into());
+            }
+            eprintln!("tsharp: warning: mlockall: {e}; code pages may still fault");
+        }
+    }
     let load_secs = t0.elapsed().as_secs_f64();
+    let (_, majflt_loaded) = rusage();
     let prompt = model.tokenizer().tokenize(&a.prompt, true, true);
     if prompt.is_empty() {
         return Err("the prompt is empty after tokenization".into());
     }
-    install_sigint();
+    install_sigint(session.cancel_flag());
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut text = String::new();
     let mut write_err = None;
-    let g = generate(
+    let g = generator.run(
         &mut session,
         &mut sampler,
         &prompt,
@@ -170,50 +262,115 @@ pub fn run(a: RunArgs) -> Result<()> {
         }
     }
     let pp = g.n_prompt as f64 / g.prompt_secs.max(1e-9);
-    let n_gen = g.tokens.len().saturating_sub(1);
+    let n_gen = g.n_generated.saturating_sub(1);
     let tg = n_gen as f64 / g.gen_secs.max(1e-9);
     let reason = match &g.reason {
         StopReason::EndOfGeneration => "eog".to_owned(),
         StopReason::MaxTokens => "max_tokens".to_owned(),
         StopReason::StopString(i) => format!("stop:{i}"),
         StopReason::ContextFull => "context_full".to_owned(),
-        StopReason::Interrupted => "interrupted".to_owned(),
+        StopReason::Cancelled => "cancelled".to_owned(),
     };
+    let (peak_rss, majflt_end) = rusage();
+    let lat = latency_summary(generator.latencies());
+    let plan_total = session.full_plan().total();
     if a.json {
         let j = json!({
             "model": path.display().to_string(),
             "kernels": model.kernels().tier().name(),
             "threads": session.params().n_threads,
             "prompt_tokens": prompt,
-            "tokens": g.tokens,
+            "tokens": generator.tokens(),
             "text": text,
             "stop_reason": reason,
+            "plan_total_bytes": plan_total,
+            "peak_rss_bytes": peak_rss,
+            "major_faults_after_load": majflt_end - majflt_loaded,
             "timings": {
                 "load_ms": load_secs * 1e3,
                 "prompt_ms": g.prompt_secs * 1e3,
                 "prompt_tokens_per_s": pp,
                 "gen_ms": g.gen_secs * 1e3,
                 "gen_tokens_per_s": tg,
+                "decode_latency_ms": {"p50": lat[0], "p90": lat[1], "p99": lat[2], "max": lat[3]},
             },
         });
         writeln!(out, "{j}")?;
     } else {
         writeln!(out)?;
+        out.flush()?;
         eprintln!(
             "tsharp: load {:.0} ms | prompt {} tokens, {:.1} ms, {:.1} tok/s | generation {} tokens, {:.1} tok/s | {} threads, {} kernels | stop: {reason}",
             load_secs * 1e3,
             g.n_prompt,
             g.prompt_secs * 1e3,
             pp,
-            g.tokens.len(),
+            g.n_generated,
             tg,
             session.params().n_threads,
             model.kernels().tier().name()
         );
+        if a.timings {
+            eprintln!(
+                "tsharp: decode latency ms: p50 {:.2} | p90 {:.2} | p99 {:.2} | max {:.2} ({} tokens) | memory plan total {:.1} MiB, peak RSS {:.1} MiB, major faults after load {}",
+                lat[0],
+                lat[1],
+                lat[2],
+                lat[3],
+                generator.latencies().len(),
+                plan_total as f64 / (1 << 20) as f64,
+                peak_rss as f64 / (1 << 20) as f64,
+                majflt_end - majflt_loaded
+            );
+        }
     }
-    if g.reason == StopReason::Interrupted {
+    if g.reason == StopReason::Cancelled {
         eprintln!("tsharp: interrupted");
     }
+    Ok(())
+}
+
+/// Options of `tsharp plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    #[command(flatten)]
+    session: SessionArgs,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `tsharp plan`: prints the memory plan; exits non-zero when it is over budget.
+pub fn plan(a: PlanArgs) -> Result<()> {
+    let model = Model::load(a.model.resolve()?)?;
+    let p = Session::plan_for(&model, &a.session.params()?)?;
+    if a.json {
+        let items: Vec<_> = p
+            .arena
+            .items()
+            .iter()
+            .map(|i| json!({"name": i.name, "offset": i.offset, "bytes": i.bytes}))
+            .collect();
+        let j = json!({
+            "n_ctx": p.n_ctx, "n_batch": p.n_batch, "n_threads": p.n_threads, "kv_type": p.kv_type.name(),
+            "weights": {"bytes": p.weights, "residency": if p.lock == LockMode::Off { "mapped" } else { "pinned" }},
+            "arena": {"bytes": p.arena_bytes, "items": items},
+            "kv_cache_bytes": p.kv_bytes(),
+            "model_tables_bytes": p.model_tables,
+            "tokenizer_bytes": p.tokenizer,
+            "sampler_bytes": p.sampler,
+            "thread_stack_bytes": p.thread_stacks,
+            "total_bytes": p.total(),
+            "budget": p.budget.as_ref().map(|b| json!({"bytes": b.bytes, "source": b.source})),
+            "fits": p.budget.as_ref().is_none_or(|b| p.total() <= b.bytes),
+        });
+        println!("{j}");
+    } else {
+        print!("{}", p.to_table());
+    }
+    p.check_budget()?;
     Ok(())
 }
 

@@ -6,32 +6,16 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
-use serde_json::Value;
 use tensorsharp_models::{GgmlType, GgufWriter, MetaValue};
-
-fn tsharp(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tsharp")).args(args).output().unwrap()
-}
 
 fn smollm2() -> PathBuf {
     common::model_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
-fn run_json(args: &[&str]) -> Value {
-    let out = tsharp(args);
-    assert!(
-        out.status.success(),
-        "tsharp {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Asserts a clean failure: non-zero exit, an error line naming `needle`, no panic.
 fn assert_fails(args: &[&str], needle: &str) {
-    let out = tsharp(args);
+    let out = common::tsharp(args);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "tsharp {args:?} succeeded");
     assert_eq!(out.status.code(), Some(1), "tsharp {args:?}: {err}");
@@ -52,7 +36,7 @@ fn tmp(name: &str) -> PathBuf {
 #[test]
 fn readme_command_on_the_default_model_says_paris() {
     // No -m: the default model (fetched by scripts/setup.sh, or on first use).
-    let out = tsharp(&[
+    let out = common::tsharp(&[
         "run",
         "-p",
         "The capital of France is",
@@ -89,7 +73,7 @@ fn json_output_matches_the_reference_greedy_tokens() {
         .position(|s| s["margin"].as_f64().unwrap() < 0.05);
     let n = first_tie.unwrap_or(want.len()).min(16);
     let m = smollm2();
-    let j = run_json(&[
+    let j = common::tsharp_json(&[
         "run",
         "-m",
         m.to_str().unwrap(),
@@ -121,7 +105,7 @@ fn json_output_matches_the_reference_greedy_tokens() {
 fn same_seed_same_tokens_across_runs_and_thread_counts() {
     let m = smollm2();
     let sample = |threads: &str, seed: &str| {
-        let j = run_json(&[
+        let j = common::tsharp_json(&[
             "run",
             "-m",
             m.to_str().unwrap(),
@@ -165,7 +149,7 @@ fn same_seed_same_tokens_across_runs_and_thread_counts() {
 #[test]
 fn stop_string_ends_generation_and_is_not_printed() {
     let m = smollm2();
-    let base = run_json(&[
+    let base = common::tsharp_json(&[
         "run",
         "-m",
         m.to_str().unwrap(),
@@ -180,7 +164,7 @@ fn stop_string_ends_generation_and_is_not_printed() {
     let text = base["text"].as_str().unwrap();
     assert!(text.starts_with(" Paris"), "{text:?}");
     // "ari" sits inside the first token " Paris": matched within a token and never printed.
-    let j = run_json(&[
+    let j = common::tsharp_json(&[
         "run",
         "-m",
         m.to_str().unwrap(),
@@ -197,7 +181,7 @@ fn stop_string_ends_generation_and_is_not_printed() {
     assert_eq!(j["text"], " P");
     assert_eq!(j["stop_reason"], "stop:0", "the first --stop string");
     // Streaming mode prints the same.
-    let out = tsharp(&[
+    let out = common::tsharp(&[
         "run",
         "-m",
         m.to_str().unwrap(),
@@ -222,7 +206,7 @@ fn truncated_malformed_and_non_gguf_models_fail_cleanly() {
     {
         let p = tmp(&format!("truncated-{i}.gguf"));
         std::fs::write(&p, &bytes[..len]).unwrap();
-        let out = tsharp(&["run", "-m", p.to_str().unwrap(), "-p", "hi", "-n", "1"]);
+        let out = common::tsharp(&["run", "-m", p.to_str().unwrap(), "-p", "hi", "-n", "1"]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "truncated to {len}: {err}");
         assert!(

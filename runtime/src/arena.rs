@@ -104,10 +104,34 @@ impl std::fmt::Debug for Arena {
     }
 }
 
+/// Locks `len` bytes at `ptr` in RAM (faulting them in), or says why not.
+pub fn lock(ptr: *const u8, len: usize, what: &str) -> Result<()> {
+    let Some(p) = NonNull::new(ptr as *mut std::ffi::c_void) else {
+        return Ok(());
+    };
+    // SAFETY: mlock only changes the residency of pages of our own mappings; it does not touch
+    // their contents. The range is a live allocation or mapping of `len` bytes.
+    unsafe { nix::sys::mman::mlock(p, len) }.map_err(|errno| RuntimeError::System {
+        what: format!("locking {what} ({:.1} MiB) in RAM", len as f64 / (1 << 20) as f64),
+        errno,
+        hint: "raise the locked-memory limit (ulimit -l, LimitMEMLOCK= in a systemd unit) or run without --mlock",
+    })
+}
+
 impl Arena {
+    /// Bytes the arena of `plan` allocates (the slots rounded up to whole pages).
+    pub fn size_for(plan: &MemoryPlan) -> usize {
+        plan.total().max(4096).div_ceil(4096) * 4096
+    }
+
+    /// The base address.
+    pub fn base(&self) -> *const u8 {
+        self.ptr.as_ptr()
+    }
+
     /// Allocates the plan's total (at least one page).
     pub fn new(plan: &MemoryPlan) -> Result<Arena> {
-        let size = plan.total().max(4096).div_ceil(4096) * 4096;
+        let size = Self::size_for(plan);
         let layout = Layout::from_size_align(size, 4096).map_err(|e| RuntimeError::InvalidParameter {
             name: "memory plan",
             problem: e.to_string(),

@@ -42,6 +42,26 @@ pub enum RuntimeError {
         /// The vocabulary size.
         n_vocab: usize,
     },
+    /// The memory plan exceeds the RAM budget (nothing was allocated).
+    #[error("over budget: {message}")]
+    OverBudget {
+        /// Bytes the plan needs.
+        needed: u64,
+        /// Bytes the budget allows.
+        budget: u64,
+        /// The numbers and what to change.
+        message: String,
+    },
+    /// Locking memory (`--mlock=required`) or another real-time setting failed.
+    #[error("{what}: {errno} ({hint})")]
+    System {
+        /// What was attempted.
+        what: String,
+        /// The OS error.
+        errno: nix::errno::Errno,
+        /// What to change.
+        hint: &'static str,
+    },
     /// Generation was cancelled.
     #[error("cancelled")]
     Cancelled,

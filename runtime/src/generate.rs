@@ -10,7 +10,7 @@ use crate::session::Session;
 use crate::tokenizer::{StreamDecoder, Token};
 
 /// Why generation ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
     /// An end-of-generation token (not printed).
     EndOfGeneration,
@@ -20,8 +20,9 @@ pub enum StopReason {
     StopString(usize),
     /// The context is full.
     ContextFull,
-    /// The interrupt flag was raised (checked between tokens).
-    Interrupted,
+    /// The interrupt flag (checked between tokens) or the session's cancel flag (checked
+    /// between layers) was raised.
+    Cancelled,
 }
 
 /// What a generation produced.
@@ -91,8 +92,167 @@ impl StopFilter<'_> {
     }
 }
 
-/// Generates after `prompt` (already tokenized; the session continues from its current state).
-/// `on_text` receives the text as it becomes final; `interrupt` is checked between tokens.
+/// Counts of one generation (the tokens are in [`Generator::tokens`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GenStats {
+    /// Why it stopped.
+    pub reason: StopReason,
+    /// Prompt tokens processed.
+    pub n_prompt: usize,
+    /// Tokens generated.
+    pub n_generated: usize,
+    /// Seconds spent on the prompt (prefill + first sample).
+    pub prompt_secs: f64,
+    /// Seconds spent generating after the first token.
+    pub gen_secs: f64,
+}
+
+/// The generation loop with every buffer reserved up front: after [`Generator::new`], a call
+/// to [`Generator::run`] allocates nothing (stop strings no longer than the `max_stop_len`
+/// given at creation; a longer one grows the buffer once).
+#[derive(Debug)]
+pub struct Generator {
+    logits: Vec<f32>,
+    tokens: Vec<Token>,
+    latencies: Vec<f32>,
+    held: String,
+    decoder: StreamDecoder,
+}
+
+impl Generator {
+    /// Buffers for generations in `session` (up to its context length) with stop strings of up
+    /// to `max_stop_len` bytes.
+    pub fn new(session: &Session, max_stop_len: usize) -> Generator {
+        let tok = session.model().tokenizer();
+        Generator {
+            logits: vec![0.0; tok.n_vocab()],
+            tokens: Vec::with_capacity(session.n_ctx()),
+            latencies: Vec::with_capacity(session.n_ctx()),
+            held: String::with_capacity(max_stop_len + tok.max_piece_len() + 8),
+            decoder: StreamDecoder::new(),
+        }
+    }
+
+    /// The tokens of the last run (the end-of-generation token excluded).
+    pub fn tokens(&self) -> &[Token] {
+        &self.tokens
+    }
+
+    /// Seconds each decode step of the last run took (forward pass + sampling + text), one per
+    /// token after the first.
+    pub fn latencies(&self) -> &[f32] {
+        &self.latencies
+    }
+
+    /// Generates after `prompt` (already tokenized; the session continues from its current
+    /// state). `on_text` receives the text as it becomes final. `interrupt` is checked between
+    /// tokens; the session's cancel flag ([`Session::cancel_flag`]) between layers. Either
+    /// ends the run with [`StopReason::Cancelled`] (the text so far has been delivered).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run(
+        &mut self,
+        session: &mut Session,
+        sampler: &mut Sampler,
+        prompt: &[Token],
+        max_tokens: usize,
+        stops: &[String],
+        interrupt: &AtomicBool,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<GenStats> {
+        let model = std::sync::Arc::clone(session.model());
+        let tok = model.tokenizer();
+        if session.n_past() + prompt.len() > session.n_ctx() {
+            return Err(RuntimeError::ContextFull {
+                needed: session.n_past() + prompt.len(),
+                n_ctx: session.n_ctx(),
+            });
+        }
+        let max_stop = stops.iter().map(String::len).max().unwrap_or(0);
+        self.held.clear();
+        self.held.reserve(max_stop + tok.max_piece_len() + 8);
+        let mut filter = StopFilter {
+            stops,
+            held: std::mem::take(&mut self.held),
+        };
+        self.decoder = StreamDecoder::new();
+        self.tokens.clear();
+        self.latencies.clear();
+        for &t in prompt {
+            sampler.accept(t);
+        }
+        let t0 = std::time::Instant::now();
+        let cancelled = |r: &Result<&[f32]>| matches!(r, Err(RuntimeError::Cancelled));
+        let mut t_first = None;
+        let reason = 'gen: {
+            let r = session.prefill(prompt);
+            if cancelled(&r) {
+                break 'gen StopReason::Cancelled;
+            }
+            self.logits.copy_from_slice(r?);
+            loop {
+                if self.tokens.len() >= max_tokens {
+                    break StopReason::MaxTokens;
+                }
+                if interrupt.load(Ordering::Relaxed) {
+                    break StopReason::Cancelled;
+                }
+                let next = sampler.sample(&mut self.logits);
+                let now = std::time::Instant::now();
+                if t_first.is_none() {
+                    t_first = Some(now);
+                }
+                if tok.is_eog(next) {
+                    break StopReason::EndOfGeneration;
+                }
+                sampler.accept(next);
+                if self.tokens.len() < self.tokens.capacity() {
+                    self.tokens.push(next);
+                }
+                let mut stopped = None;
+                self.decoder.push(tok.piece(next, false), &mut |s| {
+                    if stopped.is_none() {
+                        stopped = filter.push(s, &mut on_text);
+                    }
+                });
+                if let Some(i) = stopped {
+                    break StopReason::StopString(i);
+                }
+                if self.tokens.len() >= max_tokens {
+                    break StopReason::MaxTokens;
+                }
+                if session.n_past() >= session.n_ctx() {
+                    break StopReason::ContextFull;
+                }
+                let r = session.decode(next);
+                if cancelled(&r) {
+                    break StopReason::Cancelled;
+                }
+                self.logits.copy_from_slice(r?);
+                if self.latencies.len() < self.latencies.capacity() {
+                    self.latencies.push(now.elapsed().as_secs_f32());
+                }
+            }
+        };
+        if !matches!(reason, StopReason::StopString(_)) {
+            self.decoder.flush(&mut |s| {
+                filter.push(s, &mut on_text);
+            });
+            filter.flush(&mut on_text);
+        }
+        self.held = filter.held;
+        let t_end = std::time::Instant::now();
+        let first = t_first.unwrap_or(t_end);
+        Ok(GenStats {
+            reason,
+            n_prompt: prompt.len(),
+            n_generated: self.tokens.len(),
+            prompt_secs: (first - t0).as_secs_f64(),
+            gen_secs: (t_end - first).as_secs_f64(),
+        })
+    }
+}
+
+/// One-shot convenience over [`Generator`]: generates after `prompt` and returns the tokens.
 #[allow(clippy::too_many_arguments)]
 pub fn generate(
     session: &mut Session,
@@ -101,76 +261,17 @@ pub fn generate(
     max_tokens: usize,
     stops: &[String],
     interrupt: &AtomicBool,
-    mut on_text: impl FnMut(&str),
+    on_text: impl FnMut(&str),
 ) -> Result<Generation> {
-    let model = std::sync::Arc::clone(session.model());
-    let tok = model.tokenizer();
-    if session.n_past() + prompt.len() > session.n_ctx() {
-        return Err(RuntimeError::ContextFull {
-            needed: session.n_past() + prompt.len(),
-            n_ctx: session.n_ctx(),
-        });
-    }
     let max_stop = stops.iter().map(String::len).max().unwrap_or(0);
-    let mut filter = StopFilter {
-        stops,
-        held: String::with_capacity(max_stop + tok.max_piece_len() + 8),
-    };
-    let mut decoder = StreamDecoder::new();
-    let mut tokens = Vec::with_capacity(max_tokens);
-    for &t in prompt {
-        sampler.accept(t);
-    }
-    let t0 = std::time::Instant::now();
-    let mut logits = session.prefill(prompt)?.to_vec();
-    let mut t_first = None;
-    let reason = loop {
-        if tokens.len() >= max_tokens {
-            break StopReason::MaxTokens;
-        }
-        if interrupt.load(Ordering::Relaxed) {
-            break StopReason::Interrupted;
-        }
-        let next = sampler.sample(&mut logits);
-        if t_first.is_none() {
-            t_first = Some(std::time::Instant::now());
-        }
-        if tok.is_eog(next) {
-            break StopReason::EndOfGeneration;
-        }
-        sampler.accept(next);
-        tokens.push(next);
-        let mut stopped = None;
-        decoder.push(tok.piece(next, false), &mut |s| {
-            if stopped.is_none() {
-                stopped = filter.push(s, &mut on_text);
-            }
-        });
-        if let Some(i) = stopped {
-            break StopReason::StopString(i);
-        }
-        if tokens.len() >= max_tokens {
-            break StopReason::MaxTokens;
-        }
-        if session.n_past() >= session.n_ctx() {
-            break StopReason::ContextFull;
-        }
-        logits.copy_from_slice(session.decode(next)?);
-    };
-    if !matches!(reason, StopReason::StopString(_)) {
-        decoder.flush(&mut |s| {
-            filter.push(s, &mut on_text);
-        });
-        filter.flush(&mut on_text);
-    }
-    let t_end = std::time::Instant::now();
-    let first = t_first.unwrap_or(t_end);
+    let mut g = Generator::new(session, max_stop);
+    let st = g.run(session, sampler, prompt, max_tokens, stops, interrupt, on_text)?;
     Ok(Generation {
-        tokens,
-        reason,
-        n_prompt: prompt.len(),
-        prompt_secs: (first - t0).as_secs_f64(),
-        gen_secs: (t_end - first).as_secs_f64(),
+        tokens: g.tokens,
+        reason: st.reason,
+        n_prompt: st.n_prompt,
+        prompt_secs: st.prompt_secs,
+        gen_secs: st.gen_secs,
     })
 }
 

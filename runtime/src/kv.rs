@@ -32,6 +32,15 @@ impl KvType {
         }
     }
 
+    /// The name `from_name` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            KvType::F16 => "f16",
+            KvType::F32 => "f32",
+            KvType::Q8_0 => "q8_0",
+        }
+    }
+
     /// The kernel weight type that reads this storage.
     pub fn wtype(self) -> WType {
         match self {

@@ -143,6 +143,31 @@ impl Model {
         self.kernels
     }
 
+    /// Heap bytes the loaded model holds besides the mapping: the parsed GGUF header, the
+    /// tokenizer tables, the f32 norms and biases copied out at load.
+    pub fn heap_bytes(&self) -> (usize, usize) {
+        use tensorsharp_models::gguf::malloc_bytes as m;
+        let v = |x: &Vec<f32>| m(x.len() * 4);
+        let ov = |x: &Option<Vec<f32>>| x.as_ref().map_or(0, v);
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                v(&l.attn_norm)
+                    + v(&l.ffn_norm)
+                    + ov(&l.bq)
+                    + ov(&l.bk)
+                    + ov(&l.bv)
+                    + ov(&l.q_norm)
+                    + ov(&l.k_norm)
+                    + ov(&l.post_attn_norm)
+                    + ov(&l.post_ffw_norm)
+            })
+            .sum();
+        let own = m(self.layers.len() * std::mem::size_of::<LayerWeights>()) + layers + v(&self.output_norm);
+        (self.file.metadata_heap_bytes() + own, self.tokenizer.heap_bytes())
+    }
+
     /// The mapped file.
     pub fn file(&self) -> &GgufFile {
         &self.file

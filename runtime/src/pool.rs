@@ -10,6 +10,82 @@ use std::time::{Duration, Instant};
 
 type Job = dyn Fn(usize, usize) + Sync;
 
+/// How the pool's threads are set up.
+#[derive(Debug, Clone, Default)]
+pub struct PoolOptions {
+    /// How long an idle worker spins before parking.
+    pub spin: Duration,
+    /// CPUs to pin to: thread `i` (the caller is 0) runs on `cpus[i % len]`. Empty: unpinned.
+    pub cpus: Vec<usize>,
+    /// `SCHED_FIFO` priority for every thread (1..=99); 0 keeps the normal scheduler.
+    pub rt_priority: i32,
+}
+
+/// Pins the calling thread to `cpu` and applies the real-time priority; returns a warning when
+/// the priority is not permitted (the thread keeps running with the normal scheduler).
+fn setup_thread(opts: &PoolOptions, i: usize) -> std::result::Result<(), String> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    if !opts.cpus.is_empty() {
+        let cpu = opts.cpus[i % opts.cpus.len()];
+        let mut set = CpuSet::new();
+        set.set(cpu).map_err(|e| format!("cpu {cpu}: {e}"))?;
+        sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| format!("pinning thread {i} to cpu {cpu}: {e}"))?;
+    }
+    if opts.rt_priority > 0 {
+        let param = nix::libc::sched_param {
+            sched_priority: opts.rt_priority,
+        };
+        // SAFETY: pthread_self() is the calling thread; `param` is a valid sched_param.
+        let rc = unsafe { nix::libc::pthread_setschedparam(nix::libc::pthread_self(), nix::libc::SCHED_FIFO, &param) };
+        if rc != 0 {
+            return Err(format!(
+                "SCHED_FIFO priority {} not permitted ({}); running with the normal scheduler (needs CAP_SYS_NICE or an rtprio limit)",
+                opts.rt_priority,
+                nix::errno::Errno::from_raw(rc)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `cpus` against the CPUs this process may run on.
+pub fn check_cpus(cpus: &[usize]) -> std::result::Result<(), String> {
+    let allowed = nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(0)).map_err(|e| e.to_string())?;
+    for &c in cpus {
+        if !allowed.is_set(c).unwrap_or(false) {
+            return Err(format!("cpu {c} is not available to this process"));
+        }
+    }
+    Ok(())
+}
+
+/// Parses a CPU list like `2-5,7`.
+pub fn parse_cpus(s: &str) -> std::result::Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("{s:?}: expected a CPU list like 2-5,7");
+        let (a, b) = match part.split_once('-') {
+            Some((a, b)) => (
+                a.trim().parse::<usize>().map_err(|_| bad())?,
+                b.trim().parse::<usize>().map_err(|_| bad())?,
+            ),
+            None => {
+                let a = part.parse::<usize>().map_err(|_| bad())?;
+                (a, a)
+            }
+        };
+        if a > b || b >= nix::sched::CpuSet::count() {
+            return Err(bad());
+        }
+        out.extend(a..=b);
+    }
+    if out.is_empty() {
+        return Err(format!("{s:?}: empty CPU list"));
+    }
+    Ok(out)
+}
+
 struct Shared {
     /// The current job; valid while a `run` call is in progress.
     job: UnsafeCell<Option<*const Job>>,
@@ -48,7 +124,26 @@ impl ThreadPool {
     /// A pool of `n_threads` (the caller counts as one), whose idle workers spin for `spin`
     /// before parking.
     pub fn new(n_threads: usize, spin: Duration) -> std::io::Result<ThreadPool> {
+        Self::with_options(
+            n_threads,
+            &PoolOptions {
+                spin,
+                ..Default::default()
+            },
+        )
+        .map(|(p, _)| p)
+    }
+
+    /// A pool set up as `opts` says: the workers and the calling thread are pinned and given the
+    /// real-time priority. Returns the pool and warnings (a priority that was not permitted).
+    pub fn with_options(n_threads: usize, opts: &PoolOptions) -> std::io::Result<(ThreadPool, Vec<String>)> {
+        let spin = opts.spin;
         let n_threads = n_threads.max(1);
+        let mut warnings = Vec::new();
+        if let Err(w) = setup_thread(opts, 0) {
+            warnings.push(w);
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(None),
             generation: AtomicU64::new(0),
@@ -62,18 +157,34 @@ impl ThreadPool {
         let mut handles = Vec::new();
         for i in 1..n_threads {
             let s = Arc::clone(&shared);
+            let (opts, tx) = (opts.clone(), tx.clone());
             handles.push(
                 thread::Builder::new()
                     .name(format!("tsharp-worker-{i}"))
-                    .spawn(move || worker(&s, i))?,
+                    .stack_size(crate::plan::WORKER_STACK)
+                    .spawn(move || {
+                        let _ = tx.send(setup_thread(&opts, i).err());
+                        drop((opts, tx));
+                        worker(&s, i)
+                    })?,
             );
         }
+        for _ in 1..n_threads {
+            if let Ok(Some(w)) = rx.recv() {
+                if !warnings.contains(&w) {
+                    warnings.push(w);
+                }
+            }
+        }
         let threads = handles.iter().map(|h| h.thread().clone()).collect();
-        Ok(ThreadPool {
-            shared,
-            threads,
-            handles,
-        })
+        Ok((
+            ThreadPool {
+                shared,
+                threads,
+                handles,
+            },
+            warnings,
+        ))
     }
 
     /// Number of threads, the caller included.

@@ -108,6 +108,12 @@ impl Sampler {
         })
     }
 
+    /// Bytes a sampler for `n_vocab` tokens holds with a penalty window of `penalty_last_n`.
+    pub fn planned_bytes(n_vocab: usize, penalty_last_n: usize) -> usize {
+        n_vocab * (std::mem::size_of::<u32>() + std::mem::size_of::<f32>())
+            + penalty_last_n.max(1) * std::mem::size_of::<Token>()
+    }
+
     /// The settings.
     pub fn params(&self) -> &SamplerParams {
         &self.params

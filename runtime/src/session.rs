@@ -16,7 +16,8 @@ use crate::error::{Result, RuntimeError};
 use crate::kv::{store_row, KvType};
 use crate::model::{Model, Weight};
 use crate::ops;
-use crate::pool::{split, ThreadPool};
+use crate::plan::{detect_ram_budget, Budget, LockMode, SessionPlan, WORKER_STACK};
+use crate::pool::{check_cpus, split, PoolOptions, ThreadPool};
 use crate::tokenizer::Token;
 
 /// Session settings.
@@ -36,6 +37,14 @@ pub struct SessionParams {
     /// little closer to exact arithmetic; for accuracy studies (llama.cpp quantizes, so the
     /// default matches it better).
     pub f32_activations: bool,
+    /// RAM budget in bytes for the whole plan; `None`: the cgroup limit or `MemAvailable`.
+    pub ram_budget: Option<u64>,
+    /// Lock the arena and the weights in RAM.
+    pub mlock: LockMode,
+    /// CPUs to pin the threads to (thread `i` on `cpus[i % len]`); empty: unpinned.
+    pub cpus: Vec<usize>,
+    /// `SCHED_FIFO` priority (1..=99) for the threads; 0: normal scheduling.
+    pub rt_priority: i32,
 }
 
 impl Default for SessionParams {
@@ -47,6 +56,10 @@ impl Default for SessionParams {
             kv_type: KvType::F16,
             spin: Duration::from_micros(500),
             f32_activations: false,
+            ram_budget: None,
+            mlock: LockMode::Off,
+            cpus: Vec::new(),
+            rt_priority: 0,
         }
     }
 }
@@ -109,6 +122,20 @@ pub struct Session {
     kv_layer: usize,
     n_past: usize,
     cancel: Arc<AtomicBool>,
+    warnings: Vec<String>,
+    full_plan: SessionPlan,
+}
+
+/// The resolved layout of a session, computed without allocating anything large.
+struct Layout {
+    params: SessionParams,
+    plan: MemoryPlan,
+    s: Slots,
+    ropes: Vec<(f32, f32)>,
+    layer_rope: Vec<usize>,
+    kv_row_k: usize,
+    kv_row_v: usize,
+    kv_layer: usize,
 }
 
 impl std::fmt::Debug for Session {
@@ -121,8 +148,121 @@ impl std::fmt::Debug for Session {
 }
 
 impl Session {
-    /// Plans and allocates a session (the only allocation of its lifetime) and starts its threads.
-    pub fn new(model: Arc<Model>, mut params: SessionParams) -> Result<Session> {
+    /// The memory plan a session with these parameters would have (its budget resolved but not
+    /// enforced; see [`SessionPlan::check_budget`]). Allocates nothing large.
+    pub fn plan_for(model: &Model, params: &SessionParams) -> Result<SessionPlan> {
+        let l = Self::layout(model, params.clone())?;
+        Ok(Self::make_plan(model, &l))
+    }
+
+    fn make_plan(model: &Model, l: &Layout) -> SessionPlan {
+        let p = &l.params;
+        let budget = match p.ram_budget {
+            Some(b) => Some(Budget {
+                bytes: b,
+                source: "--ram-budget".into(),
+            }),
+            None => detect_ram_budget(),
+        };
+        SessionPlan {
+            n_ctx: p.n_ctx,
+            n_batch: p.n_batch,
+            n_threads: p.n_threads,
+            kv_type: p.kv_type,
+            weights: model.file.bytes().len() as u64,
+            lock: p.mlock,
+            arena: l.plan.clone(),
+            arena_bytes: Arena::size_for(&l.plan) as u64,
+            kv_bytes_per_pos: (l.kv_layer / p.n_ctx * model.spec.n_layers) as u64,
+            model_tables: model.heap_bytes().0 as u64,
+            tokenizer: model.heap_bytes().1 as u64,
+            sampler: crate::sampler::Sampler::planned_bytes(model.spec.n_vocab, 1 << 10) as u64,
+            thread_stacks: ((p.n_threads - 1) * WORKER_STACK) as u64,
+            budget,
+        }
+    }
+
+    /// Plans a session, checks the plan against the budget, allocates the arena (the only
+    /// allocation of its lifetime), locks memory if asked, and starts its threads.
+    pub fn new(model: Arc<Model>, params: SessionParams) -> Result<Session> {
+        let l = Self::layout(&model, params)?;
+        let full_plan = Self::make_plan(&model, &l);
+        full_plan.check_budget()?;
+        let Layout {
+            params,
+            plan,
+            s,
+            ropes,
+            layer_rope,
+            kv_row_k,
+            kv_row_v,
+            kv_layer,
+        } = l;
+        if !params.cpus.is_empty() {
+            check_cpus(&params.cpus).map_err(|problem| RuntimeError::InvalidParameter { name: "cpus", problem })?;
+        }
+        if !(0..=99).contains(&params.rt_priority) {
+            return Err(RuntimeError::InvalidParameter {
+                name: "rt_priority",
+                problem: format!("{} (1..=99, or 0 for normal scheduling)", params.rt_priority),
+            });
+        }
+        let arena = Arena::new(&plan)?;
+        let mut warnings = Vec::new();
+        if params.mlock != LockMode::Off {
+            let weights = model.file.bytes();
+            let locked = crate::arena::lock(arena.base(), arena.len(), "the arena")
+                .and_then(|_| crate::arena::lock(weights.as_ptr(), weights.len(), "the weights"));
+            if let Err(e) = locked {
+                if params.mlock == LockMode::Required {
+                    return Err(e);
+                }
+                warnings.push(format!("{e}; continuing without locked memory"));
+            }
+        }
+        let (pool, pool_warnings) = ThreadPool::with_options(
+            params.n_threads,
+            &PoolOptions {
+                spin: params.spin,
+                cpus: params.cpus.clone(),
+                rt_priority: params.rt_priority,
+            },
+        )?;
+        warnings.extend(pool_warnings);
+        for w in &warnings {
+            log::warn!("{w}");
+        }
+        Ok(Session {
+            model,
+            params,
+            pool,
+            plan,
+            arena,
+            s,
+            ropes,
+            layer_rope,
+            kv_row_k,
+            kv_row_v,
+            kv_layer,
+            n_past: 0,
+            cancel: Arc::new(AtomicBool::new(false)),
+            warnings,
+            full_plan,
+        })
+    }
+
+    /// Warnings from setting the session up (memory that could not be locked, a real-time
+    /// priority that was not permitted).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The session's full memory plan (weights, arena, tokenizer, sampler, stacks).
+    pub fn full_plan(&self) -> &SessionPlan {
+        &self.full_plan
+    }
+
+    fn layout(model: &Model, mut params: SessionParams) -> Result<Layout> {
         let sp = model.spec.clone();
         if params.n_ctx == 0 {
             params.n_ctx = sp.n_ctx_train.clamp(1, 4096);
@@ -215,22 +355,15 @@ impl Session {
                     })?,
             )?,
         };
-        let arena = Arena::new(&plan)?;
-        let pool = ThreadPool::new(nt, params.spin)?;
-        Ok(Session {
-            model,
+        Ok(Layout {
             params,
-            pool,
             plan,
-            arena,
             s,
             ropes,
             layer_rope,
             kv_row_k,
             kv_row_v,
             kv_layer,
-            n_past: 0,
-            cancel: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -259,13 +392,23 @@ impl Session {
         self.params.n_ctx
     }
 
-    /// Forgets the conversation (the KV cache is overwritten from position 0).
+    /// Forgets the conversation (the KV cache is overwritten from position 0) and clears the
+    /// cancel flag.
     pub fn reset(&mut self) {
         self.n_past = 0;
+        self.clear_cancel();
+    }
+
+    /// Clears the cancel flag.
+    pub fn clear_cancel(&self) {
+        self.cancel.store(false, Ordering::SeqCst);
     }
 
     /// A flag that, when set from any thread, makes the running forward pass return
-    /// [`RuntimeError::Cancelled`] at the next layer boundary. Cleared at the start of each call.
+    /// [`RuntimeError::Cancelled`] at the next layer boundary. It stays set (every call returns
+    /// `Cancelled`) until [`clear_cancel`](Self::clear_cancel) or [`reset`](Self::reset). After a
+    /// cancelled call the cache holds the tokens of the chunks that completed ([`n_past`](Self::n_past)).
+    /// Setting it is async-signal-safe.
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.cancel)
     }
@@ -286,7 +429,6 @@ impl Session {
             });
         }
         self.check(tokens)?;
-        self.cancel.store(false, Ordering::Relaxed);
         for (i, chunk) in tokens.chunks(self.params.n_batch).enumerate() {
             let last = (i + 1) * self.params.n_batch >= tokens.len();
             self.forward(chunk, last)?;
@@ -297,7 +439,6 @@ impl Session {
     /// Processes one token and returns the logits of the next.
     pub fn decode(&mut self, token: Token) -> Result<&[f32]> {
         self.check(&[token])?;
-        self.cancel.store(false, Ordering::Relaxed);
         self.forward(&[token], true)?;
         Ok(self.logits())
     }

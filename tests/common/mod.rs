@@ -115,3 +115,22 @@ pub fn ids(v: &serde_json::Value) -> Vec<u32> {
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
 }
+
+/// Runs the `tsharp` binary of this build.
+pub fn tsharp(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tsharp"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `tsharp` and parses its JSON output, failing with its stderr when it fails.
+pub fn tsharp_json(args: &[&str]) -> serde_json::Value {
+    let out = tsharp(args);
+    assert!(
+        out.status.success(),
+        "tsharp {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

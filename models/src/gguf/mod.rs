@@ -11,7 +11,7 @@ mod value;
 mod writer;
 
 pub use reader::{GgufFile, TensorInfo, MAX_DIMS, MAX_NESTING};
-pub use value::{MetaArray, MetaValue, ValueType};
+pub use value::{malloc_bytes, MetaArray, MetaValue, ValueType};
 pub use writer::{GgufWriter, WrittenLayout};
 
 /// The four magic bytes at the start of every GGUF file.

@@ -174,6 +174,25 @@ impl GgufFile {
         self.data_offset
     }
 
+    /// Heap bytes of the parsed header (metadata values, tensor infos), for memory plans.
+    pub fn metadata_heap_bytes(&self) -> usize {
+        let entries =
+            crate::gguf::value::malloc_bytes(self.metadata.len() * std::mem::size_of::<(String, MetaValue)>());
+        let tensors = crate::gguf::value::malloc_bytes(self.tensors.len() * std::mem::size_of::<TensorInfo>())
+            + self
+                .tensors
+                .iter()
+                .map(|t| crate::gguf::value::malloc_bytes(t.name.len()))
+                .sum::<usize>();
+        entries
+            + tensors
+            + self
+                .metadata
+                .iter()
+                .map(|(k, v)| crate::gguf::value::malloc_bytes(k.len()) + v.heap_bytes())
+                .sum::<usize>()
+    }
+
     /// All metadata, in file order.
     pub fn metadata(&self) -> &[(String, MetaValue)] {
         &self.metadata

@@ -127,7 +127,50 @@ pub enum MetaArray {
     F64(Vec<f64>),
 }
 
+/// Heap bytes glibc's malloc uses for a `len`-byte allocation (16-byte chunks with an 8-byte
+/// header, 32 bytes at least).
+pub fn malloc_bytes(len: usize) -> usize {
+    if len == 0 {
+        0
+    } else {
+        (len + 8).div_ceil(16).max(2) * 16
+    }
+}
+
+impl MetaArray {
+    /// Heap bytes this array holds (elements plus, for strings, each string's allocation).
+    pub fn heap_bytes(&self) -> usize {
+        fn v<T>(x: &[T]) -> usize {
+            malloc_bytes(std::mem::size_of_val(x))
+        }
+        match self {
+            MetaArray::U8(x) => v(x),
+            MetaArray::I8(x) => v(x),
+            MetaArray::U16(x) => v(x),
+            MetaArray::I16(x) => v(x),
+            MetaArray::U32(x) => v(x),
+            MetaArray::I32(x) => v(x),
+            MetaArray::F32(x) => v(x),
+            MetaArray::Bool(x) => v(x),
+            MetaArray::U64(x) => v(x),
+            MetaArray::I64(x) => v(x),
+            MetaArray::F64(x) => v(x),
+            MetaArray::String(x) => v(x) + x.iter().map(|s| malloc_bytes(s.len())).sum::<usize>(),
+            MetaArray::Array(x) => v(x) + x.iter().map(MetaArray::heap_bytes).sum::<usize>(),
+        }
+    }
+}
+
 impl MetaValue {
+    /// Heap bytes this value holds.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            MetaValue::String(s) => malloc_bytes(s.len()),
+            MetaValue::Array(a) => a.heap_bytes(),
+            _ => 0,
+        }
+    }
+
     /// The value's type.
     pub fn value_type(&self) -> ValueType {
         match self {

@@ -18,6 +18,14 @@ pub(super) struct Bpe {
 }
 
 impl Bpe {
+    /// Heap bytes of the merge table.
+    pub(super) fn heap_bytes(&self) -> usize {
+        let buckets = (self.merges.capacity() * 8 / 7 + 1).next_power_of_two();
+        tensorsharp_models::gguf::malloc_bytes(
+            buckets * (std::mem::size_of::<((Token, Token), (u32, Token))>() + 1) + 16,
+        )
+    }
+
     pub(super) fn new(pre: PreTokenizer, merges: &[String], vocab: &HashMap<String, Token>) -> Bpe {
         let byte_char = byte_to_char_table();
         let mut byte_token = [None; 256];

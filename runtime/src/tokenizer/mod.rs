@@ -239,6 +239,29 @@ impl Tokenizer {
         })
     }
 
+    /// Heap bytes of the tokenizer's tables (computed from the vocabulary, merges and malloc's
+    /// chunk sizes, for the memory plan).
+    pub fn heap_bytes(&self) -> usize {
+        use tensorsharp_models::gguf::malloc_bytes as m;
+        let n = self.texts.len();
+        let strings: usize = self.texts.iter().map(|t| m(t.len())).sum();
+        let pieces: usize = self.pieces.iter().map(|p| m(p.len())).sum();
+        // hashbrown: a power-of-two bucket count at 7/8 load, one control byte per bucket.
+        let buckets = (n * 8 / 7 + 1).next_power_of_two();
+        let map = m(buckets * (std::mem::size_of::<(String, Token)>() + 1) + 16) + strings;
+        let vecs = m(n * std::mem::size_of::<String>())
+            + strings
+            + m(n * std::mem::size_of::<TokenType>())
+            + m(n * 4)
+            + m(n * std::mem::size_of::<Box<[u8]>>())
+            + pieces;
+        let model = match &self.model {
+            Model::Bpe(b) => b.heap_bytes(),
+            Model::Spm(_) => 0,
+        };
+        vecs + map + model + m(self.specials.len() * 4) + m(self.eog.len() * 4)
+    }
+
     /// Vocabulary size.
     pub fn n_vocab(&self) -> usize {
         self.texts.len()
