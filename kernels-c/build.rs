@@ -77,6 +77,7 @@ fn main() {
             .opt_level(3)
             .flag_if_supported("-std=c11")
             .flag("-ffp-contract=off")
+            .flag_if_supported("-Wno-psabi")
             .flag_if_supported("-fno-math-errno")
             .warnings(true)
             .extra_warnings(true)

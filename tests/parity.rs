@@ -22,7 +22,8 @@ use tensorsharp_runtime::{Model, Session, SessionParams};
 const NEAR_TIE: f64 = 0.05;
 
 /// Per model: minimum cosine, whether the top-8 sets must match, maximum teacher-forced
-/// mismatches (over ~190 checked steps).
+/// mismatches (over ~280 checked steps). Set from the worst of the scalar and AVX-512 tiers:
+/// summation order alone moves these models' cosine by up to 4e-3 (Q2_K mix) between tiers.
 struct Expected {
     reference: &'static str,
     min_cosine: f64,
@@ -35,24 +36,24 @@ const EXPECTED: [Expected; 5] = [
         reference: "qwen2.5-coder-0.5b-q4_k_m",
         min_cosine: 0.999,
         top8: true,
-        max_mismatches: 2,
+        max_mismatches: 3,
     },
     Expected {
         reference: "gemma3-270m-q4_k_m",
-        min_cosine: 0.999,
-        top8: true,
-        max_mismatches: 4,
-    },
-    Expected {
-        reference: "smollm2-135m-q4_1",
-        min_cosine: 0.997,
+        min_cosine: 0.9985,
         top8: false,
         max_mismatches: 5,
     },
     Expected {
+        reference: "smollm2-135m-q4_1",
+        min_cosine: 0.999,
+        top8: true,
+        max_mismatches: 5,
+    },
+    Expected {
         reference: "smollm2-135m-q2_k",
-        min_cosine: 0.997,
-        top8: false,
+        min_cosine: 0.994,
+        top8: true,
         max_mismatches: 12,
     },
     Expected {

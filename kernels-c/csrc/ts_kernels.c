@@ -40,61 +40,74 @@ static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -1
 
 /* ---- unpackers: block -> w8[QK], sc[QK/16], mn[QK/16] ------------------------------- */
 
+/* GCC/Clang vector extensions: element-wise byte arithmetic that each tier's compiler flags
+ * turn into its own SIMD (SSE2/AVX2/AVX-512/NEON); values wrap modulo 256 and are stored as
+ * int8. */
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
+typedef uint8_t u8x32 __attribute__((vector_size(32)));
+static inline u8x16 ld16(const uint8_t *p) { u8x16 v; memcpy(&v, p, 16); return v; }
+static inline u8x32 ld32(const uint8_t *p) { u8x32 v; memcpy(&v, p, 32); return v; }
+static inline void st16(int8_t *p, u8x16 v) { memcpy(p, &v, 16); }
+static inline void st32(int8_t *p, u8x32 v) { memcpy(p, &v, 32); }
+
+/* Q5 high bits: bit j of the 32-bit little-endian qh, as 0x10 in byte j (h0: j < 16, h1: j >= 16). */
+static inline void bits_to_16(const uint8_t *qh, u8x16 *h0, u8x16 *h1) {
+    const u8x16 sh = {0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7};
+    const u8x16 b01 = {qh[0], qh[0], qh[0], qh[0], qh[0], qh[0], qh[0], qh[0],
+                       qh[1], qh[1], qh[1], qh[1], qh[1], qh[1], qh[1], qh[1]};
+    const u8x16 b23 = {qh[2], qh[2], qh[2], qh[2], qh[2], qh[2], qh[2], qh[2],
+                       qh[3], qh[3], qh[3], qh[3], qh[3], qh[3], qh[3], qh[3]};
+    *h0 = ((b01 >> sh) & 1) << 4;
+    *h1 = ((b23 >> sh) & 1) << 4;
+}
+
 static inline void set_sc(float *sc, float *mn, int n16, float d, float m) {
     for (int i = 0; i < n16; i++) { sc[i] = d; mn[i] = m; }
 }
 
-static inline void unpack_q4_0(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q4_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q4_0 *b = blk;
-    for (int j = 0; j < 16; j++) {
-        w8[j] = (int8_t)((b->qs[j] & 15) - 8);
-        w8[j + 16] = (int8_t)((b->qs[j] >> 4) - 8);
-    }
+    const u8x16 x = ld16(b->qs);
+    st16(w8, (x & 15) - 8);
+    st16(w8 + 16, (x >> 4) - 8);
     set_sc(sc, mn, 2, ts_h2f(b->d), 0.0f);
 }
 
-static inline void unpack_q4_1(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q4_1(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q4_1 *b = blk;
-    for (int j = 0; j < 16; j++) {
-        w8[j] = (int8_t)(b->qs[j] & 15);
-        w8[j + 16] = (int8_t)(b->qs[j] >> 4);
-    }
+    const u8x16 x = ld16(b->qs);
+    st16(w8, x & 15);
+    st16(w8 + 16, x >> 4);
     set_sc(sc, mn, 2, ts_h2f(b->d), ts_h2f(b->m));
 }
 
-static inline void unpack_q5_0(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q5_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q5_0 *b = blk;
-    uint32_t qh;
-    memcpy(&qh, b->qh, 4);
-    for (int j = 0; j < 16; j++) {
-        const int h0 = (int)(((qh >> j) << 4) & 0x10);
-        const int h1 = (int)((qh >> (j + 12)) & 0x10);
-        w8[j] = (int8_t)(((b->qs[j] & 15) | h0) - 16);
-        w8[j + 16] = (int8_t)(((b->qs[j] >> 4) | h1) - 16);
-    }
+    const u8x16 x = ld16(b->qs);
+    u8x16 h0, h1;
+    bits_to_16(b->qh, &h0, &h1);
+    st16(w8, ((x & 15) | h0) - 16);
+    st16(w8 + 16, ((x >> 4) | h1) - 16);
     set_sc(sc, mn, 2, ts_h2f(b->d), 0.0f);
 }
 
-static inline void unpack_q5_1(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q5_1(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q5_1 *b = blk;
-    uint32_t qh;
-    memcpy(&qh, b->qh, 4);
-    for (int j = 0; j < 16; j++) {
-        const int h0 = (int)(((qh >> j) << 4) & 0x10);
-        const int h1 = (int)((qh >> (j + 12)) & 0x10);
-        w8[j] = (int8_t)((b->qs[j] & 15) | h0);
-        w8[j + 16] = (int8_t)((b->qs[j] >> 4) | h1);
-    }
+    const u8x16 x = ld16(b->qs);
+    u8x16 h0, h1;
+    bits_to_16(b->qh, &h0, &h1);
+    st16(w8, (x & 15) | h0);
+    st16(w8 + 16, (x >> 4) | h1);
     set_sc(sc, mn, 2, ts_h2f(b->d), ts_h2f(b->m));
 }
 
-static inline void unpack_q8_0(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q8_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q8_0 *b = blk;
     memcpy(w8, b->qs, 32);
     set_sc(sc, mn, 2, ts_h2f(b->d), 0.0f);
 }
 
-static inline void unpack_iq4_nl(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_iq4_nl(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_iq4_nl *b = blk;
     for (int j = 0; j < 16; j++) {
         w8[j] = kvalues_iq4nl[b->qs[j] & 15];
@@ -104,13 +117,22 @@ static inline void unpack_iq4_nl(const void *blk, int8_t *w8, float *sc, float *
 }
 
 /* Q2_0: 64 codes, code j at bits 2*(j%4) of byte j/4, value (q-1)*d. */
-static inline void unpack_q2_0(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q2_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q2_0 *b = blk;
-    for (int j = 0; j < 64; j++) w8[j] = (int8_t)(((b->qs[j >> 2] >> (2 * (j & 3))) & 3) - 1);
+    const u8x16 x = ld16(b->qs);
+    const u8x16 v0 = (x & 3) - 1, v1 = ((x >> 2) & 3) - 1, v2 = ((x >> 4) & 3) - 1, v3 = (x >> 6) - 1;
+    const u8x16 lo01 = __builtin_shufflevector(v0, v1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const u8x16 hi01 = __builtin_shufflevector(v0, v1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    const u8x16 lo23 = __builtin_shufflevector(v2, v3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const u8x16 hi23 = __builtin_shufflevector(v2, v3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    st16(w8, __builtin_shufflevector(lo01, lo23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23));
+    st16(w8 + 16, __builtin_shufflevector(lo01, lo23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31));
+    st16(w8 + 32, __builtin_shufflevector(hi01, hi23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23));
+    st16(w8 + 48, __builtin_shufflevector(hi01, hi23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31));
     set_sc(sc, mn, 4, ts_h2f(b->d), 0.0f);
 }
 
-static inline void unpack_tq2_0(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_tq2_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_tq2_0 *b = blk;
     int idx = 0;
     for (int j = 0; j < 64; j += 32)
@@ -119,26 +141,24 @@ static inline void unpack_tq2_0(const void *blk, int8_t *w8, float *sc, float *m
     set_sc(sc, mn, 16, ts_h2f(b->d), 0.0f);
 }
 
-static inline void unpack_q2_k(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q2_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q2_k *b = blk;
     const float d = ts_h2f(b->d), dmin = ts_h2f(b->dmin);
-    const uint8_t *q = b->qs;
-    int is = 0, idx = 0;
-    for (int n = 0; n < TS_QK_K; n += 128) {
-        for (int shift = 0; shift < 8; shift += 2) {
-            for (int half = 0; half < 2; half++) {
-                const uint8_t s = b->scales[is];
-                sc[is] = d * (float)(s & 0xF);
-                mn[is] = -(dmin * (float)(s >> 4));
-                is++;
-                for (int l = 0; l < 16; l++) w8[idx++] = (int8_t)((q[l + 16 * half] >> shift) & 3);
-            }
-        }
-        q += 32;
+    for (int is = 0; is < 16; is++) {
+        const uint8_t s = b->scales[is];
+        sc[is] = d * (float)(s & 0xF);
+        mn[is] = -(dmin * (float)(s >> 4));
+    }
+    for (int n = 0; n < 2; n++) {
+        const u8x32 q = ld32(b->qs + 32 * n);
+        st32(w8 + 128 * n, q & 3);
+        st32(w8 + 128 * n + 32, (q >> 2) & 3);
+        st32(w8 + 128 * n + 64, (q >> 4) & 3);
+        st32(w8 + 128 * n + 96, q >> 6);
     }
 }
 
-static inline void unpack_q3_k(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q3_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q3_k *b = blk;
     const uint32_t kmask1 = 0x03030303u, kmask2 = 0x0f0f0f0fu;
     uint32_t aux[4];
@@ -151,23 +171,19 @@ static inline void unpack_q3_k(const void *blk, int8_t *w8, float *sc, float *mn
     int8_t scales[16];
     memcpy(scales, aux, 16);
     const float d_all = ts_h2f(b->d);
-    const uint8_t *q = b->qs;
-    uint8_t m = 1;
-    int is = 0, idx = 0;
-    for (int n = 0; n < TS_QK_K; n += 128) {
-        for (int shift = 0; shift < 8; shift += 2) {
-            for (int half = 0; half < 2; half++) {
-                sc[is] = d_all * (float)(scales[is] - 32);
-                mn[is] = 0.0f;
-                is++;
-                for (int l = 0; l < 16; l++) {
-                    const int k = l + 16 * half;
-                    w8[idx++] = (int8_t)(((q[k] >> shift) & 3) - ((b->hmask[k] & m) ? 0 : 4));
-                }
-            }
-            m <<= 1;
+    for (int is = 0; is < 16; is++) {
+        sc[is] = d_all * (float)(scales[is] - 32);
+        mn[is] = 0.0f;
+    }
+    const u8x32 hm = ld32(b->hmask);
+    for (int n = 0; n < 2; n++) {
+        const u8x32 q = ld32(b->qs + 32 * n);
+        for (int j = 0; j < 4; j++) {
+            const u8x32 low = (q >> (2 * j)) & 3;
+            const u8x32 bit = (hm >> (4 * n + j)) & 1;
+            /* value = low - 4 when the high bit is clear */
+            st32(w8 + 128 * n + 32 * j, low - ((bit ^ 1) << 2));
         }
-        q += 32;
     }
 }
 
@@ -191,48 +207,36 @@ static inline void k4_scales(const uint8_t *scales, float d, float dmin, float *
     }
 }
 
-static inline void unpack_q4_k(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q4_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q4_k *b = blk;
-    const uint8_t *q = b->qs;
     for (int j = 0; j < 4; j++) {
-        for (int l = 0; l < 32; l++) {
-            w8[64 * j + l] = (int8_t)(q[l] & 0xF);
-            w8[64 * j + 32 + l] = (int8_t)(q[l] >> 4);
-        }
-        q += 32;
+        const u8x32 x = ld32(b->qs + 32 * j);
+        st32(w8 + 64 * j, x & 15);
+        st32(w8 + 64 * j + 32, x >> 4);
     }
     k4_scales(b->scales, ts_h2f(b->d), ts_h2f(b->dmin), sc, mn);
 }
 
-static inline void unpack_q5_k(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q5_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q5_k *b = blk;
-    const uint8_t *ql = b->qs;
-    uint8_t u1 = 1, u2 = 2;
+    const u8x32 h = ld32(b->qh);
     for (int j = 0; j < 4; j++) {
-        for (int l = 0; l < 32; l++) {
-            w8[64 * j + l] = (int8_t)((ql[l] & 0xF) + ((b->qh[l] & u1) ? 16 : 0));
-            w8[64 * j + 32 + l] = (int8_t)((ql[l] >> 4) + ((b->qh[l] & u2) ? 16 : 0));
-        }
-        ql += 32;
-        u1 <<= 2;
-        u2 <<= 2;
+        const u8x32 x = ld32(b->qs + 32 * j);
+        st32(w8 + 64 * j, (x & 15) | (((h >> (2 * j)) & 1) << 4));
+        st32(w8 + 64 * j + 32, (x >> 4) | (((h >> (2 * j + 1)) & 1) << 4));
     }
     k4_scales(b->scales, ts_h2f(b->d), ts_h2f(b->dmin), sc, mn);
 }
 
-static inline void unpack_q6_k(const void *blk, int8_t *w8, float *sc, float *mn) {
+static inline void unpack_q6_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q6_k *b = blk;
     const float d = ts_h2f(b->d);
-    const uint8_t *ql = b->ql, *qh = b->qh;
-    for (int n = 0; n < TS_QK_K; n += 128) {
-        for (int l = 0; l < 32; l++) {
-            w8[n + l] = (int8_t)(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
-            w8[n + l + 32] = (int8_t)(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
-            w8[n + l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-            w8[n + l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-        }
-        ql += 64;
-        qh += 32;
+    for (int n = 0; n < 2; n++) {
+        const u8x32 a = ld32(b->ql + 64 * n), c = ld32(b->ql + 64 * n + 32), h = ld32(b->qh + 32 * n);
+        st32(w8 + 128 * n, ((a & 15) | ((h & 3) << 4)) - 32);
+        st32(w8 + 128 * n + 32, ((c & 15) | (((h >> 2) & 3) << 4)) - 32);
+        st32(w8 + 128 * n + 64, ((a >> 4) | (((h >> 4) & 3) << 4)) - 32);
+        st32(w8 + 128 * n + 96, ((c >> 4) | ((h >> 6) << 4)) - 32);
     }
     for (int i = 0; i < 16; i++) {
         sc[i] = d * (float)b->scales[i];
@@ -309,21 +313,22 @@ void TS_FN(quantize_q8a_k)(const float *x, ts_block_q8a *y, int64_t n) {
 
 /* BLOCK_MIN: the type has one min per 32 (Q4_1, Q5_1), whose term uses the activation block's
  * f16-rounded sum `sd` as llama.cpp does; otherwise mins (K-quants) use the integer half sums. */
-static inline float q8a_block_dot(const int8_t *w8, const float *sc, const float *mn,
+/* Adds one weight block's products with its activation blocks to the row accumulator `acc`
+ * (integer dot products scaled in SIMD lanes) and returns the block's min terms, which are
+ * summed separately as scalars. */
+static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc, const float *mn,
                                   const ts_block_q8a *ab, int nchunks, int block_min) {
-    float acc = 0.0f;
+    float mins = 0.0f;
     for (int k = 0; k < nchunks; k++) {
-        int32_t lo, hi;
-        ts_dot_s8x32(w8 + 32 * k, ab[k].qs, &lo, &hi);
+        const float da = ab[k].d;
+        *acc = ts_acc_s8x32(*acc, w8 + 32 * k, ab[k].qs, da * sc[2 * k], da * sc[2 * k + 1]);
         if (block_min) {
-            acc += ab[k].d * (sc[2 * k] * (float)(lo + hi)) + mn[2 * k] * ab[k].sd;
-        } else {
-            const float part = sc[2 * k] * (float)lo + sc[2 * k + 1] * (float)hi +
-                               mn[2 * k] * (float)ab[k].s[0] + mn[2 * k + 1] * (float)ab[k].s[1];
-            acc += ab[k].d * part;
+            mins += mn[2 * k] * ab[k].sd;
+        } else if (mn[2 * k] != 0.0f || mn[2 * k + 1] != 0.0f) {
+            mins += da * (mn[2 * k] * (float)ab[k].s[0] + mn[2 * k + 1] * (float)ab[k].s[1]);
         }
     }
-    return acc;
+    return mins;
 }
 
 #define DEFINE_QUANT_KERNELS(T, QK, BLOCK, BLOCK_MIN)                                                    \
@@ -343,7 +348,9 @@ static inline float q8a_block_dot(const int8_t *w8, const float *sc, const float
             const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                  \
             for (int64_t r = 0; r < nrows; r++) {                                               \
                 const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws);                 \
-                float acc[TS_COLS] = {0};                                                       \
+                ts_acc acc[TS_COLS];                                                            \
+                float mins[TS_COLS] = {0};                                                      \
+                for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                       \
                 for (int64_t b = 0; b < nb; b++) {                                              \
                     int8_t w8[QK];                                                              \
                     float sc[(QK) / 16], mn[(QK) / 16];                                         \
@@ -352,10 +359,10 @@ static inline float q8a_block_dot(const int8_t *w8, const float *sc, const float
                         const ts_block_q8a *ab =                                                \
                             (const ts_block_q8a *)((const uint8_t *)a + (c0 + c) * as) +        \
                             b * ((QK) / 32);                                                    \
-                        acc[c] += q8a_block_dot(w8, sc, mn, ab, (QK) / 32, BLOCK_MIN);                     \
+                        mins[c] += q8a_block_acc(&acc[c], w8, sc, mn, ab, (QK) / 32, BLOCK_MIN); \
                     }                                                                           \
                 }                                                                               \
-                for (int c = 0; c < nc; c++) y[(c0 + c) * ys + r] = acc[c];                     \
+                for (int c = 0; c < nc; c++) y[(c0 + c) * ys + r] = ts_acc_sum(acc[c]) + mins[c]; \
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \

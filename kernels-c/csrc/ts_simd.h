@@ -17,6 +17,13 @@
 /* ---- IEEE half / bfloat16 ------------------------------------------------------------ */
 
 static inline float ts_h2f(ts_half h) {
+#if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
+    return _cvtsh_ss(h); /* F16C: exact, like the bit manipulation below */
+#elif defined(TS_ISA_DOTPROD)
+    __fp16 v;
+    memcpy(&v, &h, 2);
+    return (float)v;
+#else
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
     if (exp == 0) {
@@ -35,6 +42,7 @@ static inline float ts_h2f(ts_half h) {
     float f;
     memcpy(&f, &bits, 4);
     return f;
+#endif
 }
 
 /* f32 -> IEEE half bits, round to nearest even (overflow to infinity). */
@@ -168,5 +176,59 @@ static inline void ts_dot_s8x32(const int8_t *w, const int8_t *a, int32_t *lo, i
     *hi = h;
 #endif
 }
+
+/* ---- a row accumulator for 8-bit dot products ----------------------------------------- */
+/* ts_acc holds float partial sums; ts_acc_s8x32 adds s_lo*dot(w[0:16], a[0:16]) +
+ * s_hi*dot(w[16:32], a[16:32]) without a horizontal reduction, which happens once per row in
+ * ts_acc_sum. */
+#if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
+typedef __m256 ts_acc;
+static inline ts_acc ts_acc_zero(void) { return _mm256_setzero_ps(); }
+static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
+    const __m256i ax = _mm256_sign_epi8(wv, wv);
+    const __m256i sy = _mm256_sign_epi8(av, wv);
+#if defined(TS_ISA_AVX512)
+    const __m256i p32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
+#else
+    const __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+#endif
+    const __m256 sv = _mm256_set_m128(_mm_set1_ps(s_hi), _mm_set1_ps(s_lo));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), sv, acc);
+}
+static inline float ts_acc_sum(ts_acc acc) {
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+    return _mm_cvtss_f32(s4);
+}
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+typedef float32x4_t ts_acc;
+static inline ts_acc ts_acc_zero(void) { return vdupq_n_f32(0); }
+static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
+    const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
+    const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
+#if defined(TS_ISA_DOTPROD)
+    const int32x4_t z = vdupq_n_s32(0);
+    const int32x4_t p0 = vdotq_s32(z, w0, a0), p1 = vdotq_s32(z, w1, a1);
+#else
+    const int32x4_t p0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(a0)), vget_high_s8(w0), vget_high_s8(a0)));
+    const int32x4_t p1 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(a1)), vget_high_s8(w1), vget_high_s8(a1)));
+#endif
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), s_lo);
+    return vfmaq_n_f32(acc, vcvtq_f32_s32(p1), s_hi);
+}
+static inline float ts_acc_sum(ts_acc acc) { return vaddvq_f32(acc); }
+#else
+typedef float ts_acc;
+static inline ts_acc ts_acc_zero(void) { return 0.0f; }
+static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
+    int32_t lo, hi;
+    ts_dot_s8x32(w, a, &lo, &hi);
+    return acc + (s_lo * (float)lo + s_hi * (float)hi);
+}
+static inline float ts_acc_sum(ts_acc acc) { return acc; }
+#endif
 
 #endif

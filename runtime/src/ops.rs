@@ -126,12 +126,37 @@ pub fn f32_to_f16(f: f32) -> u16 {
 
 /// IEEE half bits to f32.
 pub fn f16_to_f32(h: u16) -> f32 {
-    tensorsharp_kernels::reference::f16_to_f32(h)
+    // Bit manipulation (exact; the kernels' reference uses powi and is slow).
+    let sign = u32::from(h & 0x8000) << 16;
+    let exp = u32::from((h >> 10) & 0x1f);
+    let man = u32::from(h & 0x3ff);
+    let bits = match exp {
+        0 if man == 0 => sign,
+        0 => {
+            // Subnormal: normalise.
+            let shift = man.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | (((man << shift) & 0x3ff) << 13)
+        }
+        31 => sign | 0x7f80_0000 | (man << 13),
+        e => sign | ((e + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f16_to_f32_matches_the_reference_everywhere() {
+        for h in 0..=u16::MAX {
+            let (a, b) = (f16_to_f32(h), tensorsharp_kernels::reference::f16_to_f32(h));
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{h:#x}: {a} vs {b}"
+            );
+        }
+    }
 
     #[test]
     fn f16_round_trip_and_rounding() {
