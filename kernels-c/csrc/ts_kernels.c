@@ -34,6 +34,7 @@
 #endif
 
 #define TS_COLS 4 /* activation columns handled together per weight block */
+#define TS_PREFETCH 1024 /* bytes ahead of the weight block being read */
 
 static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                          1,    13,   25,  38,  53,  69,  89,  113};
@@ -47,8 +48,10 @@ typedef uint8_t u8x16 __attribute__((vector_size(16)));
 typedef uint8_t u8x32 __attribute__((vector_size(32)));
 static inline u8x16 ld16(const uint8_t *p) { u8x16 v; memcpy(&v, p, 16); return v; }
 static inline u8x32 ld32(const uint8_t *p) { u8x32 v; memcpy(&v, p, 32); return v; }
-static inline void st16(int8_t *p, u8x16 v) { memcpy(p, &v, 16); }
 static inline void st32(int8_t *p, u8x32 v) { memcpy(p, &v, 32); }
+/* One 32-byte store of two halves (two 16-byte stores followed by a 32-byte load would defeat
+ * store-to-load forwarding). */
+static inline void st16x2(int8_t *p, u8x16 lo, u8x16 hi) { st32(p, __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31)); }
 
 /* Q5 high bits: bit j of the 32-bit little-endian qh, as 0x10 in byte j (h0: j < 16, h1: j >= 16). */
 static inline void bits_to_16(const uint8_t *qh, u8x16 *h0, u8x16 *h1) {
@@ -68,16 +71,14 @@ static inline void set_sc(float *sc, float *mn, int n16, float d, float m) {
 static inline void unpack_q4_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q4_0 *b = blk;
     const u8x16 x = ld16(b->qs);
-    st16(w8, (x & 15) - 8);
-    st16(w8 + 16, (x >> 4) - 8);
+    st16x2(w8, (x & 15) - 8, (x >> 4) - 8);
     set_sc(sc, mn, 2, ts_h2f(b->d), 0.0f);
 }
 
 static inline void unpack_q4_1(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q4_1 *b = blk;
     const u8x16 x = ld16(b->qs);
-    st16(w8, x & 15);
-    st16(w8 + 16, x >> 4);
+    st16x2(w8, x & 15, x >> 4);
     set_sc(sc, mn, 2, ts_h2f(b->d), ts_h2f(b->m));
 }
 
@@ -86,8 +87,7 @@ static inline void unpack_q5_0(const void *restrict blk, int8_t *restrict w8, fl
     const u8x16 x = ld16(b->qs);
     u8x16 h0, h1;
     bits_to_16(b->qh, &h0, &h1);
-    st16(w8, ((x & 15) | h0) - 16);
-    st16(w8 + 16, ((x >> 4) | h1) - 16);
+    st16x2(w8, ((x & 15) | h0) - 16, ((x >> 4) | h1) - 16);
     set_sc(sc, mn, 2, ts_h2f(b->d), 0.0f);
 }
 
@@ -96,8 +96,7 @@ static inline void unpack_q5_1(const void *restrict blk, int8_t *restrict w8, fl
     const u8x16 x = ld16(b->qs);
     u8x16 h0, h1;
     bits_to_16(b->qh, &h0, &h1);
-    st16(w8, (x & 15) | h0);
-    st16(w8 + 16, (x >> 4) | h1);
+    st16x2(w8, (x & 15) | h0, (x >> 4) | h1);
     set_sc(sc, mn, 2, ts_h2f(b->d), ts_h2f(b->m));
 }
 
@@ -125,10 +124,10 @@ static inline void unpack_q2_0(const void *restrict blk, int8_t *restrict w8, fl
     const u8x16 hi01 = __builtin_shufflevector(v0, v1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     const u8x16 lo23 = __builtin_shufflevector(v2, v3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const u8x16 hi23 = __builtin_shufflevector(v2, v3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-    st16(w8, __builtin_shufflevector(lo01, lo23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23));
-    st16(w8 + 16, __builtin_shufflevector(lo01, lo23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31));
-    st16(w8 + 32, __builtin_shufflevector(hi01, hi23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23));
-    st16(w8 + 48, __builtin_shufflevector(hi01, hi23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31));
+    st16x2(w8, __builtin_shufflevector(lo01, lo23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23),
+           __builtin_shufflevector(lo01, lo23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31));
+    st16x2(w8 + 32, __builtin_shufflevector(hi01, hi23, 0, 1, 16, 17, 2, 3, 18, 19, 4, 5, 20, 21, 6, 7, 22, 23),
+           __builtin_shufflevector(hi01, hi23, 8, 9, 24, 25, 10, 11, 26, 27, 12, 13, 28, 29, 14, 15, 30, 31));
     set_sc(sc, mn, 4, ts_h2f(b->d), 0.0f);
 }
 
@@ -354,6 +353,7 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                 for (int64_t b = 0; b < nb; b++) {                                              \
                     int8_t w8[QK];                                                              \
                     float sc[(QK) / 16], mn[(QK) / 16];                                         \
+                    __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH);                \
                     unpack_##T(wr + b, w8, sc, mn);                                             \
                     for (int c = 0; c < nc; c++) {                                              \
                         const ts_block_q8a *ab =                                                \
