@@ -75,6 +75,12 @@ typedef void (*ts_mm_f32_fn)(const void *w, size_t w_stride, int64_t nrows,
                              const float *x, size_t x_stride, int64_t ncols,
                              float *y, size_t y_stride, int64_t n);
 typedef void (*ts_quantize_q8a_fn)(const float *x, ts_block_q8a *y, int64_t n);
+/* One query against npos cached f16 rows: out[0..hdv) = softmax(scale * q.K) . V, computed as
+ * llama.cpp's CPU flash attention does: q rounded to f16, dot products in f32, online softmax,
+ * the V accumulator kept in f16. k/v point at row 0; strides in elements; scores: npos floats. */
+typedef void (*ts_attn_f16_fn)(const float *q, const ts_half *k, size_t k_stride, const ts_half *v,
+                               size_t v_stride, int64_t npos, int64_t hd, int64_t hdv, float scale,
+                               float *scores, float *out);
 
 typedef struct {
     const char *name;
@@ -83,6 +89,7 @@ typedef struct {
     ts_mm_f32_fn mm_f32[TS_NTYPES];
     ts_quantize_q8a_fn quantize_q8a;   /* per-32 scales (Q8_0 / Q8_1 style) */
     ts_quantize_q8a_fn quantize_q8a_k; /* per-256 scales (Q8_K style; n % 256 == 0) */
+    ts_attn_f16_fn attn_f16;
 } ts_kernel_table;
 
 const ts_kernel_table *ts_scalar_kernel_table(void);

@@ -12,6 +12,8 @@
  *               smull / dotprod sdot)
  *   - mm_f32:   dequantize the block, then a SIMD float dot with each activation column.
  * Each weight block is unpacked once per row and reused for every activation column. */
+#include <math.h>
+
 #include "ts_simd.h"
 
 #if defined(TS_ISA_SCALAR)
@@ -439,6 +441,63 @@ DEFINE_FLOAT_KERNELS(f32)
 DEFINE_FLOAT_KERNELS(f16)
 DEFINE_FLOAT_KERNELS(bf16)
 
+/* ---- attention over an f16 KV cache ----------------------------------------------------- */
+
+/* acc[i] = f16(acc[i] * ms + v[i] * vs) over n halves (ms == 1 skips the scaling, as ggml
+ * only rescales when the running maximum changes). */
+static inline void f16_scale_mad(ts_half *acc, const ts_half *v, int64_t n, float ms, float vs) {
+    int64_t i = 0;
+#if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
+    const __m256 vms = _mm256_set1_ps(ms), vvs = _mm256_set1_ps(vs);
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
+        if (ms != 1.0f) a = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(a, vms), _MM_FROUND_TO_NEAREST_INT));
+        const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
+        a = _mm256_fmadd_ps(x, vvs, a);
+        _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));
+    }
+#elif defined(TS_ISA_DOTPROD)
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t a = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(acc + i)));
+        if (ms != 1.0f) a = vcvt_f32_f16(vcvt_f16_f32(vmulq_n_f32(a, ms)));
+        a = vfmaq_n_f32(a, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + i))), vs);
+        vst1_u16(acc + i, vreinterpret_u16_f16(vcvt_f16_f32(a)));
+    }
+#endif
+    for (; i < n; i++) {
+        float a = ts_h2f(acc[i]);
+        if (ms != 1.0f) a = ts_h2f(ts_f2h(a * ms));
+        acc[i] = ts_f2h(a + ts_h2f(v[i]) * vs);
+    }
+}
+
+static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, const ts_half *v,
+                            size_t v_stride, int64_t npos, int64_t hd, int64_t hdv, float scale,
+                            float *scores, float *out) {
+    /* The query in f16, then back to f32 for the dot products. */
+    float q16[512];
+    ts_half acc[512];
+    if (hd > 512 || hdv > 512) return;
+    for (int64_t d = 0; d < hd; d++) q16[d] = ts_h2f(ts_f2h(q[d]));
+    for (int64_t d = 0; d < hdv; d++) acc[d] = 0;
+    TS_FN(mm_f16_f32)(k, k_stride * 2, npos, q16, (size_t)hd, 1, scores, (size_t)npos, hd);
+    float m = -INFINITY, s = 0.0f;
+    for (int64_t j = 0; j < npos; j++) {
+        const float sj = scores[j] * scale;
+        float ms = 1.0f, vs = 1.0f;
+        if (sj > m) {
+            ms = expf(m - sj);
+            m = sj;
+        } else {
+            vs = expf(sj - m);
+        }
+        f16_scale_mad(acc, v + j * v_stride, hdv, ms, vs);
+        s = s * ms + vs;
+    }
+    const float inv = s == 0.0f ? 0.0f : 1.0f / s;
+    for (int64_t d = 0; d < hdv; d++) out[d] = ts_h2f(acc[d]) * inv;
+}
+
 /* ---- the table ------------------------------------------------------------------------- */
 
 #define Q(T, ID) [ID] = TS_FN(dequant_##T)
@@ -457,6 +516,7 @@ static const ts_kernel_table TABLE = {
     .mm_f32 = {ALL_TYPES(F), F(f32, TS_T_F32), F(f16, TS_T_F16), F(bf16, TS_T_BF16)},
     .quantize_q8a = TS_FN(quantize_q8a),
     .quantize_q8a_k = TS_FN(quantize_q8a_k),
+    .attn_f16 = TS_FN(attn_f16),
 };
 
 const ts_kernel_table *TS_FN(kernel_table)(void) { return &TABLE; }

@@ -28,6 +28,19 @@ pub(crate) type MmF32Fn = unsafe extern "C" fn(
     n: i64,
 );
 pub(crate) type QuantizeQ8aFn = unsafe extern "C" fn(x: *const f32, y: *mut BlockQ8a, n: i64);
+pub(crate) type AttnF16Fn = unsafe extern "C" fn(
+    q: *const f32,
+    k: *const u16,
+    k_stride: usize,
+    v: *const u16,
+    v_stride: usize,
+    npos: i64,
+    hd: i64,
+    hdv: i64,
+    scale: f32,
+    scores: *mut f32,
+    out: *mut f32,
+);
 
 /// Mirror of `ts_kernel_table`.
 #[repr(C)]
@@ -38,6 +51,7 @@ pub(crate) struct KernelTable {
     pub mm_f32: [Option<MmF32Fn>; NTYPES],
     pub quantize_q8a: Option<QuantizeQ8aFn>,
     pub quantize_q8a_k: Option<QuantizeQ8aFn>,
+    pub attn_f16: Option<AttnF16Fn>,
 }
 
 // SAFETY: the tables are immutable statics in C (function pointers and a string literal).

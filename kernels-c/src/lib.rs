@@ -291,9 +291,49 @@ impl Kernels {
         }
     }
 
-    /// Raw, strided form of [`matmul_f32`](Self::matmul_f32); `x_stride` is in elements.
+    /// One query against `npos` cached f16 key/value rows, as llama.cpp's CPU flash attention
+    /// computes it (query rounded to f16, online softmax, f16 value accumulator):
+    /// `out[..hdv] = softmax(scale * q·K) · V`.
     ///
     /// # Safety
+    /// `q` readable for `hd` floats; `k` for `npos` rows of `hd` halves at `k_stride` elements;
+    /// `v` for `npos` rows of `hdv` halves at `v_stride`; `scores` writable for `npos` floats and
+    /// `out` for `hdv`, neither overlapping anything else.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn attention_f16_raw(
+        &self,
+        q: *const f32,
+        k: *const u16,
+        k_stride: usize,
+        v: *const u16,
+        v_stride: usize,
+        npos: usize,
+        hd: usize,
+        hdv: usize,
+        scale: f32,
+        scores: *mut f32,
+        out: *mut f32,
+    ) {
+        if let Some(f) = self.table.attn_f16 {
+            // SAFETY: forwarded to the caller's contract above.
+            unsafe {
+                f(
+                    q,
+                    k,
+                    k_stride,
+                    v,
+                    v_stride,
+                    npos as i64,
+                    hd as i64,
+                    hdv as i64,
+                    scale,
+                    scores,
+                    out,
+                )
+            }
+        }
+    }
+
     /// As for [`matmul_q8a_raw`](Self::matmul_q8a_raw), with `x` readable for `ncols` vectors of
     /// `n` floats at stride `x_stride`. `n` must be a multiple of the type's block size.
     #[allow(clippy::too_many_arguments)]

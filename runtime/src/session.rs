@@ -104,6 +104,8 @@ struct Slots {
 struct MmJob {
     w: Weight,
     out: P<f32>,
+    /// Elements between the outputs of consecutive activation columns.
+    stride: usize,
 }
 
 /// A conversation over a model.
@@ -460,7 +462,7 @@ impl Session {
     /// Runs matrix products in one parallel region, each split by rows over the threads.
     /// `input` holds `ncols` activation vectors of `n` floats; it is quantized to 8 bits first
     /// when any weight takes 8-bit activations.
-    fn project(&self, jobs: &[MmJob], input: *const f32, n: usize, ncols: usize, out_stride: usize) {
+    fn project(&self, jobs: &[MmJob], input: *const f32, n: usize, ncols: usize) {
         let k = self.model.kernels;
         let f32_only = self.params.f32_activations;
         let (xq, xqk) = (self.arena.ptr(self.s.xq), self.arena.ptr(self.s.xqk));
@@ -494,7 +496,7 @@ impl Session {
                     continue;
                 }
                 // SAFETY: the weight lies inside the mapping (checked at load); rows [r0, r1) are
-                // this thread's alone; outputs y[c*out_stride + r] for r in [r0, r1) are disjoint
+                // this thread's alone; outputs y[c*stride + r] for r in [r0, r1) are disjoint
                 // between threads; inputs are read-only during the region.
                 unsafe {
                     let w = base.get().add(j.w.offset + r0 * j.w.row_bytes);
@@ -513,7 +515,7 @@ impl Session {
                             n / 32 * std::mem::size_of::<BlockQ8a>(),
                             ncols,
                             j.out.get().add(r0),
-                            out_stride,
+                            j.stride,
                             n,
                         );
                     } else {
@@ -526,7 +528,7 @@ impl Session {
                             n,
                             ncols,
                             j.out.get().add(r0),
-                            out_stride,
+                            j.stride,
                             n,
                         );
                     }
@@ -594,20 +596,20 @@ impl Session {
                 MmJob {
                     w: lw.wq,
                     out: P(q.as_mut_ptr()),
+                    stride: q_dim,
                 },
                 MmJob {
                     w: lw.wk,
                     out: P(k.as_mut_ptr()),
+                    stride: kv_dim,
                 },
                 MmJob {
                     w: lw.wv,
                     out: P(v.as_mut_ptr()),
+                    stride: v_dim,
                 },
             ];
-            // Q, K and V have different widths: run them with per-job strides.
-            self.project(&jobs[..1], xn.as_ptr(), e, t_n, q_dim);
-            self.project(&jobs[1..2], xn.as_ptr(), e, t_n, kv_dim);
-            self.project(&jobs[2..], xn.as_ptr(), e, t_n, v_dim);
+            self.project(&jobs, xn.as_ptr(), e, t_n);
             for t in 0..t_n {
                 let (qt, kt, vt) = (
                     &mut q[t * q_dim..(t + 1) * q_dim],
@@ -656,8 +658,9 @@ impl Session {
             let jobs = [MmJob {
                 w: lw.wo,
                 out: P(o.as_mut_ptr()),
+                stride: e,
             }];
-            self.project(&jobs, att.as_ptr(), att_dim, t_n, e);
+            self.project(&jobs, att.as_ptr(), att_dim, t_n);
             for t in 0..t_n {
                 let ot = &mut o[t * e..(t + 1) * e];
                 if let Some(n) = &lw.post_attn_norm {
@@ -673,13 +676,15 @@ impl Session {
                 MmJob {
                     w: lw.gate,
                     out: P(gate.as_mut_ptr()),
+                    stride: ff,
                 },
                 MmJob {
                     w: lw.up,
                     out: P(up.as_mut_ptr()),
+                    stride: ff,
                 },
             ];
-            self.project(&jobs, xn.as_ptr(), e, t_n, ff);
+            self.project(&jobs, xn.as_ptr(), e, t_n);
             let act: fn(f32) -> f32 = match sp.activation {
                 Activation::Silu => ops::silu,
                 Activation::GeluTanh => ops::gelu_tanh_f16_table,
@@ -691,8 +696,9 @@ impl Session {
             let jobs = [MmJob {
                 w: lw.down,
                 out: P(o.as_mut_ptr()),
+                stride: e,
             }];
-            self.project(&jobs, gate.as_ptr(), ff, t_n, e);
+            self.project(&jobs, gate.as_ptr(), ff, t_n);
             for t in 0..t_n {
                 let ot = &mut o[t * e..(t + 1) * e];
                 if let Some(n) = &lw.post_ffw_norm {
@@ -713,8 +719,9 @@ impl Session {
             let jobs = [MmJob {
                 w: model.output,
                 out: P(logits.as_mut_ptr()),
+                stride: sp.n_vocab,
             }];
-            self.project(&jobs, xn.as_ptr(), e, 1, sp.n_vocab);
+            self.project(&jobs, xn.as_ptr(), e, 1);
             if let Some(cap) = sp.final_logit_softcap {
                 logits.iter_mut().for_each(|l| *l = cap * (*l / cap).tanh());
             }
@@ -759,6 +766,25 @@ impl Session {
                 // the layer region; q is read-only; out[t][h] is this work item's alone.
                 unsafe {
                     let qh = qp.get().add(t * nh * hd + h * hd);
+                    if FA_EMULATE && kvt == KvType::F16 {
+                        let k0 = kbase.get().add((lo * nkv + g) * row_k) as *const u16;
+                        let v0 = kbase.get().add(vbase_off + (lo * nkv + g) * row_v) as *const u16;
+                        let out = attp.get().add(t * nh * hdv + h * hdv);
+                        kernels.attention_f16_raw(
+                            qh,
+                            k0,
+                            nkv * hd,
+                            v0,
+                            nkv * hdv,
+                            npos,
+                            hd,
+                            hdv,
+                            scale,
+                            sc.as_mut_ptr(),
+                            out,
+                        );
+                        continue;
+                    }
                     if FA_EMULATE {
                         for d in 0..hd {
                             *qh.add(d) = ops::f16_to_f32(ops::f32_to_f16(*qh.add(d)));
