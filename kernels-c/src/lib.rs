@@ -334,6 +334,9 @@ impl Kernels {
         }
     }
 
+    /// Raw, strided form of [`matmul_f32`](Self::matmul_f32); `x_stride` is in elements.
+    ///
+    /// # Safety
     /// As for [`matmul_q8a_raw`](Self::matmul_q8a_raw), with `x` readable for `ncols` vectors of
     /// `n` floats at stride `x_stride`. `n` must be a multiple of the type's block size.
     #[allow(clippy::too_many_arguments)]
