@@ -1,5 +1,6 @@
 //! `tsharp`: the TensorSharp command-line tool.
 
+mod bench;
 mod default_model;
 mod info;
 mod run;
@@ -36,6 +37,8 @@ enum Command {
     /// Print a session's memory plan (weights, KV cache, activations, scratch, ...) and check
     /// it against the RAM budget; exits with an error when it does not fit.
     Plan(run::PlanArgs),
+    /// Measure prompt processing and generation throughput (llama-bench style).
+    Bench(bench::BenchArgs),
     /// Print the token ids of a text as a JSON list.
     Tokenize(run::TokenizeArgs),
     /// Print the text of token ids.
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
         }
         Command::Run(a) => run::run(a),
         Command::Plan(a) => run::plan(a),
+        Command::Bench(a) => bench::bench(a),
         Command::Tokenize(a) => run::tokenize(a),
         Command::Detokenize(a) => run::detokenize(a),
     };

@@ -57,7 +57,7 @@ pub struct ModelArg {
 }
 
 impl ModelArg {
-    fn resolve(&self) -> Result<PathBuf> {
+    pub fn resolve(&self) -> Result<PathBuf> {
         match &self.model {
             Some(p) => Ok(p.clone()),
             None => Ok(default_model::path()?),
@@ -186,7 +186,7 @@ pub fn latency_summary(lat: &[f32]) -> [f64; 4] {
 }
 
 /// (peak RSS bytes, major page faults so far) of this process.
-fn rusage() -> (u64, u64) {
+pub fn rusage() -> (u64, u64) {
     use nix::sys::resource::{getrusage, UsageWho};
     match getrusage(UsageWho::RUSAGE_SELF) {
         // ru_maxrss is in KiB on Linux.

@@ -289,3 +289,36 @@ fn out_of_range_parameters_are_refused() {
         );
     }
 }
+
+#[test]
+fn bench_reports_throughput_latency_and_profile() {
+    let m = smollm2();
+    let j = common::tsharp_json(&[
+        "bench",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        "32",
+        "-n",
+        "8",
+        "-r",
+        "2",
+        "-t",
+        "2",
+        "--profile",
+        "--json",
+    ]);
+    for k in ["pp_tokens_per_s", "tg_tokens_per_s"] {
+        assert!(j[k]["median"].as_f64().unwrap() > 0.0, "{k}: {j}");
+        assert_eq!(j[k]["all"].as_array().unwrap().len(), 2);
+    }
+    assert!(j["first_token_ms"].as_f64().unwrap() > 0.0);
+    assert!(j["decode_latency_ms"]["p99"].as_f64().unwrap() >= j["decode_latency_ms"]["p50"].as_f64().unwrap());
+    assert!(j["weight_bytes_per_token"].as_u64().unwrap() > 50 << 20);
+    let prof = j["profile"].as_array().unwrap();
+    let share: f64 = prof.iter().map(|p| p["share"].as_f64().unwrap()).sum();
+    assert!((share - 1.0).abs() < 1e-6, "{prof:?}");
+    assert!(prof
+        .iter()
+        .any(|p| p["op"] == "ffn gate/up projections" && p["ms"].as_f64().unwrap() > 0.0));
+}

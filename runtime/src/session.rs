@@ -4,7 +4,7 @@
 //! Every buffer is a slot of one arena sized by the session's [`MemoryPlan`]; after
 //! [`Session::new`] the forward pass allocates nothing.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +100,20 @@ struct Slots {
     kv: Slot<u8>,
 }
 
+/// Operation kinds the profiler times (see [`Session::set_profiling`]).
+pub const PROFILE_OPS: [&str; 10] = [
+    "embedding + rope tables",
+    "norms + residual adds",
+    "q/k/v projections",
+    "bias, qk-norm, rope, kv store",
+    "attention",
+    "attention output projection",
+    "ffn gate/up projections",
+    "ffn activation",
+    "ffn down projection",
+    "output norm + logits",
+];
+
 /// One matrix product of a parallel region.
 struct MmJob {
     w: Weight,
@@ -126,6 +140,8 @@ pub struct Session {
     cancel: Arc<AtomicBool>,
     warnings: Vec<String>,
     full_plan: SessionPlan,
+    prof_on: bool,
+    prof: [AtomicU64; PROFILE_OPS.len()],
 }
 
 /// The resolved layout of a session, computed without allocating anything large.
@@ -250,7 +266,29 @@ impl Session {
             cancel: Arc::new(AtomicBool::new(false)),
             warnings,
             full_plan,
+            prof_on: false,
+            prof: Default::default(),
         })
+    }
+
+    /// Turns the per-operation profiler on or off (off by default; on, each forward pass reads
+    /// the clock between operations) and clears its totals.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.prof_on = on;
+        self.prof.iter().for_each(|p| p.store(0, Ordering::Relaxed));
+    }
+
+    /// Nanoseconds spent per operation kind ([`PROFILE_OPS`]) since profiling was turned on.
+    pub fn profile(&self) -> [u64; PROFILE_OPS.len()] {
+        std::array::from_fn(|i| self.prof[i].load(Ordering::Relaxed))
+    }
+
+    fn lap(&self, op: usize, clock: &mut Option<std::time::Instant>) {
+        if let Some(t0) = clock {
+            let now = std::time::Instant::now();
+            self.prof[op].fetch_add((now - *t0).as_nanos() as u64, Ordering::Relaxed);
+            *clock = Some(now);
+        }
     }
 
     /// Warnings from setting the session up (memory that could not be locked, a real-time
@@ -564,6 +602,7 @@ impl Session {
             )
         };
 
+        let mut clk = self.prof_on.then(std::time::Instant::now);
         // Embeddings.
         for (t, &tok) in tokens.iter().enumerate() {
             let rb = model.embd.row_bytes;
@@ -584,6 +623,7 @@ impl Session {
             }
         }
         let neox = sp.rope_style == RopeStyle::Neox;
+        self.lap(0, &mut clk);
 
         for (il, lw) in model.layers.iter().enumerate() {
             if self.cancel.load(Ordering::Relaxed) {
@@ -592,6 +632,7 @@ impl Session {
             for t in 0..t_n {
                 ops::rms_norm(&x[t * e..(t + 1) * e], &lw.attn_norm, eps, &mut xn[t * e..(t + 1) * e]);
             }
+            self.lap(1, &mut clk);
             let jobs = [
                 MmJob {
                     w: lw.wq,
@@ -610,6 +651,7 @@ impl Session {
                 },
             ];
             self.project(&jobs, xn.as_ptr(), e, t_n);
+            self.lap(2, &mut clk);
             for t in 0..t_n {
                 let (qt, kt, vt) = (
                     &mut q[t * q_dim..(t + 1) * q_dim],
@@ -654,13 +696,16 @@ impl Session {
                     );
                 }
             }
+            self.lap(3, &mut clk);
             self.attention(il, t_n, pos0, q, att);
+            self.lap(4, &mut clk);
             let jobs = [MmJob {
                 w: lw.wo,
                 out: P(o.as_mut_ptr()),
                 stride: e,
             }];
             self.project(&jobs, att.as_ptr(), att_dim, t_n);
+            self.lap(5, &mut clk);
             for t in 0..t_n {
                 let ot = &mut o[t * e..(t + 1) * e];
                 if let Some(n) = &lw.post_attn_norm {
@@ -684,7 +729,9 @@ impl Session {
                     stride: ff,
                 },
             ];
+            self.lap(1, &mut clk);
             self.project(&jobs, xn.as_ptr(), e, t_n);
+            self.lap(6, &mut clk);
             let act: fn(f32) -> f32 = match sp.activation {
                 Activation::Silu => ops::silu,
                 Activation::GeluTanh => ops::gelu_tanh_f16_table,
@@ -698,7 +745,9 @@ impl Session {
                 out: P(o.as_mut_ptr()),
                 stride: e,
             }];
+            self.lap(7, &mut clk);
             self.project(&jobs, gate.as_ptr(), ff, t_n);
+            self.lap(8, &mut clk);
             for t in 0..t_n {
                 let ot = &mut o[t * e..(t + 1) * e];
                 if let Some(n) = &lw.post_ffw_norm {
@@ -709,6 +758,7 @@ impl Session {
                     .zip(ot.iter())
                     .for_each(|(a, b)| *a += b);
             }
+            self.lap(1, &mut clk);
         }
         self.n_past += t_n;
         if want_logits {
@@ -725,6 +775,7 @@ impl Session {
             if let Some(cap) = sp.final_logit_softcap {
                 logits.iter_mut().for_each(|l| *l = cap * (*l / cap).tanh());
             }
+            self.lap(9, &mut clk);
         }
         Ok(())
     }
