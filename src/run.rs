@@ -92,6 +92,9 @@ pub struct SessionArgs {
     /// SCHED_FIFO priority 1..99 for the threads (warns and continues when not permitted).
     #[arg(long = "rt-priority", default_value_t = 0)]
     rt_priority: i32,
+    /// Back the arena with transparent huge pages.
+    #[arg(long = "huge-pages")]
+    huge_pages: bool,
     /// Microseconds an idle worker spins before parking.
     #[arg(long = "spin-us", default_value_t = 500)]
     spin_us: u64,
@@ -113,6 +116,7 @@ impl SessionArgs {
                 None => Vec::new(),
             },
             rt_priority: self.rt_priority,
+            huge_pages: self.huge_pages,
             ..Default::default()
         })
     }

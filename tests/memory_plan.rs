@@ -135,6 +135,7 @@ fn real_time_options_are_applied_or_refused_clearly() {
         "2",
         "--cpus",
         "0",
+        "--huge-pages",
         "--spin-us",
         "50",
         "--temp",

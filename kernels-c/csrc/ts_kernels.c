@@ -55,15 +55,22 @@ static inline void st32(int8_t *p, u8x32 v) { memcpy(p, &v, 32); }
  * store-to-load forwarding). */
 static inline void st16x2(int8_t *p, u8x16 lo, u8x16 hi) { st32(p, __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31)); }
 
-/* Q5 high bits: bit j of the 32-bit little-endian qh, as 0x10 in byte j (h0: j < 16, h1: j >= 16). */
-static inline void bits_to_16(const uint8_t *qh, u8x16 *h0, u8x16 *h1) {
-    const u8x16 sh = {0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7};
-    const u8x16 b01 = {qh[0], qh[0], qh[0], qh[0], qh[0], qh[0], qh[0], qh[0],
-                       qh[1], qh[1], qh[1], qh[1], qh[1], qh[1], qh[1], qh[1]};
-    const u8x16 b23 = {qh[2], qh[2], qh[2], qh[2], qh[2], qh[2], qh[2], qh[2],
-                       qh[3], qh[3], qh[3], qh[3], qh[3], qh[3], qh[3], qh[3]};
-    *h0 = ((b01 >> sh) & 1) << 4;
-    *h1 = ((b23 >> sh) & 1) << 4;
+/* Q5 high bits: bit j of the 32-bit little-endian qh, as 0x10 in byte j. */
+static inline u8x32 q5_high(const uint8_t *qh) {
+    u8x16 v = {0};
+    memcpy(&v, qh, 4);
+    const u8x32 bytes = __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                                2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const u8x32 bit = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128,
+                       1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    return (u8x32)((bytes & bit) != 0) & 0x10;
+}
+
+/* The 32 codes of a 16-byte nibble block: low nibbles first, then high nibbles. */
+static inline u8x32 nibbles32(const uint8_t *qs) {
+    const u8x16 x = ld16(qs);
+    return __builtin_shufflevector(x & 15, x >> 4, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+                                   16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31);
 }
 
 static inline void set_sc(float *sc, float *mn, int n16, float d, float m) {
@@ -72,33 +79,25 @@ static inline void set_sc(float *sc, float *mn, int n16, float d, float m) {
 
 static inline void unpack_q4_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q4_0 *b = blk;
-    const u8x16 x = ld16(b->qs);
-    st16x2(w8, (x & 15) - 8, (x >> 4) - 8);
+    st32(w8, nibbles32(b->qs) - 8);
     set_sc(sc, mn, 2, ts_h2f(b->d), 0.0f);
 }
 
 static inline void unpack_q4_1(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q4_1 *b = blk;
-    const u8x16 x = ld16(b->qs);
-    st16x2(w8, x & 15, x >> 4);
+    st32(w8, nibbles32(b->qs));
     set_sc(sc, mn, 2, ts_h2f(b->d), ts_h2f(b->m));
 }
 
 static inline void unpack_q5_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q5_0 *b = blk;
-    const u8x16 x = ld16(b->qs);
-    u8x16 h0, h1;
-    bits_to_16(b->qh, &h0, &h1);
-    st16x2(w8, ((x & 15) | h0) - 16, ((x >> 4) | h1) - 16);
+    st32(w8, (nibbles32(b->qs) | q5_high(b->qh)) - 16);
     set_sc(sc, mn, 2, ts_h2f(b->d), 0.0f);
 }
 
 static inline void unpack_q5_1(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q5_1 *b = blk;
-    const u8x16 x = ld16(b->qs);
-    u8x16 h0, h1;
-    bits_to_16(b->qh, &h0, &h1);
-    st16x2(w8, (x & 15) | h0, (x >> 4) | h1);
+    st32(w8, nibbles32(b->qs) | q5_high(b->qh));
     set_sc(sc, mn, 2, ts_h2f(b->d), ts_h2f(b->m));
 }
 

@@ -131,8 +131,17 @@ impl Arena {
 
     /// Allocates the plan's total (at least one page).
     pub fn new(plan: &MemoryPlan) -> Result<Arena> {
+        Self::with_huge_pages(plan, false)
+    }
+
+    /// As [`new`](Self::new); with `huge`, the arena is 2 MiB aligned and advised to use
+    /// transparent huge pages (`MADV_HUGEPAGE`; fewer TLB misses over a large KV cache). The
+    /// advice is best effort: a kernel without THP keeps 4 KiB pages.
+    pub fn with_huge_pages(plan: &MemoryPlan, huge: bool) -> Result<Arena> {
         let size = Self::size_for(plan);
-        let layout = Layout::from_size_align(size, 4096).map_err(|e| RuntimeError::InvalidParameter {
+        let align = if huge { 2 << 20 } else { 4096 };
+        let size = if huge { size.next_multiple_of(align) } else { size };
+        let layout = Layout::from_size_align(size, align).map_err(|e| RuntimeError::InvalidParameter {
             name: "memory plan",
             problem: e.to_string(),
         })?;
@@ -142,6 +151,10 @@ impl Arena {
             name: "memory plan",
             problem: format!("could not allocate the {size}-byte arena"),
         })?;
+        if huge {
+            // SAFETY: the range is exactly our allocation; the advice changes no contents.
+            let _ = unsafe { nix::sys::mman::madvise(ptr.cast(), size, nix::sys::mman::MmapAdvise::MADV_HUGEPAGE) };
+        }
         Ok(Arena { ptr, layout })
     }
 

@@ -45,6 +45,8 @@ pub struct SessionParams {
     pub cpus: Vec<usize>,
     /// `SCHED_FIFO` priority (1..=99) for the threads; 0: normal scheduling.
     pub rt_priority: i32,
+    /// Back the arena with transparent huge pages (2 MiB aligned, `MADV_HUGEPAGE`).
+    pub huge_pages: bool,
 }
 
 impl Default for SessionParams {
@@ -60,6 +62,7 @@ impl Default for SessionParams {
             mlock: LockMode::Off,
             cpus: Vec::new(),
             rt_priority: 0,
+            huge_pages: false,
         }
     }
 }
@@ -190,7 +193,11 @@ impl Session {
             weights: model.file.bytes().len() as u64,
             lock: p.mlock,
             arena: l.plan.clone(),
-            arena_bytes: Arena::size_for(&l.plan) as u64,
+            arena_bytes: if p.huge_pages {
+                Arena::size_for(&l.plan).next_multiple_of(2 << 20)
+            } else {
+                Arena::size_for(&l.plan)
+            } as u64,
             kv_bytes_per_pos: (l.kv_layer / p.n_ctx * model.spec.n_layers) as u64,
             model_tables: model.heap_bytes().0 as u64,
             tokenizer: model.heap_bytes().1 as u64,
@@ -225,7 +232,7 @@ impl Session {
                 problem: format!("{} (1..=99, or 0 for normal scheduling)", params.rt_priority),
             });
         }
-        let arena = Arena::new(&plan)?;
+        let arena = Arena::with_huge_pages(&plan, params.huge_pages)?;
         let mut warnings = Vec::new();
         if params.mlock != LockMode::Off {
             let weights = model.file.bytes();
