@@ -36,7 +36,7 @@
 #endif
 
 #define TS_COLS 4 /* activation columns handled together per weight block */
-#define TS_PREFETCH 1024 /* bytes ahead of the weight block being read */
+#define TS_PREFETCH 4096 /* bytes ahead of the weight block being read */
 
 static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                          1,    13,   25,  38,  53,  69,  89,  113};
@@ -354,7 +354,8 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                 for (int64_t b = 0; b < nb; b++) {                                              \
                     int8_t w8[QK];                                                              \
                     float sc[(QK) / 16], mn[(QK) / 16];                                         \
-                    __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH);                \
+                    for (size_t pf = 0; pf < sizeof(BLOCK); pf += 64)                           \
+                        __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH + pf);       \
                     unpack_##T(wr + b, w8, sc, mn);                                             \
                     for (int c = 0; c < nc; c++) {                                              \
                         const ts_block_q8a *ab =                                                \

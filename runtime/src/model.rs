@@ -57,6 +57,8 @@ pub struct Model {
     pub(crate) output: Weight,
     pub(crate) output_norm: Vec<f32>,
     pub(crate) layers: Vec<LayerWeights>,
+    /// GELU lookup table (GeGLU models only; see `ops::gelu_f16_table`).
+    pub(crate) gelu_table: Vec<f32>,
 }
 
 impl Model {
@@ -116,7 +118,12 @@ impl Model {
         let embd = w("token_embd.weight")?;
         let output = if spec.tied_output { embd } else { w("output.weight")? };
         let output_norm = v("output_norm.weight")?;
+        let gelu_table = match spec.activation {
+            tensorsharp_models::arch::Activation::GeluTanh => crate::ops::gelu_f16_table(),
+            _ => Vec::new(),
+        };
         Ok(Model {
+            gelu_table,
             file,
             spec,
             tokenizer,
@@ -164,7 +171,10 @@ impl Model {
                     + ov(&l.post_ffw_norm)
             })
             .sum();
-        let own = m(self.layers.len() * std::mem::size_of::<LayerWeights>()) + layers + v(&self.output_norm);
+        let own = m(self.layers.len() * std::mem::size_of::<LayerWeights>())
+            + layers
+            + v(&self.output_norm)
+            + v(&self.gelu_table);
         (self.file.metadata_heap_bytes() + own, self.tokenizer.heap_bytes())
     }
 

@@ -89,6 +89,24 @@ pub fn gelu_tanh_f16_table(x: f32) -> f32 {
     }
 }
 
+/// The table behind [`gelu_tanh_f16_table`]: for every f16 bit pattern `h`, the f16-rounded GELU
+/// of its value, as f32 (256 KiB; built once per model).
+pub fn gelu_f16_table() -> Vec<f32> {
+    (0..=u16::MAX).map(|h| f16_to_f32(f32_to_f16(gelu_tanh(f16_to_f32(h))))).collect()
+}
+
+/// [`gelu_tanh_f16_table`] through a table from [`gelu_f16_table`].
+#[inline]
+pub fn gelu_lookup(table: &[f32], x: f32) -> f32 {
+    if x <= -10.0 {
+        0.0
+    } else if x >= 10.0 {
+        x
+    } else {
+        table[f32_to_f16(x) as usize]
+    }
+}
+
 /// f32 to IEEE half bits, round to nearest even (overflow to infinity).
 pub fn f32_to_f16(f: f32) -> u16 {
     let x = f.to_bits();

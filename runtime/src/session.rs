@@ -739,14 +739,23 @@ impl Session {
             self.lap(1, &mut clk);
             self.project(&jobs, xn.as_ptr(), e, t_n);
             self.lap(6, &mut clk);
-            let act: fn(f32) -> f32 = match sp.activation {
-                Activation::Silu => ops::silu,
-                Activation::GeluTanh => ops::gelu_tanh_f16_table,
-            };
-            gate[..t_n * ff]
-                .iter_mut()
-                .zip(&up[..t_n * ff])
-                .for_each(|(g, u)| *g = act(*g) * u);
+            let (gp, upp, table) = (P(gate.as_mut_ptr()), P(up.as_mut_ptr()), &model.gelu_table[..]);
+            let silu = sp.activation == Activation::Silu;
+            self.pool.run(&|i, nt| {
+                let (lo, hi) = split(t_n * ff, i, nt, 64);
+                // SAFETY: [lo, hi) of gate and up is this thread's alone; both hold t_n*ff values.
+                let (g, u) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(gp.get().add(lo), hi - lo),
+                        std::slice::from_raw_parts(upp.get().add(lo), hi - lo),
+                    )
+                };
+                if silu {
+                    g.iter_mut().zip(u).for_each(|(g, u)| *g = ops::silu(*g) * u);
+                } else {
+                    g.iter_mut().zip(u).for_each(|(g, u)| *g = ops::gelu_lookup(table, *g) * u);
+                }
+            });
             let jobs = [MmJob {
                 w: lw.down,
                 out: P(o.as_mut_ptr()),
