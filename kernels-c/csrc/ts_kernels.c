@@ -311,27 +311,45 @@ void TS_FN(quantize_q8a_k)(const float *x, ts_block_q8a *y, int64_t n) {
 
 /* ---- kernel templates ---------------------------------------------------------------- */
 
-/* BLOCK_MIN: the type has one min per 32 (Q4_1, Q5_1), whose term uses the activation block's
- * f16-rounded sum `sd` as llama.cpp does; otherwise mins (K-quants) use the integer half sums. */
+/* How a type's scales and offsets are laid out, so the inner loop does only what it needs:
+ *   KIND_S32:       one scale per 32, no offset (Q4_0, Q5_0, Q8_0, IQ4_NL, Q2_0);
+ *   KIND_S32_MIN:   one scale and one min per 32, the min term through the activation block's
+ *                   f16-rounded sum `sd` as llama.cpp does (Q4_1, Q5_1);
+ *   KIND_S32_MINK:  one scale and one min per 32, the min term through the integer half sums
+ *                   (Q4_K, Q5_K);
+ *   KIND_S16:       one scale per 16, no offset (Q3_K, Q6_K, TQ2_0);
+ *   KIND_S16_MINK:  one scale and one min per 16 (Q2_K). */
+#define KIND_S32 0
+#define KIND_S32_MIN 1
+#define KIND_S32_MINK 2
+#define KIND_S16 3
+#define KIND_S16_MINK 4
+
 /* Adds one weight block's products with its activation blocks to the row accumulator `acc`
  * (integer dot products scaled in SIMD lanes) and returns the block's min terms, which are
  * summed separately as scalars. */
 static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc, const float *mn,
-                                  const ts_block_q8a *ab, int nchunks, int block_min) {
+                                  const ts_block_q8a *ab, int nchunks, int kind) {
     float mins = 0.0f;
     for (int k = 0; k < nchunks; k++) {
         const float da = ab[k].d;
-        *acc = ts_acc_s8x32(*acc, w8 + 32 * k, ab[k].qs, da * sc[2 * k], da * sc[2 * k + 1]);
-        if (block_min) {
+        if (kind <= KIND_S32_MINK) {
+            *acc = ts_acc_s8x32_1(*acc, w8 + 32 * k, ab[k].qs, da * sc[2 * k]);
+        } else {
+            *acc = ts_acc_s8x32(*acc, w8 + 32 * k, ab[k].qs, da * sc[2 * k], da * sc[2 * k + 1]);
+        }
+        if (kind == KIND_S32_MIN) {
             mins += mn[2 * k] * ab[k].sd;
-        } else if (mn[2 * k] != 0.0f || mn[2 * k + 1] != 0.0f) {
+        } else if (kind == KIND_S32_MINK) {
+            mins += da * (mn[2 * k] * (float)(ab[k].s[0] + ab[k].s[1]));
+        } else if (kind == KIND_S16_MINK) {
             mins += da * (mn[2 * k] * (float)ab[k].s[0] + mn[2 * k + 1] * (float)ab[k].s[1]);
         }
     }
     return mins;
 }
 
-#define DEFINE_QUANT_KERNELS(T, QK, BLOCK, BLOCK_MIN)                                                    \
+#define DEFINE_QUANT_KERNELS(T, QK, BLOCK, KIND)                                                    \
     static void TS_FN(dequant_##T)(const void *w, float *y, int64_t n) {                       \
         for (int64_t b = 0; b < n / (QK); b++) {                                                \
             int8_t w8[QK];                                                                      \
@@ -361,7 +379,7 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                         const ts_block_q8a *ab =                                                \
                             (const ts_block_q8a *)((const uint8_t *)a + (c0 + c) * as) +        \
                             b * ((QK) / 32);                                                    \
-                        mins[c] += q8a_block_acc(&acc[c], w8, sc, mn, ab, (QK) / 32, BLOCK_MIN); \
+                        mins[c] += q8a_block_acc(&acc[c], w8, sc, mn, ab, (QK) / 32, KIND); \
                     }                                                                           \
                 }                                                                               \
                 for (int c = 0; c < nc; c++) y[(c0 + c) * ys + r] = ts_acc_sum(acc[c]) + mins[c]; \
@@ -387,19 +405,19 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
         }                                                                                       \
     }
 
-DEFINE_QUANT_KERNELS(q4_0, 32, ts_block_q4_0, 0)
-DEFINE_QUANT_KERNELS(q4_1, 32, ts_block_q4_1, 1)
-DEFINE_QUANT_KERNELS(q5_0, 32, ts_block_q5_0, 0)
-DEFINE_QUANT_KERNELS(q5_1, 32, ts_block_q5_1, 1)
-DEFINE_QUANT_KERNELS(q8_0, 32, ts_block_q8_0, 0)
-DEFINE_QUANT_KERNELS(iq4_nl, 32, ts_block_iq4_nl, 0)
-DEFINE_QUANT_KERNELS(q2_0, 64, ts_block_q2_0, 0)
-DEFINE_QUANT_KERNELS(tq2_0, 256, ts_block_tq2_0, 0)
-DEFINE_QUANT_KERNELS(q2_k, 256, ts_block_q2_k, 0)
-DEFINE_QUANT_KERNELS(q3_k, 256, ts_block_q3_k, 0)
-DEFINE_QUANT_KERNELS(q4_k, 256, ts_block_q4_k, 0)
-DEFINE_QUANT_KERNELS(q5_k, 256, ts_block_q5_k, 0)
-DEFINE_QUANT_KERNELS(q6_k, 256, ts_block_q6_k, 0)
+DEFINE_QUANT_KERNELS(q4_0, 32, ts_block_q4_0, KIND_S32)
+DEFINE_QUANT_KERNELS(q4_1, 32, ts_block_q4_1, KIND_S32_MIN)
+DEFINE_QUANT_KERNELS(q5_0, 32, ts_block_q5_0, KIND_S32)
+DEFINE_QUANT_KERNELS(q5_1, 32, ts_block_q5_1, KIND_S32_MIN)
+DEFINE_QUANT_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32)
+DEFINE_QUANT_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32)
+DEFINE_QUANT_KERNELS(q2_0, 64, ts_block_q2_0, KIND_S32)
+DEFINE_QUANT_KERNELS(tq2_0, 256, ts_block_tq2_0, KIND_S16)
+DEFINE_QUANT_KERNELS(q2_k, 256, ts_block_q2_k, KIND_S16_MINK)
+DEFINE_QUANT_KERNELS(q3_k, 256, ts_block_q3_k, KIND_S16)
+DEFINE_QUANT_KERNELS(q4_k, 256, ts_block_q4_k, KIND_S32_MINK)
+DEFINE_QUANT_KERNELS(q5_k, 256, ts_block_q5_k, KIND_S32_MINK)
+DEFINE_QUANT_KERNELS(q6_k, 256, ts_block_q6_k, KIND_S16)
 
 /* ---- float weight types (f32 activations only) --------------------------------------- */
 

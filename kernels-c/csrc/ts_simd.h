@@ -197,6 +197,19 @@ static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
     const __m256 sv = _mm256_set_m128(_mm_set1_ps(s_hi), _mm_set1_ps(s_lo));
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), sv, acc);
 }
+/* The same with one scale for all 32. */
+static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
+    const __m256i ax = _mm256_sign_epi8(wv, wv);
+    const __m256i sy = _mm256_sign_epi8(av, wv);
+#if defined(TS_ISA_AVX512)
+    const __m256i p32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
+#else
+    const __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+#endif
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s), acc);
+}
 static inline float ts_acc_sum(ts_acc acc) {
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
@@ -219,6 +232,9 @@ static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
     acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), s_lo);
     return vfmaq_n_f32(acc, vcvtq_f32_s32(p1), s_hi);
 }
+static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
+    return ts_acc_s8x32(acc, w, a, s, s);
+}
 static inline float ts_acc_sum(ts_acc acc) { return vaddvq_f32(acc); }
 #else
 typedef float ts_acc;
@@ -227,6 +243,9 @@ static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
     int32_t lo, hi;
     ts_dot_s8x32(w, a, &lo, &hi);
     return acc + (s_lo * (float)lo + s_hi * (float)hi);
+}
+static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
+    return ts_acc_s8x32(acc, w, a, s, s);
 }
 static inline float ts_acc_sum(ts_acc acc) { return acc; }
 #endif
