@@ -35,7 +35,7 @@
 #error "define one TS_ISA_* macro"
 #endif
 
-#define TS_COLS 4 /* activation columns handled together per weight block */
+#define TS_COLS 8 /* activation columns handled together per weight block */
 #define TS_PREFETCH 4096 /* bytes ahead of the weight block being read */
 
 static const int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
