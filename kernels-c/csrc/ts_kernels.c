@@ -358,31 +358,44 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
             for (int i = 0; i < (QK); i++) y[b * (QK) + i] = sc[i / 16] * (float)w8[i] + mn[i / 16]; \
         }                                                                                       \
     }                                                                                           \
+    /* One weight row against nc activation columns (nc a constant after inlining, so the     \
+     * column loop unrolls). */                                                                 \
+    static inline __attribute__((always_inline)) void TS_FN(mm_row_##T)(                      \
+        const BLOCK *wr, int64_t nb, const ts_block_q8a *a, size_t as, int nc, float *y,       \
+        size_t ys) {                                                                            \
+        ts_acc acc[TS_COLS];                                                                    \
+        float mins[TS_COLS] = {0};                                                              \
+        for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                               \
+        for (int64_t b = 0; b < nb; b++) {                                                      \
+            int8_t w8[QK];                                                                      \
+            float sc[(QK) / 16], mn[(QK) / 16];                                                 \
+            for (size_t pf = 0; pf < sizeof(BLOCK); pf += 64)                                   \
+                __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH + pf);               \
+            unpack_##T(wr + b, w8, sc, mn);                                                     \
+            for (int c = 0; c < nc; c++) {                                                      \
+                const ts_block_q8a *ab =                                                        \
+                    (const ts_block_q8a *)((const uint8_t *)a + c * as) + b * ((QK) / 32);      \
+                mins[c] += q8a_block_acc(&acc[c], w8, sc, mn, ab, (QK) / 32, KIND);             \
+            }                                                                                   \
+        }                                                                                       \
+        for (int c = 0; c < nc; c++) y[c * ys] = ts_acc_sum(acc[c]) + mins[c];                  \
+    }                                                                                           \
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                   \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y, \
                                      size_t ys, int64_t n) {                                    \
         const int64_t nb = n / (QK);                                                            \
         for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                       \
             const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                  \
+            const ts_block_q8a *ac = (const ts_block_q8a *)((const uint8_t *)a + c0 * as);      \
             for (int64_t r = 0; r < nrows; r++) {                                               \
                 const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws);                 \
-                ts_acc acc[TS_COLS];                                                            \
-                float mins[TS_COLS] = {0};                                                      \
-                for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                       \
-                for (int64_t b = 0; b < nb; b++) {                                              \
-                    int8_t w8[QK];                                                              \
-                    float sc[(QK) / 16], mn[(QK) / 16];                                         \
-                    for (size_t pf = 0; pf < sizeof(BLOCK); pf += 64)                           \
-                        __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH + pf);       \
-                    unpack_##T(wr + b, w8, sc, mn);                                             \
-                    for (int c = 0; c < nc; c++) {                                              \
-                        const ts_block_q8a *ab =                                                \
-                            (const ts_block_q8a *)((const uint8_t *)a + (c0 + c) * as) +        \
-                            b * ((QK) / 32);                                                    \
-                        mins[c] += q8a_block_acc(&acc[c], w8, sc, mn, ab, (QK) / 32, KIND); \
-                    }                                                                           \
-                }                                                                               \
-                for (int c = 0; c < nc; c++) y[(c0 + c) * ys + r] = ts_acc_sum(acc[c]) + mins[c]; \
+                float *yr = y + c0 * ys + r;                                                    \
+                if (nc == TS_COLS)                                                              \
+                    TS_FN(mm_row_##T)(wr, nb, ac, as, TS_COLS, yr, ys);                         \
+                else if (nc == 1)                                                               \
+                    TS_FN(mm_row_##T)(wr, nb, ac, as, 1, yr, ys);                               \
+                else                                                                            \
+                    TS_FN(mm_row_##T)(wr, nb, ac, as, nc, yr, ys);                              \
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
