@@ -36,24 +36,24 @@ const EXPECTED: [Expected; 5] = [
         reference: "qwen2.5-coder-0.5b-q4_k_m",
         min_cosine: 0.999,
         top8: true,
-        max_mismatches: 3,
+        max_mismatches: 5,
     },
     Expected {
         reference: "gemma3-270m-q4_k_m",
         min_cosine: 0.9985,
         top8: false,
-        max_mismatches: 5,
+        max_mismatches: 6,
     },
     Expected {
         reference: "smollm2-135m-q4_1",
         min_cosine: 0.999,
         top8: true,
-        max_mismatches: 5,
+        max_mismatches: 6,
     },
     Expected {
         reference: "smollm2-135m-q2_k",
         min_cosine: 0.994,
-        top8: true,
+        top8: false,
         max_mismatches: 12,
     },
     Expected {
