@@ -92,7 +92,9 @@ pub fn gelu_tanh_f16_table(x: f32) -> f32 {
 /// The table behind [`gelu_tanh_f16_table`]: for every f16 bit pattern `h`, the f16-rounded GELU
 /// of its value, as f32 (256 KiB; built once per model).
 pub fn gelu_f16_table() -> Vec<f32> {
-    (0..=u16::MAX).map(|h| f16_to_f32(f32_to_f16(gelu_tanh(f16_to_f32(h))))).collect()
+    (0..=u16::MAX)
+        .map(|h| f16_to_f32(f32_to_f16(gelu_tanh(f16_to_f32(h)))))
+        .collect()
 }
 
 /// [`gelu_tanh_f16_table`] through a table from [`gelu_f16_table`].

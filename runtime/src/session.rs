@@ -753,7 +753,9 @@ impl Session {
                 if silu {
                     g.iter_mut().zip(u).for_each(|(g, u)| *g = ops::silu(*g) * u);
                 } else {
-                    g.iter_mut().zip(u).for_each(|(g, u)| *g = ops::gelu_lookup(table, *g) * u);
+                    g.iter_mut()
+                        .zip(u)
+                        .for_each(|(g, u)| *g = ops::gelu_lookup(table, *g) * u);
                 }
             });
             let jobs = [MmJob {
