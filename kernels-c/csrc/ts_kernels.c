@@ -79,7 +79,7 @@ static inline void set_sc(float *sc, float *mn, int n16, float d, float m) {
 
 static inline void unpack_q4_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q4_0 *b = blk;
-    st32(w8, nibbles32(b->qs) - 8);
+    st32(w8, nibbles32(b->qs));
     set_sc(sc, mn, 2, ts_h2f(b->d), 0.0f);
 }
 
@@ -91,7 +91,7 @@ static inline void unpack_q4_1(const void *restrict blk, int8_t *restrict w8, fl
 
 static inline void unpack_q5_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q5_0 *b = blk;
-    st32(w8, (nibbles32(b->qs) | q5_high(b->qh)) - 16);
+    st32(w8, nibbles32(b->qs) | q5_high(b->qh));
     set_sc(sc, mn, 2, ts_h2f(b->d), 0.0f);
 }
 
@@ -120,7 +120,7 @@ static inline void unpack_iq4_nl(const void *restrict blk, int8_t *restrict w8, 
 static inline void unpack_q2_0(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
     const ts_block_q2_0 *b = blk;
     const u8x16 x = ld16(b->qs);
-    const u8x16 v0 = (x & 3) - 1, v1 = ((x >> 2) & 3) - 1, v2 = ((x >> 4) & 3) - 1, v3 = (x >> 6) - 1;
+    const u8x16 v0 = x & 3, v1 = (x >> 2) & 3, v2 = (x >> 4) & 3, v3 = x >> 6;
     const u8x16 lo01 = __builtin_shufflevector(v0, v1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const u8x16 hi01 = __builtin_shufflevector(v0, v1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     const u8x16 lo23 = __builtin_shufflevector(v2, v3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -137,7 +137,7 @@ static inline void unpack_tq2_0(const void *restrict blk, int8_t *restrict w8, f
     int idx = 0;
     for (int j = 0; j < 64; j += 32)
         for (int l = 0; l < 4; l++)
-            for (int m = 0; m < 32; m++) w8[idx++] = (int8_t)(((b->qs[j + m] >> (2 * l)) & 3) - 1);
+            for (int m = 0; m < 32; m++) w8[idx++] = (int8_t)((b->qs[j + m] >> (2 * l)) & 3);
     set_sc(sc, mn, 16, ts_h2f(b->d), 0.0f);
 }
 
@@ -181,8 +181,8 @@ static inline void unpack_q3_k(const void *restrict blk, int8_t *restrict w8, fl
         for (int j = 0; j < 4; j++) {
             const u8x32 low = (q >> (2 * j)) & 3;
             const u8x32 bit = (hm >> (4 * n + j)) & 1;
-            /* value = low - 4 when the high bit is clear */
-            st32(w8 + 128 * n + 32 * j, low - ((bit ^ 1) << 2));
+            /* code = low + 4 * high bit; value = code - 4 (the type's offset) */
+            st32(w8 + 128 * n + 32 * j, low | (bit << 2));
         }
     }
 }
@@ -233,10 +233,10 @@ static inline void unpack_q6_k(const void *restrict blk, int8_t *restrict w8, fl
     const float d = ts_h2f(b->d);
     for (int n = 0; n < 2; n++) {
         const u8x32 a = ld32(b->ql + 64 * n), c = ld32(b->ql + 64 * n + 32), h = ld32(b->qh + 32 * n);
-        st32(w8 + 128 * n, ((a & 15) | ((h & 3) << 4)) - 32);
-        st32(w8 + 128 * n + 32, ((c & 15) | (((h >> 2) & 3) << 4)) - 32);
-        st32(w8 + 128 * n + 64, ((a >> 4) | (((h >> 4) & 3) << 4)) - 32);
-        st32(w8 + 128 * n + 96, ((c >> 4) | ((h >> 6) << 4)) - 32);
+        st32(w8 + 128 * n, (a & 15) | ((h & 3) << 4));
+        st32(w8 + 128 * n + 32, (c & 15) | (((h >> 2) & 3) << 4));
+        st32(w8 + 128 * n + 64, (a >> 4) | (((h >> 4) & 3) << 4));
+        st32(w8 + 128 * n + 96, (c >> 4) | ((h >> 6) << 4));
     }
     for (int i = 0; i < 16; i++) {
         sc[i] = d * (float)b->scales[i];
@@ -311,51 +311,62 @@ void TS_FN(quantize_q8a_k)(const float *x, ts_block_q8a *y, int64_t n) {
 
 /* ---- kernel templates ---------------------------------------------------------------- */
 
-/* How a type's scales and offsets are laid out, so the inner loop does only what it needs:
- *   KIND_S32:       one scale per 32, no offset (Q4_0, Q5_0, Q8_0, IQ4_NL, Q2_0);
- *   KIND_S32_MIN:   one scale and one min per 32, the min term through the activation block's
- *                   f16-rounded sum `sd` as llama.cpp does (Q4_1, Q5_1);
- *   KIND_S32_MINK:  one scale and one min per 32, the min term through the integer half sums
- *                   (Q4_K, Q5_K);
- *   KIND_S16:       one scale per 16, no offset (Q3_K, Q6_K, TQ2_0);
- *   KIND_S16_MINK:  one scale and one min per 16 (Q2_K). */
+/* How a type's codes, scales and offsets are laid out, so the inner loop does only what it needs.
+ * Unsigned kinds store codes in 0..63 and have an integer offset OFF (value = sc*(code - OFF) + mn);
+ * they multiply the codes with the signed activations directly (vpdpbusd / pmaddubsw take
+ * unsigned x signed) and start the integer dot product at -OFF * (sum of the activations), so the
+ * offset costs no float work.
+ *   KIND_S32:       signed codes, one scale per 32 (Q8_0, IQ4_NL);
+ *   KIND_U32:       unsigned, one scale per 32 (Q4_0, Q5_0, Q2_0);
+ *   KIND_U32_MIN:   unsigned, one scale and one min per 32, the min term through the activation
+ *                   block's f16-rounded sum `sd` as llama.cpp does (Q4_1, Q5_1);
+ *   KIND_U32_MINK:  unsigned, one scale and one min per 32 through the integer sums (Q4_K, Q5_K);
+ *   KIND_U16:       unsigned, one scale per 16 (Q3_K, Q6_K, TQ2_0);
+ *   KIND_U16_MINK:  unsigned, one scale and one min per 16 (Q2_K). */
 #define KIND_S32 0
-#define KIND_S32_MIN 1
-#define KIND_S32_MINK 2
-#define KIND_S16 3
-#define KIND_S16_MINK 4
+#define KIND_U32 1
+#define KIND_U32_MIN 2
+#define KIND_U32_MINK 3
+#define KIND_U16 4
+#define KIND_U16_MINK 5
+#define KIND_S16 6 /* signed codes, one scale per 16 (offset types in GEMM tiles, see mm_row) */
 
 /* Adds one weight block's products with its activation blocks to the row accumulator `acc`
  * (integer dot products scaled in SIMD lanes) and returns the block's min terms, which are
  * summed separately as scalars. */
 static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc, const float *mn,
-                                  const ts_block_q8a *ab, int nchunks, int kind) {
+                                  const ts_block_q8a *ab, int nchunks, int kind, int off) {
     float mins = 0.0f;
     for (int k = 0; k < nchunks; k++) {
         const float da = ab[k].d;
-        if (kind <= KIND_S32_MINK) {
+        const int32_t c0 = -off * ab[k].s[0], c1 = -off * ab[k].s[1];
+        if (kind == KIND_S32) {
             *acc = ts_acc_s8x32_1(*acc, w8 + 32 * k, ab[k].qs, da * sc[2 * k]);
-        } else {
+        } else if (kind == KIND_S16) {
             *acc = ts_acc_s8x32(*acc, w8 + 32 * k, ab[k].qs, da * sc[2 * k], da * sc[2 * k + 1]);
+        } else if (kind >= KIND_U16) {
+            *acc = ts_acc_u8x32(*acc, w8 + 32 * k, ab[k].qs, da * sc[2 * k], da * sc[2 * k + 1], c0, c1);
+        } else {
+            *acc = ts_acc_u8x32_1(*acc, w8 + 32 * k, ab[k].qs, da * sc[2 * k], c0 + c1);
         }
-        if (kind == KIND_S32_MIN) {
+        if (kind == KIND_U32_MIN) {
             mins += mn[2 * k] * ab[k].sd;
-        } else if (kind == KIND_S32_MINK) {
+        } else if (kind == KIND_U32_MINK) {
             mins += da * (mn[2 * k] * (float)(ab[k].s[0] + ab[k].s[1]));
-        } else if (kind == KIND_S16_MINK) {
+        } else if (kind == KIND_U16_MINK) {
             mins += da * (mn[2 * k] * (float)ab[k].s[0] + mn[2 * k + 1] * (float)ab[k].s[1]);
         }
     }
     return mins;
 }
 
-#define DEFINE_QUANT_KERNELS(T, QK, BLOCK, KIND)                                                    \
+#define DEFINE_QUANT_KERNELS(T, QK, BLOCK, KIND, OFF)                                                    \
     static void TS_FN(dequant_##T)(const void *w, float *y, int64_t n) {                       \
         for (int64_t b = 0; b < n / (QK); b++) {                                                \
             int8_t w8[QK];                                                                      \
             float sc[(QK) / 16], mn[(QK) / 16];                                                 \
             unpack_##T((const BLOCK *)w + b, w8, sc, mn);                                       \
-            for (int i = 0; i < (QK); i++) y[b * (QK) + i] = sc[i / 16] * (float)w8[i] + mn[i / 16]; \
+            for (int i = 0; i < (QK); i++) y[b * (QK) + i] = sc[i / 16] * (float)(w8[i] - (OFF)) + mn[i / 16]; \
         }                                                                                       \
     }                                                                                           \
     /* One weight row against nc activation columns (nc a constant after inlining, so the     \
@@ -372,10 +383,19 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
             for (size_t pf = 0; pf < sizeof(BLOCK); pf += 64)                                   \
                 __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH + pf);               \
             unpack_##T(wr + b, w8, sc, mn);                                                     \
+            /* Several columns: subtract the offset once and take the signed path (cheaper per  \
+             * column than the offset-initialised unsigned dot, which wins for one column). */   \
+            const int to_signed = (OFF) != 0 && nc > 1;                                         \
+            if (to_signed)                                                                      \
+                for (int i = 0; i < (QK); i += 32) st32(w8 + i, ld32((const uint8_t *)w8 + i) - (OFF)); \
             for (int c = 0; c < nc; c++) {                                                      \
                 const ts_block_q8a *ab =                                                        \
                     (const ts_block_q8a *)((const uint8_t *)a + c * as) + b * ((QK) / 32);      \
-                mins[c] += q8a_block_acc(&acc[c], w8, sc, mn, ab, (QK) / 32, KIND);             \
+                if (to_signed)                                                                  \
+                    mins[c] += q8a_block_acc(&acc[c], w8, sc, mn, ab, (QK) / 32,                \
+                                             (KIND) >= KIND_U16 ? KIND_S16 : KIND_S32, 0);      \
+                else                                                                            \
+                    mins[c] += q8a_block_acc(&acc[c], w8, sc, mn, ab, (QK) / 32, KIND, OFF);    \
             }                                                                                   \
         }                                                                                       \
         for (int c = 0; c < nc; c++) y[c * ys] = ts_acc_sum(acc[c]) + mins[c];                  \
@@ -418,19 +438,19 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
         }                                                                                       \
     }
 
-DEFINE_QUANT_KERNELS(q4_0, 32, ts_block_q4_0, KIND_S32)
-DEFINE_QUANT_KERNELS(q4_1, 32, ts_block_q4_1, KIND_S32_MIN)
-DEFINE_QUANT_KERNELS(q5_0, 32, ts_block_q5_0, KIND_S32)
-DEFINE_QUANT_KERNELS(q5_1, 32, ts_block_q5_1, KIND_S32_MIN)
-DEFINE_QUANT_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32)
-DEFINE_QUANT_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32)
-DEFINE_QUANT_KERNELS(q2_0, 64, ts_block_q2_0, KIND_S32)
-DEFINE_QUANT_KERNELS(tq2_0, 256, ts_block_tq2_0, KIND_S16)
-DEFINE_QUANT_KERNELS(q2_k, 256, ts_block_q2_k, KIND_S16_MINK)
-DEFINE_QUANT_KERNELS(q3_k, 256, ts_block_q3_k, KIND_S16)
-DEFINE_QUANT_KERNELS(q4_k, 256, ts_block_q4_k, KIND_S32_MINK)
-DEFINE_QUANT_KERNELS(q5_k, 256, ts_block_q5_k, KIND_S32_MINK)
-DEFINE_QUANT_KERNELS(q6_k, 256, ts_block_q6_k, KIND_S16)
+DEFINE_QUANT_KERNELS(q4_0, 32, ts_block_q4_0, KIND_U32, 8)
+DEFINE_QUANT_KERNELS(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0)
+DEFINE_QUANT_KERNELS(q5_0, 32, ts_block_q5_0, KIND_U32, 16)
+DEFINE_QUANT_KERNELS(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0)
+DEFINE_QUANT_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32, 0)
+DEFINE_QUANT_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0)
+DEFINE_QUANT_KERNELS(q2_0, 64, ts_block_q2_0, KIND_U32, 1)
+DEFINE_QUANT_KERNELS(tq2_0, 256, ts_block_tq2_0, KIND_U16, 1)
+DEFINE_QUANT_KERNELS(q2_k, 256, ts_block_q2_k, KIND_U16_MINK, 0)
+DEFINE_QUANT_KERNELS(q3_k, 256, ts_block_q3_k, KIND_U16, 4)
+DEFINE_QUANT_KERNELS(q4_k, 256, ts_block_q4_k, KIND_U32_MINK, 0)
+DEFINE_QUANT_KERNELS(q5_k, 256, ts_block_q5_k, KIND_U32_MINK, 0)
+DEFINE_QUANT_KERNELS(q6_k, 256, ts_block_q6_k, KIND_U16, 32)
 
 /* ---- float weight types (f32 activations only) --------------------------------------- */
 

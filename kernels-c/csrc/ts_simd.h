@@ -197,6 +197,34 @@ static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
     const __m256 sv = _mm256_set_m128(_mm_set1_ps(s_hi), _mm_set1_ps(s_lo));
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), sv, acc);
 }
+/* Unsigned weight codes (0..63) times signed activations, no sign trick needed; the integer
+ * sums start at c_lo (lanes of the first 16) and c_hi (the second 16). */
+static inline __m256i ts_dot_u8s8(const int8_t *w, const int8_t *a, int32_t c_lo, int32_t c_hi) {
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
+    const __m256i init = _mm256_setr_epi32(c_lo, 0, 0, 0, c_hi, 0, 0, 0);
+#if defined(TS_ISA_AVX512)
+    return _mm256_dpbusd_epi32(init, wv, av);
+#else
+    return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), _mm256_set1_epi16(1)));
+#endif
+}
+static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi,
+                                  int32_t c_lo, int32_t c_hi) {
+    const __m256 sv = _mm256_set_m128(_mm_set1_ps(s_hi), _mm_set1_ps(s_lo));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_u8s8(w, a, c_lo, c_hi)), sv, acc);
+}
+static inline ts_acc ts_acc_u8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s, int32_t c) {
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
+    const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(c));
+#if defined(TS_ISA_AVX512)
+    const __m256i p32 = _mm256_dpbusd_epi32(init, wv, av);
+#else
+    const __m256i p32 = _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), _mm256_set1_epi16(1)));
+#endif
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s), acc);
+}
 /* The same with one scale for all 32. */
 static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
     const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
@@ -235,6 +263,24 @@ static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
 static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
     return ts_acc_s8x32(acc, w, a, s, s);
 }
+/* Codes 0..63 read as int8 are the same numbers: the signed products serve unsigned codes. */
+static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi,
+                                  int32_t c_lo, int32_t c_hi) {
+    const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
+    const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
+    const int32x4_t i0 = vsetq_lane_s32(c_lo, vdupq_n_s32(0), 0), i1 = vsetq_lane_s32(c_hi, vdupq_n_s32(0), 0);
+#if defined(TS_ISA_DOTPROD)
+    const int32x4_t p0 = vdotq_s32(i0, w0, a0), p1 = vdotq_s32(i1, w1, a1);
+#else
+    const int32x4_t p0 = vaddq_s32(i0, vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(a0)), vget_high_s8(w0), vget_high_s8(a0))));
+    const int32x4_t p1 = vaddq_s32(i1, vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(a1)), vget_high_s8(w1), vget_high_s8(a1))));
+#endif
+    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), s_lo);
+    return vfmaq_n_f32(acc, vcvtq_f32_s32(p1), s_hi);
+}
+static inline ts_acc ts_acc_u8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s, int32_t c) {
+    return ts_acc_u8x32(acc, w, a, s, s, c, 0);
+}
 static inline float ts_acc_sum(ts_acc acc) { return vaddvq_f32(acc); }
 #else
 typedef float ts_acc;
@@ -246,6 +292,16 @@ static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
 }
 static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
     return ts_acc_s8x32(acc, w, a, s, s);
+}
+/* Codes 0..63 read as int8 are the same numbers: the signed products serve unsigned codes. */
+static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi,
+                                  int32_t c_lo, int32_t c_hi) {
+    int32_t lo, hi;
+    ts_dot_s8x32(w, a, &lo, &hi);
+    return acc + (s_lo * (float)(lo + c_lo) + s_hi * (float)(hi + c_hi));
+}
+static inline ts_acc ts_acc_u8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s, int32_t c) {
+    return ts_acc_u8x32(acc, w, a, s, s, c, 0);
 }
 static inline float ts_acc_sum(ts_acc acc) { return acc; }
 #endif
