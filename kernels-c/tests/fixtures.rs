@@ -232,11 +232,11 @@ fn multi_row_and_multi_column_variants_agree_with_single_dots() {
     let fx = Fixture::open();
     let x = fx.f32s("x.f32");
     // Three activation vectors, back to back; 5 columns exercises the 4-column tiles and a tail.
-    let cols: Vec<Vec<f32>> = (0..5)
+    let cols: Vec<Vec<f32>> = (0..11)
         .map(|c| {
             x.iter()
                 .enumerate()
-                .map(|(i, v)| v * (1.0 - 0.3 * c as f32) + 0.01 * ((i * (c + 1)) % 7) as f32)
+                .map(|(i, v)| v * (1.0 - 0.17 * c as f32) + 0.01 * ((i * (c + 1)) % 7) as f32)
                 .collect()
         })
         .collect();
