@@ -90,6 +90,7 @@ pub struct Sampler {
     recent: Vec<Token>,
     recent_len: usize,
     recent_pos: usize,
+    n_vocab: usize,
 }
 
 impl Sampler {
@@ -105,6 +106,7 @@ impl Sampler {
             probs: Vec::with_capacity(n_vocab),
             recent_len: 0,
             recent_pos: 0,
+            n_vocab,
         })
     }
 
@@ -112,6 +114,11 @@ impl Sampler {
     pub fn planned_bytes(n_vocab: usize, penalty_last_n: usize) -> usize {
         n_vocab * (std::mem::size_of::<u32>() + std::mem::size_of::<f32>())
             + penalty_last_n.max(1) * std::mem::size_of::<Token>()
+    }
+
+    /// The vocabulary size the sampler was made for.
+    pub fn n_vocab(&self) -> usize {
+        self.n_vocab
     }
 
     /// The settings.

@@ -1,0 +1,132 @@
+/* tensorsharp.h — C ABI of TensorSharp, an on-device LLM runtime (libtensorsharp).
+ *
+ * Conventions
+ *   - Opaque handles with create/free pairs: ts_model (read-only after load; may be shared by
+ *     any number of threads and sessions), ts_session (one conversation: KV cache and buffers;
+ *     one thread at a time, except ts_session_cancel), ts_sampler (one thread at a time).
+ *   - Params structs start with `struct_size`; fill them with ts_*_params_default() and then
+ *     change fields. A struct_size this library does not know gives TS_ERR_INVALID_ARG.
+ *   - Every call returns a ts_status. ts_last_error() is the calling thread's message for the
+ *     last failed call. NULL handles, NULL buffers with non-zero sizes and out-of-range values
+ *     give TS_ERR_INVALID_ARG; no call aborts the process (panics are caught at the boundary and
+ *     reported as TS_ERR_INTERNAL).
+ *   - Ownership: handles returned through `out` parameters belong to the caller until freed
+ *     with their free function (free of NULL is a no-op). Every other pointer argument is
+ *     borrowed for the duration of the call only. Output buffers are caller-owned; when one is
+ *     too small the call returns TS_ERR_BUFFER_TOO_SMALL and writes the needed size.
+ *   - Allocation: only ts_model_load, ts_session_create and ts_sampler_create allocate. The
+ *     step-wise calls (ts_session_prefill, ts_session_decode_step) and ts_session_generate
+ *     allocate nothing.
+ *   - State after an error: the handle stays valid. A failed prefill/decode leaves the session's
+ *     cache holding the chunks that completed (ts_session_n_past); ts_session_reset starts over.
+ */
+#ifndef TENSORSHARP_H
+#define TENSORSHARP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TS_ABI_VERSION 1
+
+typedef int ts_status;
+#define TS_OK 0
+#define TS_ERR_INVALID_ARG 1      /* NULL handle, bad size, out-of-range parameter */
+#define TS_ERR_IO 2               /* the model file could not be read */
+#define TS_ERR_BAD_MODEL 3        /* the model file is malformed */
+#define TS_ERR_UNSUPPORTED 4      /* architecture, tokenizer or tensor type not supported */
+#define TS_ERR_OVER_BUDGET 5      /* the memory plan exceeds the budget; nothing was allocated */
+#define TS_ERR_CONTEXT_FULL 6     /* the tokens do not fit in the context */
+#define TS_ERR_CANCELLED 7        /* ts_session_cancel was called */
+#define TS_ERR_BUFFER_TOO_SMALL 8 /* the needed size was written to the size out-parameter */
+#define TS_ERR_INTERNAL 9         /* a bug (caught panic); free the handle */
+#define TS_ERR_SYSTEM 10          /* a system call failed (memory locking, threads) */
+
+typedef struct ts_model ts_model;
+typedef struct ts_session ts_session;
+typedef struct ts_sampler ts_sampler;
+
+typedef struct {
+    uint32_t struct_size; /* sizeof(ts_model_params) */
+    uint32_t flags;       /* reserved, 0 */
+} ts_model_params;
+
+typedef struct {
+    uint32_t struct_size; /* sizeof(ts_session_params) */
+    uint32_t n_ctx;       /* context length; 0: the model's, at most 4096 */
+    uint32_t n_batch;     /* prompt tokens per prefill chunk (default 64) */
+    uint32_t n_threads;   /* threads, the caller included; 0: one per CPU */
+    uint32_t kv_type;     /* 0 f16 (default), 1 f32, 2 q8_0 */
+    uint32_t mlock;       /* 0 off, 1 lock (warn if not permitted), 2 lock or fail */
+    uint64_t ram_budget;  /* bytes for the whole plan; 0: cgroup limit or MemAvailable */
+} ts_session_params;
+
+typedef struct {
+    uint32_t struct_size;    /* sizeof(ts_sampler_params) */
+    uint32_t top_k;          /* 0: off */
+    float temperature;       /* 0: greedy (default) */
+    float top_p;             /* 1: off */
+    float min_p;             /* 0: off */
+    float repeat_penalty;    /* 1: off */
+    float presence_penalty;  /* 0: off */
+    float frequency_penalty; /* 0: off */
+    uint32_t penalty_last_n; /* tokens the penalties look back over */
+    uint32_t reserved;       /* 0 */
+    uint64_t seed;
+} ts_sampler_params;
+
+/* Token callback of ts_session_generate: `piece` holds `len` bytes of complete UTF-8 (not
+ * NUL-terminated; len may be 0 while a character is split over tokens). Return non-zero to stop. */
+typedef int (*ts_token_cb)(void *user, int32_t token, const char *piece, size_t len);
+
+/* Receives error messages (level 3). May be called from any thread that calls the library. */
+typedef void (*ts_log_cb)(void *user, int level, const char *msg);
+
+/* ---- library ------------------------------------------------------------------------- */
+uint32_t ts_version(void);     /* major*10000 + minor*100 + patch; thread-safe */
+uint32_t ts_abi_version(void); /* compare with TS_ABI_VERSION; thread-safe */
+const char *ts_status_str(ts_status status); /* static string; thread-safe */
+const char *ts_last_error(void); /* this thread's last error; valid until its next call */
+void ts_set_log_callback(ts_log_cb cb, void *user); /* NULL clears; thread-safe */
+
+ts_status ts_model_params_default(ts_model_params *p);
+ts_status ts_session_params_default(ts_session_params *p);
+ts_status ts_sampler_params_default(ts_sampler_params *p);
+
+/* ---- model (thread-safe after load) --------------------------------------------------- */
+ts_status ts_model_load(const char *path, const ts_model_params *params /* may be NULL */, ts_model **out);
+void ts_model_free(ts_model *model); /* sessions keep the model alive until they are freed */
+uint32_t ts_model_n_vocab(const ts_model *model);
+uint32_t ts_model_n_ctx_train(const ts_model *model);
+int ts_model_token_is_eog(const ts_model *model, int32_t token);
+ts_status ts_tokenize(const ts_model *model, const char *text, size_t len, int add_special, int parse_special,
+                      int32_t *tokens, size_t cap, size_t *n_tokens);
+ts_status ts_detokenize(const ts_model *model, const int32_t *tokens, size_t n, char *buf, size_t cap, size_t *len);
+
+/* ---- session (one thread at a time) --------------------------------------------------- */
+ts_status ts_session_create(const ts_model *model, const ts_session_params *params /* may be NULL */,
+                            ts_session **out);
+void ts_session_free(ts_session *session);
+ts_status ts_session_reset(ts_session *session); /* forget the conversation, clear the cancel flag */
+uint32_t ts_session_n_past(ts_session *session);
+ts_status ts_session_prefill(ts_session *session, const int32_t *tokens, size_t n);
+ts_status ts_session_decode_step(ts_session *session, ts_sampler *sampler, int32_t *token);
+ts_status ts_session_generate(ts_session *session, ts_sampler *sampler, const int32_t *prompt, size_t n_prompt,
+                              size_t max_tokens, ts_token_cb cb, void *user, size_t *n_generated);
+/* Any thread, or a signal handler: the running or next call returns TS_ERR_CANCELLED at the next
+ * layer boundary; stays raised until ts_session_reset. */
+ts_status ts_session_cancel(const ts_session *session);
+
+/* ---- sampler (one thread at a time) --------------------------------------------------- */
+ts_status ts_sampler_create(const ts_model *model, const ts_sampler_params *params /* NULL: greedy */,
+                            ts_sampler **out);
+void ts_sampler_free(ts_sampler *sampler);
+ts_status ts_sampler_reset(ts_sampler *sampler);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* TENSORSHARP_H */

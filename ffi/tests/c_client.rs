@@ -1,0 +1,147 @@
+//! The C ABI from real C: `examples/generate.c` and `tests/c/abuse.c` compiled with the system C
+//! compiler against `include/tensorsharp.h` and the static library, linked, and run on the test
+//! model; the C client's greedy tokens equal the runtime's; every misuse case returns its
+//! documented status; under valgrind (when installed) memcheck finds no leaks or invalid accesses.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use tensorsharp_runtime::sampler::argmax;
+use tensorsharp_runtime::{Model, Session, SessionParams};
+
+fn model_path() -> PathBuf {
+    let dir = std::env::var("TSHARP_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let cache = std::env::var("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
+            cache.join("tensorsharp/models")
+        });
+    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    p
+}
+
+/// The optimized static library: `TSHARP_FFI_LIB`, or target/release/libtensorsharp.a, built
+/// here with `cargo build --release -p tensorsharp-ffi` when missing or stale (scripts/test.sh
+/// builds it first).
+fn static_lib() -> PathBuf {
+    if let Ok(p) = std::env::var("TSHARP_FFI_LIB") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(Path::parent).and_then(Path::parent).unwrap();
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "-p", "tensorsharp-ffi", "--target-dir"])
+        .arg(target)
+        .status()
+        .expect("cargo");
+    assert!(st.success(), "building libtensorsharp");
+    target.join("release/libtensorsharp.a")
+}
+
+fn compile(src: &str, out: &str) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lib = static_lib();
+    assert!(lib.exists(), "{} not built", lib.display());
+    let exe = std::env::temp_dir().join(format!("tsharp-ffi-{}-{out}", std::process::id()));
+    let st = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+        .args([
+            "-std=c11",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-g",
+            "-D_DEFAULT_SOURCE",
+            "-I",
+        ])
+        .arg(root.join("include"))
+        .arg(root.join(src))
+        .arg(&lib)
+        .args(["-lpthread", "-ldl", "-lm", "-o"])
+        .arg(&exe)
+        .status()
+        .expect("a C compiler (cc)");
+    assert!(st.success(), "compiling {src}");
+    exe
+}
+
+fn greedy_reference(model: &Path, prompt: &str, n: usize) -> Vec<u32> {
+    let m = Arc::new(Model::load(model).unwrap());
+    let ids = m.tokenizer().tokenize(prompt, true, true);
+    let mut s = Session::new(
+        Arc::clone(&m),
+        SessionParams {
+            n_ctx: 512,
+            n_threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut next = argmax(s.prefill(&ids).unwrap());
+    let mut out = Vec::new();
+    while out.len() < n && !m.tokenizer().is_eog(next) {
+        out.push(next);
+        next = argmax(s.decode(next).unwrap());
+    }
+    out
+}
+
+fn parse_tokens(stderr: &str) -> Vec<u32> {
+    let line = stderr.lines().find(|l| l.starts_with("tokens:")).expect("tokens line");
+    line["tokens:".len()..]
+        .split_whitespace()
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn generate_c_matches_the_runtime_and_runs_clean() {
+    let exe = compile("examples/generate.c", "generate");
+    let model = model_path();
+    let prompt = "The capital of France is";
+    let out = Command::new(&exe).arg(&model).arg(prompt).arg("16").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with(" Paris"), "{stdout:?}");
+    assert_eq!(parse_tokens(&stderr), greedy_reference(&model, prompt, 16));
+
+    // valgrind memcheck: no leaks, no invalid reads or writes.
+    if Command::new("valgrind").arg("--version").output().is_ok() {
+        let out = Command::new("valgrind")
+            .args([
+                "--error-exitcode=97",
+                "--leak-check=full",
+                "--errors-for-leak-kinds=definite,indirect",
+                "-q",
+            ])
+            .arg(&exe)
+            .arg(&model)
+            .arg(prompt)
+            .arg("3")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "valgrind: {stderr}");
+    } else {
+        eprintln!("valgrind not installed: memcheck skipped (scripts/setup.sh installs it)");
+    }
+}
+
+#[test]
+fn misuse_from_c_returns_documented_statuses() {
+    let exe = compile("tests/c/abuse.c", "abuse");
+    let not_model = std::env::temp_dir().join(format!("tsharp-ffi-{}-not-a-model.gguf", std::process::id()));
+    std::fs::write(&not_model, b"definitely not a GGUF file, just some bytes to read").unwrap();
+    let out = Command::new(&exe).arg(model_path()).arg(&not_model).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("0 failures"), "{stdout}");
+}
