@@ -31,6 +31,9 @@ command -v objdump >/dev/null 2>&1 || need+=(binutils)
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v readelf >/dev/null 2>&1 || need+=(binutils)
 if [ "${#need[@]}" -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -42,24 +42,64 @@ fn static_lib() -> PathBuf {
     target.join("release/libtensorsharp.a")
 }
 
-fn compile(src: &str, out: &str) -> PathBuf {
+/// Installs the library with `ffi/install.sh` into a fresh prefix (once per test process).
+fn installed_prefix() -> PathBuf {
+    static PREFIX: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PREFIX
+        .get_or_init(|| {
+            let lib = static_lib();
+            assert!(lib.exists(), "{} not built", lib.display());
+            let prefix = std::env::temp_dir().join(format!("tsharp-ffi-{}-prefix", std::process::id()));
+            let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let st = Command::new(root.join("install.sh"))
+                .arg(&prefix)
+                .arg("--no-build")
+                .env("CARGO_TARGET_DIR", lib.parent().and_then(Path::parent).unwrap())
+                .status()
+                .expect("ffi/install.sh");
+            assert!(st.success(), "ffi/install.sh");
+            prefix
+        })
+        .clone()
+}
+
+fn pkg_config(prefix: &Path, args: &[&str]) -> Vec<String> {
+    let out = Command::new("pkg-config")
+        .args(args)
+        .arg("tensorsharp")
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig"))
+        .output()
+        .expect("pkg-config (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "pkg-config {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Compiles a C file against the installed header and library found through pkg-config:
+/// statically linked (`shared == false`) or against libtensorsharp.so.1.
+fn compile(src: &str, out: &str, shared: bool) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = static_lib();
-    assert!(lib.exists(), "{} not built", lib.display());
+    let prefix = installed_prefix();
     let exe = std::env::temp_dir().join(format!("tsharp-ffi-{}-{out}", std::process::id()));
-    let st = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
-        .args([
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-g",
-            "-D_DEFAULT_SOURCE",
-            "-I",
-        ])
-        .arg(root.join("include"))
-        .arg(root.join(src))
-        .arg(&lib)
+    let mut cc = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-g", "-D_DEFAULT_SOURCE"])
+        .args(pkg_config(&prefix, &["--cflags"]))
+        .arg(root.join(src));
+    if shared {
+        cc.args(pkg_config(&prefix, &["--libs"]))
+            .arg(format!("-Wl,-rpath,{}", prefix.join("lib").display()));
+    } else {
+        cc.arg("-Wl,-Bstatic")
+            .args(pkg_config(&prefix, &["--libs"]))
+            .arg("-Wl,-Bdynamic");
+    }
+    let st = cc
         .args(["-lpthread", "-ldl", "-lm", "-o"])
         .arg(&exe)
         .status()
@@ -99,7 +139,7 @@ fn parse_tokens(stderr: &str) -> Vec<u32> {
 
 #[test]
 fn generate_c_matches_the_runtime_and_runs_clean() {
-    let exe = compile("examples/generate.c", "generate");
+    let exe = compile("examples/generate.c", "generate", false);
     let model = model_path();
     let prompt = "The capital of France is";
     let out = Command::new(&exe).arg(&model).arg(prompt).arg("16").output().unwrap();
@@ -108,6 +148,26 @@ fn generate_c_matches_the_runtime_and_runs_clean() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with(" Paris"), "{stdout:?}");
     assert_eq!(parse_tokens(&stderr), greedy_reference(&model, prompt, 16));
+
+    // The same program against the shared library: same tokens; the soname carries the ABI.
+    let dyn_exe = compile("examples/generate.c", "generate-shared", true);
+    let out = Command::new(&dyn_exe)
+        .arg(&model)
+        .arg(prompt)
+        .arg("16")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        parse_tokens(&String::from_utf8_lossy(&out.stderr)),
+        greedy_reference(&model, prompt, 16)
+    );
+    let so = installed_prefix().join("lib/libtensorsharp.so.1");
+    let readelf = Command::new("readelf").arg("-d").arg(&so).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&readelf.stdout).contains("[libtensorsharp.so.1]"),
+        "soname"
+    );
 
     // valgrind memcheck: no leaks, no invalid reads or writes.
     if Command::new("valgrind").arg("--version").output().is_ok() {
@@ -133,7 +193,7 @@ fn generate_c_matches_the_runtime_and_runs_clean() {
 
 #[test]
 fn misuse_from_c_returns_documented_statuses() {
-    let exe = compile("tests/c/abuse.c", "abuse");
+    let exe = compile("tests/c/abuse.c", "abuse", false);
     let not_model = std::env::temp_dir().join(format!("tsharp-ffi-{}-not-a-model.gguf", std::process::id()));
     std::fs::write(&not_model, b"definitely not a GGUF file, just some bytes to read").unwrap();
     let out = Command::new(&exe).arg(model_path()).arg(&not_model).output().unwrap();
