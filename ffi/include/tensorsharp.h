@@ -62,6 +62,9 @@ typedef struct {
     uint32_t kv_type;     /* 0 f16 (default), 1 f32, 2 q8_0 */
     uint32_t mlock;       /* 0 off, 1 lock (warn if not permitted), 2 lock or fail */
     uint64_t ram_budget;  /* bytes for the whole plan; 0: cgroup limit or MemAvailable */
+    const int32_t *cpus;  /* pin thread i to cpus[i % n_cpus]; NULL/0: unpinned (borrowed) */
+    uint32_t n_cpus;
+    int32_t rt_priority;  /* SCHED_FIFO 1..99 (logged warning when not permitted); 0: normal */
 } ts_session_params;
 
 typedef struct {
@@ -102,6 +105,9 @@ void ts_model_free(ts_model *model); /* sessions keep the model alive until they
 uint32_t ts_model_n_vocab(const ts_model *model);
 uint32_t ts_model_n_ctx_train(const ts_model *model);
 int ts_model_token_is_eog(const ts_model *model, int32_t token);
+/* A metadata value as text ("general.architecture" -> "llama", numbers formatted, arrays as
+ * "[len]"), NUL-terminated into buf; *len gets the length without the NUL. No allocation. */
+ts_status ts_model_meta(const ts_model *model, const char *key, char *buf, size_t cap, size_t *len);
 ts_status ts_tokenize(const ts_model *model, const char *text, size_t len, int add_special, int parse_special,
                       int32_t *tokens, size_t cap, size_t *n_tokens);
 ts_status ts_detokenize(const ts_model *model, const int32_t *tokens, size_t n, char *buf, size_t cap, size_t *len);
@@ -116,6 +122,11 @@ ts_status ts_session_prefill(ts_session *session, const int32_t *tokens, size_t 
 ts_status ts_session_decode_step(ts_session *session, ts_sampler *sampler, int32_t *token);
 ts_status ts_session_generate(ts_session *session, ts_sampler *sampler, const int32_t *prompt, size_t n_prompt,
                               size_t max_tokens, ts_token_cb cb, void *user, size_t *n_generated);
+/* Conversation state (cached positions + last logits) into caller buffers; no allocation. Load
+ * requires the same model and KV type; on error the session is unchanged. */
+ts_status ts_session_state_size(ts_session *session, size_t *size);
+ts_status ts_session_state_save(ts_session *session, uint8_t *buf, size_t cap, size_t *written);
+ts_status ts_session_state_load(ts_session *session, const uint8_t *buf, size_t len);
 /* Any thread, or a signal handler: the running or next call returns TS_ERR_CANCELLED at the next
  * layer boundary; stays raised until ts_session_reset. */
 ts_status ts_session_cancel(const ts_session *session);

@@ -64,17 +64,26 @@ fn set_error(msg: &str) {
         e.extend(msg.bytes().filter(|&b| b != 0));
         e.push(0);
     });
+    log(3, msg);
+}
+
+/// Sends a message to the log callback, if one is set.
+fn log(level: c_int, msg: &str) {
     let f = LOG_FN.load(Ordering::Acquire);
     if !f.is_null() {
-        let mut line = msg.as_bytes().iter().copied().filter(|&b| b != 0).collect::<Vec<u8>>();
+        let mut line: Vec<u8> = msg.bytes().filter(|&b| b != 0).collect();
         line.push(0);
-        // SAFETY: `f` was stored from a `LogFn` by `ts_set_log_callback`; the message is a valid
-        // NUL-terminated string for the duration of the call.
+        // SAFETY: `f` was stored from a `LogFn`; the message is NUL-terminated for the call.
         unsafe {
             let f: LogFn = std::mem::transmute::<*mut c_void, LogFn>(f);
-            f(LOG_USER.load(Ordering::Acquire), 3, line.as_ptr().cast());
+            f(LOG_USER.load(Ordering::Acquire), level, line.as_ptr().cast());
         }
     }
+}
+
+fn inner_warnings(h: &ts_session) -> &[String] {
+    // SAFETY: the handle is not yet shared.
+    unsafe { (*h.inner.get()).session.warnings() }
 }
 
 fn fail(status: ts_status, msg: impl AsRef<str>) -> ts_status {
@@ -187,6 +196,13 @@ pub struct ts_session_params {
     pub mlock: u32,
     /// RAM budget in bytes for the whole plan; 0: the cgroup limit or MemAvailable.
     pub ram_budget: u64,
+    /// CPUs to pin the threads to (thread i on cpus[i % n_cpus]); NULL / 0: unpinned.
+    pub cpus: *const i32,
+    /// Entries in `cpus`.
+    pub n_cpus: u32,
+    /// SCHED_FIFO priority 1..99 for the threads (degrades with a logged warning when not
+    /// permitted); 0: normal scheduling.
+    pub rt_priority: i32,
 }
 
 /// Sampler parameters.
@@ -309,6 +325,9 @@ pub extern "C" fn ts_session_params_default(p: *mut ts_session_params) -> ts_sta
             kv_type: 0,
             mlock: 0,
             ram_budget: 0,
+            cpus: std::ptr::null(),
+            n_cpus: 0,
+            rt_priority: 0,
         })
     };
     TS_OK
@@ -543,6 +562,18 @@ pub extern "C" fn ts_session_create(
                 k => return fail(TS_ERR_INVALID_ARG, format!("mlock {k} (0 off, 1 try, 2 required)")),
             };
             p.ram_budget = (c.ram_budget != 0).then_some(c.ram_budget);
+            if c.n_cpus > 0 {
+                if c.cpus.is_null() || c.n_cpus > 4096 {
+                    return fail(TS_ERR_INVALID_ARG, "cpus is NULL or n_cpus > 4096");
+                }
+                // SAFETY: non-NULL and readable for n_cpus entries by contract.
+                let cpus = unsafe { std::slice::from_raw_parts(c.cpus, c.n_cpus as usize) };
+                if let Some(&bad) = cpus.iter().find(|&&x| x < 0) {
+                    return fail(TS_ERR_INVALID_ARG, format!("cpu {bad}"));
+                }
+                p.cpus = cpus.iter().map(|&x| x as usize).collect();
+            }
+            p.rt_priority = c.rt_priority;
         }
         match Session::new(Arc::clone(&m.model), p) {
             Ok(session) => {
@@ -558,6 +589,9 @@ pub extern "C" fn ts_session_create(
                     }),
                     cancel,
                 };
+                for w in inner_warnings(&h) {
+                    log(2, w);
+                }
                 // SAFETY: as above.
                 unsafe { *out = Box::into_raw(Box::new(h)) };
                 TS_OK
@@ -606,6 +640,146 @@ pub extern "C" fn ts_session_reset(s: *mut ts_session) -> ts_status {
         };
         i.session.reset();
         i.decoder = StreamDecoder::new();
+        TS_OK
+    })
+}
+
+/// Bytes `ts_session_state_save` needs for the current conversation (`*size`).
+#[no_mangle]
+pub extern "C" fn ts_session_state_size(s: *mut ts_session, size: *mut usize) -> ts_status {
+    guard(|| {
+        let Some(i) = inner(s) else {
+            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        };
+        if size.is_null() {
+            return fail(TS_ERR_INVALID_ARG, "size is NULL");
+        }
+        // SAFETY: non-NULL, writable by contract.
+        unsafe { *size = i.session.state_size() };
+        TS_OK
+    })
+}
+
+/// Saves the conversation (cached positions and last logits) into `buf` (capacity `cap`);
+/// `*written` receives the size (the needed size with `TS_ERR_BUFFER_TOO_SMALL`). No allocation.
+#[no_mangle]
+pub extern "C" fn ts_session_state_save(
+    s: *mut ts_session,
+    buf: *mut u8,
+    cap: usize,
+    written: *mut usize,
+) -> ts_status {
+    guard(|| {
+        let Some(i) = inner(s) else {
+            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        };
+        if written.is_null() || (buf.is_null() && cap > 0) {
+            return fail(TS_ERR_INVALID_ARG, "written is NULL, or buf is NULL with cap > 0");
+        }
+        let need = i.session.state_size();
+        // SAFETY: non-NULL, writable by contract.
+        unsafe { *written = need };
+        if cap < need {
+            return fail(
+                TS_ERR_BUFFER_TOO_SMALL,
+                format!("the state needs {need} bytes, the buffer holds {cap}"),
+            );
+        }
+        // SAFETY: writable for cap >= need bytes by contract.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf, need) };
+        match i.session.save_state(out) {
+            Ok(_) => TS_OK,
+            Err(e) => from_err(e),
+        }
+    })
+}
+
+/// Restores a state saved by `ts_session_state_save` (same model and KV type; the context must
+/// hold it). On error the session is unchanged. No allocation.
+#[no_mangle]
+pub extern "C" fn ts_session_state_load(s: *mut ts_session, buf: *const u8, len: usize) -> ts_status {
+    guard(|| {
+        let Some(i) = inner(s) else {
+            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        };
+        if buf.is_null() || len == 0 {
+            return fail(TS_ERR_INVALID_ARG, "buf is NULL or len is 0");
+        }
+        // SAFETY: readable for len bytes by contract.
+        let data = unsafe { std::slice::from_raw_parts(buf, len) };
+        match i.session.load_state(data) {
+            Ok(()) => {
+                i.logits.copy_from_slice(i.session.logits());
+                TS_OK
+            }
+            Err(e) => from_err(e),
+        }
+    })
+}
+
+/// A metadata value of the model as text (strings as they are, numbers and booleans formatted,
+/// arrays as their length in brackets), into `buf` (capacity `cap`, NUL-terminated);
+/// `*len` receives the length without the NUL. `TS_ERR_INVALID_ARG` for a missing key.
+#[no_mangle]
+pub extern "C" fn ts_model_meta(
+    m: *const ts_model,
+    key: *const c_char,
+    buf: *mut c_char,
+    cap: usize,
+    len: *mut usize,
+) -> ts_status {
+    guard(|| {
+        let Some(m) = model_ref(m) else {
+            return fail(TS_ERR_INVALID_ARG, "model is NULL");
+        };
+        if key.is_null() || len.is_null() || (buf.is_null() && cap > 0) {
+            return fail(TS_ERR_INVALID_ARG, "key or len is NULL, or buf is NULL with cap > 0");
+        }
+        // SAFETY: NUL-terminated by contract.
+        let Ok(key) = (unsafe { CStr::from_ptr(key) }).to_str() else {
+            return fail(TS_ERR_INVALID_ARG, "key is not UTF-8");
+        };
+        use std::io::Write;
+        use tensorsharp_models::MetaValue as V;
+        // Numbers are formatted into a stack buffer: the query allocates nothing.
+        let mut num = [0u8; 64];
+        let mut w = &mut num[..];
+        let text: &[u8] = match m.model.file().get(key) {
+            None => return fail(TS_ERR_INVALID_ARG, format!("no metadata key {key:?}")),
+            Some(V::String(s)) => s.as_bytes(),
+            Some(v) => {
+                let _ = match v {
+                    V::U8(x) => write!(w, "{x}"),
+                    V::I8(x) => write!(w, "{x}"),
+                    V::U16(x) => write!(w, "{x}"),
+                    V::I16(x) => write!(w, "{x}"),
+                    V::U32(x) => write!(w, "{x}"),
+                    V::I32(x) => write!(w, "{x}"),
+                    V::U64(x) => write!(w, "{x}"),
+                    V::I64(x) => write!(w, "{x}"),
+                    V::F32(x) => write!(w, "{x}"),
+                    V::F64(x) => write!(w, "{x}"),
+                    V::Bool(x) => write!(w, "{x}"),
+                    V::Array(a) => write!(w, "[{}]", a.len()),
+                    V::String(_) => Ok(()),
+                };
+                let n = 64 - w.len();
+                &num[..n]
+            }
+        };
+        // SAFETY: non-NULL by the check above.
+        unsafe { *len = text.len() };
+        if text.len() + 1 > cap {
+            return fail(
+                TS_ERR_BUFFER_TOO_SMALL,
+                format!("{} bytes (plus NUL) do not fit in {cap}", text.len()),
+            );
+        }
+        // SAFETY: cap >= len + 1 bytes writable.
+        unsafe {
+            std::ptr::copy_nonoverlapping(text.as_ptr(), buf.cast::<u8>(), text.len());
+            *buf.add(text.len()) = 0;
+        }
         TS_OK
     })
 }

@@ -103,6 +103,9 @@ struct Slots {
     kv: Slot<u8>,
 }
 
+const STATE_MAGIC: u64 = u64::from_le_bytes(*b"TSSTATE1");
+const STATE_HEADER: usize = 48;
+
 /// Operation kinds the profiler times (see [`Session::set_profiling`]).
 pub const PROFILE_OPS: [&str; 10] = [
     "embedding + rope tables",
@@ -437,6 +440,116 @@ impl Session {
     /// Context length.
     pub fn n_ctx(&self) -> usize {
         self.params.n_ctx
+    }
+
+    /// Bytes [`save_state`](Self::save_state) writes for the current conversation: a 48-byte
+    /// header, the last logits, and the K and V rows of the `n_past` cached positions of every
+    /// layer.
+    pub fn state_size(&self) -> usize {
+        STATE_HEADER
+            + 4 * self.model.spec.n_vocab
+            + self.model.spec.n_layers * self.n_past * self.model.spec.n_head_kv * (self.kv_row_k + self.kv_row_v)
+    }
+
+    fn state_header(&self) -> [u64; 6] {
+        let sp = &self.model.spec;
+        [
+            STATE_MAGIC,
+            sp.n_layers as u64 | (sp.n_embd as u64) << 32,
+            sp.n_vocab as u64 | (sp.n_head_kv as u64) << 32,
+            self.kv_row_k as u64 | (self.kv_row_v as u64) << 32,
+            self.params.kv_type as u64,
+            self.n_past as u64,
+        ]
+    }
+
+    /// Writes the conversation state (the cached positions) to `buf` and returns the bytes
+    /// written, or `InvalidParameter` naming the size needed when `buf` is too small. Allocates
+    /// nothing.
+    pub fn save_state(&self, buf: &mut [u8]) -> Result<usize> {
+        let need = self.state_size();
+        if buf.len() < need {
+            return Err(RuntimeError::InvalidParameter {
+                name: "state buffer",
+                problem: format!("{} bytes, {need} needed", buf.len()),
+            });
+        }
+        for (i, v) in self.state_header().iter().enumerate() {
+            buf[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        let mut at = STATE_HEADER;
+        for &l in self.logits() {
+            buf[at..at + 4].copy_from_slice(&l.to_le_bytes());
+            at += 4;
+        }
+        // SAFETY: shared borrow of self: no forward pass runs; the kv slot is only read.
+        let kv = unsafe { self.arena.slice(self.s.kv) };
+        let nkv = self.model.spec.n_head_kv;
+        let (k_len, v_len) = (self.n_past * nkv * self.kv_row_k, self.n_past * nkv * self.kv_row_v);
+        for il in 0..self.model.spec.n_layers {
+            let layer = &kv[il * self.kv_layer..(il + 1) * self.kv_layer];
+            let v0 = self.params.n_ctx * nkv * self.kv_row_k;
+            buf[at..at + k_len].copy_from_slice(&layer[..k_len]);
+            at += k_len;
+            buf[at..at + v_len].copy_from_slice(&layer[v0..v0 + v_len]);
+            at += v_len;
+        }
+        Ok(at)
+    }
+
+    /// Restores a state written by [`save_state`](Self::save_state) for the same model and KV
+    /// type into this session (its context must hold the saved positions). On error the session
+    /// is unchanged. Allocates nothing.
+    pub fn load_state(&mut self, buf: &[u8]) -> Result<()> {
+        let bad = |problem: String| RuntimeError::InvalidParameter { name: "state", problem };
+        if buf.len() < STATE_HEADER {
+            return Err(bad(format!(
+                "{} bytes is shorter than the {STATE_HEADER}-byte header",
+                buf.len()
+            )));
+        }
+        let word = |i: usize| u64::from_le_bytes(buf[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8]));
+        let mine = self.state_header();
+        if word(0) != STATE_MAGIC {
+            return Err(bad("not a TensorSharp session state".into()));
+        }
+        if (1..5).any(|i| word(i) != mine[i]) {
+            return Err(bad("saved for another model or KV cache type".into()));
+        }
+        let n_past = word(5) as usize;
+        if n_past > self.params.n_ctx {
+            return Err(bad(format!(
+                "{n_past} positions do not fit in a context of {}",
+                self.params.n_ctx
+            )));
+        }
+        let nkv = self.model.spec.n_head_kv;
+        let (k_len, v_len) = (n_past * nkv * self.kv_row_k, n_past * nkv * self.kv_row_v);
+        let need = STATE_HEADER + 4 * self.model.spec.n_vocab + self.model.spec.n_layers * (k_len + v_len);
+        if buf.len() != need {
+            return Err(bad(format!(
+                "{} bytes, {need} expected for {n_past} positions",
+                buf.len()
+            )));
+        }
+        let mut at = STATE_HEADER;
+        // SAFETY: &mut self: no other user of the arena; the logits and kv slots are disjoint.
+        let (logits, kv) = unsafe { (self.arena.slice(self.s.logits), self.arena.slice(self.s.kv)) };
+        for l in logits.iter_mut() {
+            *l = f32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]);
+            at += 4;
+        }
+        for il in 0..self.model.spec.n_layers {
+            let layer = &mut kv[il * self.kv_layer..(il + 1) * self.kv_layer];
+            let v0 = self.params.n_ctx * nkv * self.kv_row_k;
+            layer[..k_len].copy_from_slice(&buf[at..at + k_len]);
+            at += k_len;
+            layer[v0..v0 + v_len].copy_from_slice(&buf[at..at + v_len]);
+            at += v_len;
+        }
+        self.n_past = n_past;
+        self.clear_cancel();
+        Ok(())
     }
 
     /// Forgets the conversation (the KV cache is overwritten from position 0) and clears the

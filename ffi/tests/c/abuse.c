@@ -121,6 +121,42 @@ int main(int argc, char **argv) {
     EXPECT(ts_session_reset(s), TS_OK);
     EXPECT(ts_session_generate(s, sm, toks, n, 3, NULL, NULL, &n_gen), TS_OK);
 
+    /* metadata */
+    char meta[64];
+    size_t mlen = 0;
+    EXPECT(ts_model_meta(m, "general.architecture", meta, sizeof meta, &mlen), TS_OK);
+    if (strcmp(meta, "llama") != 0 || mlen != 5) { printf("FAIL: architecture %s\n", meta); failures++; }
+    EXPECT(ts_model_meta(m, "llama.block_count", meta, sizeof meta, &mlen), TS_OK);
+    if (strcmp(meta, "30") != 0) { printf("FAIL: block_count %s\n", meta); failures++; }
+    EXPECT(ts_model_meta(m, "general.architecture", meta, 3, &mlen), TS_ERR_BUFFER_TOO_SMALL);
+    EXPECT(ts_model_meta(m, "no.such.key", meta, sizeof meta, &mlen), TS_ERR_INVALID_ARG);
+    EXPECT(ts_model_meta(m, NULL, meta, sizeof meta, &mlen), TS_ERR_INVALID_ARG);
+
+    /* state save / load: the continuation after a restore equals the original one */
+    static uint8_t state[64 << 20];
+    size_t need = 0, wrote = 0;
+    int32_t a[4], b[4];
+    EXPECT(ts_session_reset(s), TS_OK);
+    EXPECT(ts_sampler_reset(sm), TS_OK);
+    EXPECT(ts_session_prefill(s, toks, n), TS_OK);
+    EXPECT(ts_session_state_size(s, &need), TS_OK);
+    EXPECT(ts_session_state_save(s, state, 10, &wrote), TS_ERR_BUFFER_TOO_SMALL);
+    if (wrote != need) { printf("FAIL: needed %zu reported %zu\n", need, wrote); failures++; }
+    EXPECT(ts_session_state_save(s, state, sizeof state, &wrote), TS_OK);
+    for (int i = 0; i < 4; i++) EXPECT(ts_session_decode_step(s, sm, &a[i]), TS_OK);
+    EXPECT(ts_session_reset(s), TS_OK);
+    EXPECT(ts_sampler_reset(sm), TS_OK);
+    EXPECT(ts_session_state_load(s, state, wrote - 1), TS_ERR_INVALID_ARG);
+    state[0] ^= 1;
+    EXPECT(ts_session_state_load(s, state, wrote), TS_ERR_INVALID_ARG);
+    state[0] ^= 1;
+    EXPECT(ts_session_state_load(s, state, wrote), TS_OK);
+    if (ts_session_n_past(s) != n) { printf("FAIL: n_past after load\n"); failures++; }
+    for (int i = 0; i < 4; i++) EXPECT(ts_session_decode_step(s, sm, &b[i]), TS_OK);
+    if (memcmp(a, b, sizeof a) != 0) { printf("FAIL: continuation differs after state load\n"); failures++; }
+    EXPECT(ts_session_state_size(NULL, &need), TS_ERR_INVALID_ARG);
+    EXPECT(ts_session_state_load(s, NULL, 5), TS_ERR_INVALID_ARG);
+
     /* status strings and frees of NULL */
     for (int st = 0; st <= 11; st++)
         if (ts_status_str(st) == NULL) { printf("FAIL: status_str(%d) NULL\n", st); failures++; }
