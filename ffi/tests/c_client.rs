@@ -129,6 +129,56 @@ fn greedy_reference(model: &Path, prompt: &str, n: usize) -> Vec<u32> {
     out
 }
 
+/// The tokens `tsharp run --temp 0 --json` generates (the binary built in release here).
+fn tsharp_run_tokens(model: &Path, prompt: &str, n: usize) -> Vec<u32> {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(Path::parent).and_then(Path::parent).unwrap();
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "tensorsharp",
+            "--bin",
+            "tsharp",
+            "--target-dir",
+        ])
+        .arg(target)
+        .status()
+        .expect("cargo");
+    assert!(st.success(), "building tsharp");
+    let out = Command::new(target.join("release/tsharp"))
+        .arg("run")
+        .arg("-m")
+        .arg(model)
+        .args([
+            "-p",
+            prompt,
+            "-n",
+            &n.to_string(),
+            "--temp",
+            "0",
+            "-t",
+            "2",
+            "--ctx",
+            "512",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = String::from_utf8_lossy(&out.stdout);
+    let toks = j
+        .split("\"tokens\":[")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .expect("tokens in the JSON");
+    toks.split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| t.trim().parse().unwrap())
+        .collect()
+}
+
 fn parse_tokens(stderr: &str) -> Vec<u32> {
     let line = stderr.lines().find(|l| l.starts_with("tokens:")).expect("tokens line");
     line["tokens:".len()..]
@@ -148,6 +198,11 @@ fn generate_c_matches_the_runtime_and_runs_clean() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with(" Paris"), "{stdout:?}");
     assert_eq!(parse_tokens(&stderr), greedy_reference(&model, prompt, 16));
+    assert_eq!(
+        parse_tokens(&stderr),
+        tsharp_run_tokens(&model, prompt, 16),
+        "vs tsharp run --temp 0"
+    );
 
     // The same program against the shared library: same tokens; the soname carries the ABI.
     let dyn_exe = compile("examples/generate.c", "generate-shared", true);
