@@ -905,6 +905,8 @@ pub extern "C" fn ts_session_generate(
             return fail(TS_ERR_INVALID_ARG, "session is NULL");
         };
         i.decoder = StreamDecoder::new();
+        let model = Arc::clone(i.session.model());
+        let tok_model = model.tokenizer();
         let mut count = 0usize;
         while count < max_tokens {
             let mut tok = 0i32;
@@ -913,7 +915,7 @@ pub extern "C" fn ts_session_generate(
             if st != TS_OK && !(st == TS_ERR_CONTEXT_FULL || st == TS_ERR_CANCELLED) {
                 return st;
             }
-            if i.session.model().tokenizer().is_eog(tok as u32) {
+            if tok_model.is_eog(tok as u32) {
                 break;
             }
             count += 1;
@@ -921,13 +923,11 @@ pub extern "C" fn ts_session_generate(
                 // SAFETY: writable by contract.
                 unsafe { *n_generated = count };
             }
-            let model = Arc::clone(i.session.model());
             i.piece.clear();
             let piece = &mut i.piece;
-            i.decoder
-                .push(model.tokenizer().piece(tok as u32, false), &mut |t: &str| {
-                    piece.extend_from_slice(t.as_bytes())
-                });
+            i.decoder.push(tok_model.piece(tok as u32, false), &mut |t: &str| {
+                piece.extend_from_slice(t.as_bytes())
+            });
             if let Some(f) = cb {
                 // SAFETY: the callback and user pointer are the caller's; the piece buffer is
                 // valid for the call.

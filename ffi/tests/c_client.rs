@@ -3,26 +3,14 @@
 //! model; the C client's greedy tokens equal the runtime's; every misuse case returns its
 //! documented status; under valgrind (when installed) memcheck finds no leaks or invalid accesses.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
 use tensorsharp_runtime::sampler::argmax;
 use tensorsharp_runtime::{Model, Session, SessionParams};
-
-fn model_path() -> PathBuf {
-    let dir = std::env::var("TSHARP_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let cache = std::env::var("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
-            cache.join("tensorsharp/models")
-        });
-    let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "{} is missing: run scripts/fetch-models.sh", p.display());
-    p
-}
 
 /// The optimized static library: `TSHARP_FFI_LIB`, or target/release/libtensorsharp.a, built
 /// here with `cargo build --release -p tensorsharp-ffi` when missing or stale (scripts/test.sh
@@ -31,15 +19,7 @@ fn static_lib() -> PathBuf {
     if let Ok(p) = std::env::var("TSHARP_FFI_LIB") {
         return p.into();
     }
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.parent().and_then(Path::parent).and_then(Path::parent).unwrap();
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "tensorsharp-ffi", "--target-dir"])
-        .arg(target)
-        .status()
-        .expect("cargo");
-    assert!(st.success(), "building libtensorsharp");
-    target.join("release/libtensorsharp.a")
+    common::release_build(&["-p", "tensorsharp-ffi"]).join("libtensorsharp.a")
 }
 
 /// Installs the library with `ffi/install.sh` into a fresh prefix (once per test process).
@@ -131,23 +111,8 @@ fn greedy_reference(model: &Path, prompt: &str, n: usize) -> Vec<u32> {
 
 /// The tokens `tsharp run --temp 0 --json` generates (the binary built in release here).
 fn tsharp_run_tokens(model: &Path, prompt: &str, n: usize) -> Vec<u32> {
-    let exe = std::env::current_exe().unwrap();
-    let target = exe.parent().and_then(Path::parent).and_then(Path::parent).unwrap();
-    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "tensorsharp",
-            "--bin",
-            "tsharp",
-            "--target-dir",
-        ])
-        .arg(target)
-        .status()
-        .expect("cargo");
-    assert!(st.success(), "building tsharp");
-    let out = Command::new(target.join("release/tsharp"))
+    let tsharp = common::release_build(&["-p", "tensorsharp", "--bin", "tsharp"]).join("tsharp");
+    let out = Command::new(tsharp)
         .arg("run")
         .arg("-m")
         .arg(model)
@@ -190,7 +155,7 @@ fn parse_tokens(stderr: &str) -> Vec<u32> {
 #[test]
 fn generate_c_matches_the_runtime_and_runs_clean() {
     let exe = compile("examples/generate.c", "generate", false);
-    let model = model_path();
+    let model = common::model_path();
     let prompt = "The capital of France is";
     let out = Command::new(&exe).arg(&model).arg(prompt).arg("16").output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -251,7 +216,11 @@ fn misuse_from_c_returns_documented_statuses() {
     let exe = compile("tests/c/abuse.c", "abuse", false);
     let not_model = std::env::temp_dir().join(format!("tsharp-ffi-{}-not-a-model.gguf", std::process::id()));
     std::fs::write(&not_model, b"definitely not a GGUF file, just some bytes to read").unwrap();
-    let out = Command::new(&exe).arg(model_path()).arg(&not_model).output().unwrap();
+    let out = Command::new(&exe)
+        .arg(common::model_path())
+        .arg(&not_model)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

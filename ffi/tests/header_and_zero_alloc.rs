@@ -3,6 +3,8 @@
 //! structs have the same size in C as in Rust. And the step-wise decode loop through the C ABI
 //! allocates nothing after the session is created (counting global allocator).
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::CString;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -134,12 +136,7 @@ fn struct_sizes_agree_with_c() {
 #[test]
 fn step_wise_decode_through_the_c_abi_allocates_nothing() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::var("TSHARP_MODEL_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/tensorsharp/models")
-        });
-    let path = CString::new(dir.join("SmolLM2-135M-Instruct.Q4_1.gguf").to_str().unwrap()).unwrap();
+    let path = CString::new(common::model_path().to_str().unwrap()).unwrap();
     let mut m = std::ptr::null_mut();
     assert_eq!(ts_model_load(path.as_ptr(), std::ptr::null(), &mut m), TS_OK);
     let mut sp: ts_session_params = unsafe { std::mem::zeroed() };

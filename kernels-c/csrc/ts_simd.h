@@ -139,20 +139,25 @@ static inline int32_t ts_hsum_i32x4(__m128i v) {
     v = _mm_add_epi32(v, _mm_shuffle_epi32(v, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm_cvtsi128_si32(v);
 }
+
+/* Signed weights times signed activations as eight int32 partial sums (lanes 0-3: the first 16
+ * products, 4-7: the second 16): |w| as unsigned times a*sign(w), exact since |a| <= 127. */
+static inline __m256i ts_dot_s8s8(const int8_t *w, const int8_t *a) {
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
+    const __m256i ax = _mm256_sign_epi8(wv, wv);
+    const __m256i sy = _mm256_sign_epi8(av, wv);
+#if defined(TS_ISA_AVX512)
+    return _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+#endif
+}
 #endif
 
 static inline void ts_dot_s8x32(const int8_t *w, const int8_t *a, int32_t *lo, int32_t *hi) {
 #if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
-    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
-    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
-    /* |w| as unsigned times a*sign(w): the product is exact since |a| <= 127. */
-    const __m256i ax = _mm256_sign_epi8(wv, wv);
-    const __m256i sy = _mm256_sign_epi8(av, wv);
-#if defined(TS_ISA_AVX512)
-    const __m256i p32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
-#else
-    const __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-#endif
+    const __m256i p32 = ts_dot_s8s8(w, a);
     *lo = ts_hsum_i32x4(_mm256_castsi256_si128(p32));
     *hi = ts_hsum_i32x4(_mm256_extracti128_si256(p32, 1));
 #elif defined(TS_ISA_DOTPROD)
@@ -185,17 +190,8 @@ static inline void ts_dot_s8x32(const int8_t *w, const int8_t *a, int32_t *lo, i
 typedef __m256 ts_acc;
 static inline ts_acc ts_acc_zero(void) { return _mm256_setzero_ps(); }
 static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
-    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
-    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
-    const __m256i ax = _mm256_sign_epi8(wv, wv);
-    const __m256i sy = _mm256_sign_epi8(av, wv);
-#if defined(TS_ISA_AVX512)
-    const __m256i p32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
-#else
-    const __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-#endif
     const __m256 sv = _mm256_set_m128(_mm_set1_ps(s_hi), _mm_set1_ps(s_lo));
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), sv, acc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_s8s8(w, a)), sv, acc);
 }
 /* Unsigned weight codes (0..63) times signed activations, no sign trick needed; the integer
  * sums start at c_lo (lanes of the first 16) and c_hi (the second 16). */
@@ -215,28 +211,11 @@ static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_u8s8(w, a, c_lo, c_hi)), sv, acc);
 }
 static inline ts_acc ts_acc_u8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s, int32_t c) {
-    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
-    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
-    const __m256i init = _mm256_zextsi128_si256(_mm_cvtsi32_si128(c));
-#if defined(TS_ISA_AVX512)
-    const __m256i p32 = _mm256_dpbusd_epi32(init, wv, av);
-#else
-    const __m256i p32 = _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), _mm256_set1_epi16(1)));
-#endif
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s), acc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_u8s8(w, a, c, 0)), _mm256_set1_ps(s), acc);
 }
 /* The same with one scale for all 32. */
 static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
-    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
-    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
-    const __m256i ax = _mm256_sign_epi8(wv, wv);
-    const __m256i sy = _mm256_sign_epi8(av, wv);
-#if defined(TS_ISA_AVX512)
-    const __m256i p32 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ax, sy);
-#else
-    const __m256i p32 = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
-#endif
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s), acc);
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_s8s8(w, a)), _mm256_set1_ps(s), acc);
 }
 static inline float ts_acc_sum(ts_acc acc) {
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
@@ -247,23 +226,8 @@ static inline float ts_acc_sum(ts_acc acc) {
 #elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
 typedef float32x4_t ts_acc;
 static inline ts_acc ts_acc_zero(void) { return vdupq_n_f32(0); }
-static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
-    const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
-    const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
-#if defined(TS_ISA_DOTPROD)
-    const int32x4_t z = vdupq_n_s32(0);
-    const int32x4_t p0 = vdotq_s32(z, w0, a0), p1 = vdotq_s32(z, w1, a1);
-#else
-    const int32x4_t p0 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(a0)), vget_high_s8(w0), vget_high_s8(a0)));
-    const int32x4_t p1 = vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(a1)), vget_high_s8(w1), vget_high_s8(a1)));
-#endif
-    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), s_lo);
-    return vfmaq_n_f32(acc, vcvtq_f32_s32(p1), s_hi);
-}
-static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
-    return ts_acc_s8x32(acc, w, a, s, s);
-}
-/* Codes 0..63 read as int8 are the same numbers: the signed products serve unsigned codes. */
+/* Signed products; codes 0..63 read as int8 are the same numbers, so unsigned codes share this
+ * path. The integer sums of each half start at c_lo / c_hi. */
 static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi,
                                   int32_t c_lo, int32_t c_hi) {
     const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
@@ -280,6 +244,12 @@ static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
 }
 static inline ts_acc ts_acc_u8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s, int32_t c) {
     return ts_acc_u8x32(acc, w, a, s, s, c, 0);
+}
+static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
+    return ts_acc_u8x32(acc, w, a, s_lo, s_hi, 0, 0);
+}
+static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
+    return ts_acc_u8x32(acc, w, a, s, s, 0, 0);
 }
 static inline float ts_acc_sum(ts_acc acc) { return vaddvq_f32(acc); }
 #else

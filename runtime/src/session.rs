@@ -82,8 +82,6 @@ impl<T> P<T> {
     }
 }
 
-const FA_EMULATE: bool = true;
-
 struct Slots {
     x: Slot<f32>,
     xn: Slot<f32>,
@@ -913,7 +911,7 @@ impl Session {
 
     /// Causal (optionally sliding-window) grouped-query attention for the chunk, parallel over
     /// (token, head) pairs. K·q runs through the kernels' f32-activation GEMV over cache rows.
-    fn attention(&self, il: usize, t_n: usize, pos0: usize, q: &[f32], att: &mut [f32]) {
+    fn attention(&self, il: usize, t_n: usize, pos0: usize, q: &mut [f32], att: &mut [f32]) {
         let model = &*self.model;
         let sp = &model.spec;
         let (hd, hdv, nh, nkv) = (sp.head_dim, sp.head_dim_v, sp.n_head, sp.n_head_kv);
@@ -930,7 +928,7 @@ impl Session {
         let vbase_off = n_ctx * nkv * row_k;
         let scores = P(self.arena.ptr(self.s.scores));
         let vtmp = P(self.arena.ptr(self.s.vtmp));
-        let (qp, attp) = (P(q.as_ptr() as *mut f32), P(att.as_mut_ptr()));
+        let (qp, attp) = (P(q.as_mut_ptr()), P(att.as_mut_ptr()));
         let kernels = model.kernels;
         let scale = sp.attn_scale;
         self.pool.run(&|i, nt| {
@@ -945,10 +943,10 @@ impl Session {
                 let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
                 let npos = p + 1 - lo;
                 // SAFETY: rows lo..=p of kv head g were written (this chunk or earlier) and lie in
-                // the layer region; q is read-only; out[t][h] is this work item's alone.
+                // the layer region; q[t][h] and out[t][h] are this work item's alone.
                 unsafe {
                     let qh = qp.get().add(t * nh * hd + h * hd);
-                    if FA_EMULATE && kvt == KvType::F16 {
+                    if kvt == KvType::F16 {
                         let k0 = kbase.get().add((lo * nkv + g) * row_k) as *const u16;
                         let v0 = kbase.get().add(vbase_off + (lo * nkv + g) * row_v) as *const u16;
                         let out = attp.get().add(t * nh * hdv + h * hdv);
@@ -967,10 +965,10 @@ impl Session {
                         );
                         continue;
                     }
-                    if FA_EMULATE {
-                        for d in 0..hd {
-                            *qh.add(d) = ops::f16_to_f32(ops::f32_to_f16(*qh.add(d)));
-                        }
+                    // f32 / q8_0 caches: the same flash-attention arithmetic as the f16 kernel
+                    // (query rounded to f16, online softmax, f16 value accumulator), in Rust.
+                    for d in 0..hd {
+                        *qh.add(d) = ops::f16_to_f32(ops::f32_to_f16(*qh.add(d)));
                     }
                     kernels.matmul_f32_raw(
                         wt,
@@ -988,42 +986,29 @@ impl Session {
                     s.iter_mut().for_each(|v| *v *= scale);
                     let out = std::slice::from_raw_parts_mut(attp.get().add(t * nh * hdv + h * hdv), hdv);
                     out.iter_mut().for_each(|v| *v = 0.0);
-                    if FA_EMULATE {
-                        let r16 = |x: f32| ops::f16_to_f32(ops::f32_to_f16(x));
-                        let (mut m, mut ssum) = (f32::NEG_INFINITY, 0f32);
-                        for (j, &sj) in s.iter().enumerate() {
-                            let (mut ms, mut vs) = (1f32, 1f32);
-                            if sj > m {
-                                let mold = m;
-                                m = sj;
-                                ms = (mold - m).exp();
-                                out.iter_mut().for_each(|o| *o = r16(*o * ms));
-                            } else {
-                                vs = (sj - m).exp();
-                            }
-                            let vrow = std::slice::from_raw_parts(
-                                kbase.get().add(vbase_off + ((lo + j) * nkv + g) * row_v),
-                                row_v,
-                            );
-                            if kernels.dequantize(wt, vrow, vt).is_ok() {
-                                out.iter_mut().zip(vt.iter()).for_each(|(o, v)| *o = r16(*o + v * vs));
-                            }
-                            ssum = ssum * ms + vs;
+                    let r16 = |x: f32| ops::f16_to_f32(ops::f32_to_f16(x));
+                    let (mut m, mut ssum) = (f32::NEG_INFINITY, 0f32);
+                    for (j, &sj) in s.iter().enumerate() {
+                        let (mut ms, mut vs) = (1f32, 1f32);
+                        if sj > m {
+                            let mold = m;
+                            m = sj;
+                            ms = (mold - m).exp();
+                            out.iter_mut().for_each(|o| *o = r16(*o * ms));
+                        } else {
+                            vs = (sj - m).exp();
                         }
-                        let inv = if ssum == 0.0 { 0.0 } else { 1.0 / ssum };
-                        out.iter_mut().for_each(|o| *o *= inv);
-                        continue;
-                    }
-                    ops::softmax(s);
-                    for (j, &w) in s.iter().enumerate() {
                         let vrow = std::slice::from_raw_parts(
                             kbase.get().add(vbase_off + ((lo + j) * nkv + g) * row_v),
                             row_v,
                         );
                         if kernels.dequantize(wt, vrow, vt).is_ok() {
-                            out.iter_mut().zip(vt.iter()).for_each(|(o, v)| *o += w * v);
+                            out.iter_mut().zip(vt.iter()).for_each(|(o, v)| *o = r16(*o + v * vs));
                         }
+                        ssum = ssum * ms + vs;
                     }
+                    let inv = if ssum == 0.0 { 0.0 } else { 1.0 / ssum };
+                    out.iter_mut().for_each(|o| *o *= inv);
                 }
             }
         });
