@@ -141,13 +141,15 @@ static inline void unpack_tq2_0(const void *restrict blk, int8_t *restrict w8, f
     set_sc(sc, mn, 16, ts_h2f(b->d), 0.0f);
 }
 
-static inline void unpack_q2_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
+/* K-quants are unpacked with integer sub-block scales (value = d*sc16[i/16]*w8[i] +
+ * dmin*mn16[i/16]), which the integer K kernels use directly; the float form of the other
+ * kernels follows from it (K_FLOAT_UNPACK), giving ggml's products d*sc and dmin*m exactly. */
+static inline void kunpack_q2_k(const void *restrict blk, int8_t *restrict w8, int16_t *restrict sc16,
+                                int16_t *restrict mn16, float *d, float *dmin) {
     const ts_block_q2_k *b = blk;
-    const float d = ts_h2f(b->d), dmin = ts_h2f(b->dmin);
     for (int is = 0; is < 16; is++) {
-        const uint8_t s = b->scales[is];
-        sc[is] = d * (float)(s & 0xF);
-        mn[is] = -(dmin * (float)(s >> 4));
+        sc16[is] = (int16_t)(b->scales[is] & 0xF);
+        mn16[is] = (int16_t)-(b->scales[is] >> 4);
     }
     for (int n = 0; n < 2; n++) {
         const u8x32 q = ld32(b->qs + 32 * n);
@@ -156,9 +158,13 @@ static inline void unpack_q2_k(const void *restrict blk, int8_t *restrict w8, fl
         st32(w8 + 128 * n + 64, (q >> 4) & 3);
         st32(w8 + 128 * n + 96, q >> 6);
     }
+    *d = ts_h2f(b->d);
+    *dmin = ts_h2f(b->dmin);
 }
 
-static inline void unpack_q3_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
+/* Q3_K: codes 0..7 (value code - 4); the offset is carried as mn16 = -4*sc with dmin = d. */
+static inline void kunpack_q3_k(const void *restrict blk, int8_t *restrict w8, int16_t *restrict sc16,
+                                int16_t *restrict mn16, float *d, float *dmin) {
     const ts_block_q3_k *b = blk;
     const uint32_t kmask1 = 0x03030303u, kmask2 = 0x0f0f0f0fu;
     uint32_t aux[4];
@@ -170,10 +176,9 @@ static inline void unpack_q3_k(const void *restrict blk, int8_t *restrict w8, fl
     aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
     int8_t scales[16];
     memcpy(scales, aux, 16);
-    const float d_all = ts_h2f(b->d);
     for (int is = 0; is < 16; is++) {
-        sc[is] = d_all * (float)(scales[is] - 32);
-        mn[is] = 0.0f;
+        sc16[is] = (int16_t)(scales[is] - 32);
+        mn16[is] = (int16_t)(-4 * sc16[is]);
     }
     const u8x32 hm = ld32(b->hmask);
     for (int n = 0; n < 2; n++) {
@@ -181,10 +186,10 @@ static inline void unpack_q3_k(const void *restrict blk, int8_t *restrict w8, fl
         for (int j = 0; j < 4; j++) {
             const u8x32 low = (q >> (2 * j)) & 3;
             const u8x32 bit = (hm >> (4 * n + j)) & 1;
-            /* code = low + 4 * high bit; value = code - 4 (the type's offset) */
             st32(w8 + 128 * n + 32 * j, low | (bit << 2));
         }
     }
+    *d = *dmin = ts_h2f(b->d);
 }
 
 static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
@@ -198,26 +203,30 @@ static inline void scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m)
 }
 
 /* Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins. */
-static inline void k4_scales(const uint8_t *scales, float d, float dmin, float *sc, float *mn) {
+static inline void k4_scales(const uint8_t *scales, int16_t *sc16, int16_t *mn16) {
     for (int j = 0; j < 8; j++) {
         uint8_t s, m;
         scale_min_k4(j, scales, &s, &m);
-        sc[2 * j] = sc[2 * j + 1] = d * (float)s;
-        mn[2 * j] = mn[2 * j + 1] = -(dmin * (float)m);
+        sc16[2 * j] = sc16[2 * j + 1] = (int16_t)s;
+        mn16[2 * j] = mn16[2 * j + 1] = (int16_t)-m;
     }
 }
 
-static inline void unpack_q4_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
+static inline void kunpack_q4_k(const void *restrict blk, int8_t *restrict w8, int16_t *restrict sc16,
+                                int16_t *restrict mn16, float *d, float *dmin) {
     const ts_block_q4_k *b = blk;
     for (int j = 0; j < 4; j++) {
         const u8x32 x = ld32(b->qs + 32 * j);
         st32(w8 + 64 * j, x & 15);
         st32(w8 + 64 * j + 32, x >> 4);
     }
-    k4_scales(b->scales, ts_h2f(b->d), ts_h2f(b->dmin), sc, mn);
+    k4_scales(b->scales, sc16, mn16);
+    *d = ts_h2f(b->d);
+    *dmin = ts_h2f(b->dmin);
 }
 
-static inline void unpack_q5_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
+static inline void kunpack_q5_k(const void *restrict blk, int8_t *restrict w8, int16_t *restrict sc16,
+                                int16_t *restrict mn16, float *d, float *dmin) {
     const ts_block_q5_k *b = blk;
     const u8x32 h = ld32(b->qh);
     for (int j = 0; j < 4; j++) {
@@ -225,12 +234,15 @@ static inline void unpack_q5_k(const void *restrict blk, int8_t *restrict w8, fl
         st32(w8 + 64 * j, (x & 15) | (((h >> (2 * j)) & 1) << 4));
         st32(w8 + 64 * j + 32, (x >> 4) | (((h >> (2 * j + 1)) & 1) << 4));
     }
-    k4_scales(b->scales, ts_h2f(b->d), ts_h2f(b->dmin), sc, mn);
+    k4_scales(b->scales, sc16, mn16);
+    *d = ts_h2f(b->d);
+    *dmin = ts_h2f(b->dmin);
 }
 
-static inline void unpack_q6_k(const void *restrict blk, int8_t *restrict w8, float *restrict sc, float *restrict mn) {
+/* Q6_K: codes 0..63 (value code - 32); the offset is carried as mn16 = -32*sc with dmin = d. */
+static inline void kunpack_q6_k(const void *restrict blk, int8_t *restrict w8, int16_t *restrict sc16,
+                                int16_t *restrict mn16, float *d, float *dmin) {
     const ts_block_q6_k *b = blk;
-    const float d = ts_h2f(b->d);
     for (int n = 0; n < 2; n++) {
         const u8x32 a = ld32(b->ql + 64 * n), c = ld32(b->ql + 64 * n + 32), h = ld32(b->qh + 32 * n);
         st32(w8 + 128 * n, (a & 15) | ((h & 3) << 4));
@@ -239,10 +251,30 @@ static inline void unpack_q6_k(const void *restrict blk, int8_t *restrict w8, fl
         st32(w8 + 128 * n + 96, (c >> 4) | ((h >> 6) << 4));
     }
     for (int i = 0; i < 16; i++) {
-        sc[i] = d * (float)b->scales[i];
-        mn[i] = 0.0f;
+        sc16[i] = b->scales[i];
+        mn16[i] = (int16_t)(-32 * b->scales[i]);
     }
+    *d = *dmin = ts_h2f(b->d);
 }
+
+/* The float unpacker of a K-quant from its integer one. Offset types (Q3_K, Q6_K) keep their
+ * offset in the kernels' OFF instead of mn (HAS_MIN 0). */
+#define K_FLOAT_UNPACK(T, HAS_MIN)                                                                     \
+    static inline void unpack_##T(const void *restrict blk, int8_t *restrict w8, float *restrict sc,  \
+                                  float *restrict mn) {                                                \
+        int16_t sc16[16], mn16[16];                                                                    \
+        float d, dmin;                                                                                 \
+        kunpack_##T(blk, w8, sc16, mn16, &d, &dmin);                                                   \
+        for (int i = 0; i < 16; i++) {                                                                 \
+            sc[i] = d * (float)sc16[i];                                                                \
+            mn[i] = (HAS_MIN) ? dmin * (float)mn16[i] : 0.0f;                                          \
+        }                                                                                              \
+    }
+K_FLOAT_UNPACK(q2_k, 1)
+K_FLOAT_UNPACK(q3_k, 0)
+K_FLOAT_UNPACK(q4_k, 1)
+K_FLOAT_UNPACK(q5_k, 1)
+K_FLOAT_UNPACK(q6_k, 0)
 
 /* ---- activation quantization -------------------------------------------------------- */
 
@@ -360,7 +392,7 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
     return mins;
 }
 
-#define DEFINE_QUANT_KERNELS(T, QK, BLOCK, KIND, OFF)                                                    \
+#define DEFINE_DEQUANT_KERNELS(T, QK, BLOCK, OFF)                                                    \
     static void TS_FN(dequant_##T)(const void *w, float *y, int64_t n) {                       \
         for (int64_t b = 0; b < n / (QK); b++) {                                                \
             int8_t w8[QK];                                                                      \
@@ -369,6 +401,27 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
             for (int i = 0; i < (QK); i++) y[b * (QK) + i] = sc[i / 16] * (float)(w8[i] - (OFF)) + mn[i / 16]; \
         }                                                                                       \
     }                                                                                           \
+    static void TS_FN(mm_##T##_f32)(const void *w, size_t ws, int64_t nrows, const float *x,   \
+                                     size_t xs, int64_t ncols, float *y, size_t ys, int64_t n) {\
+        const int64_t nb = n / (QK);                                                            \
+        for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                       \
+            const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                  \
+            for (int64_t r = 0; r < nrows; r++) {                                               \
+                const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws);                 \
+                float acc[TS_COLS] = {0};                                                       \
+                for (int64_t b = 0; b < nb; b++) {                                              \
+                    float tmp[QK];                                                              \
+                    TS_FN(dequant_##T)(wr + b, tmp, QK);                                        \
+                    for (int c = 0; c < nc; c++)                                                \
+                        acc[c] += ts_dot_f32(tmp, x + (c0 + c) * xs + b * (QK), QK);            \
+                }                                                                               \
+                for (int c = 0; c < nc; c++) y[(c0 + c) * ys + r] = acc[c];                     \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+/* The 8-bit activation matmul through the row accumulator of q8a_block_acc. */
+#define DEFINE_Q8A_KERNELS(T, QK, BLOCK, KIND, OFF)                                             \
     /* One weight row against nc activation columns (nc a constant after inlining, so the     \
      * column loop unrolls). */                                                                 \
     static inline __attribute__((always_inline)) void TS_FN(mm_row_##T)(                      \
@@ -400,9 +453,9 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
         }                                                                                       \
         for (int c = 0; c < nc; c++) y[c * ys] = ts_acc_sum(acc[c]) + mins[c];                  \
     }                                                                                           \
-    static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                   \
-                                     const ts_block_q8a *a, size_t as, int64_t ncols, float *y, \
-                                     size_t ys, int64_t n) {                                    \
+    static void TS_FN(blk_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                  \
+                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,\
+                                      size_t ys, int64_t n) {                                   \
         const int64_t nb = n / (QK);                                                            \
         for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                       \
             const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                  \
@@ -418,39 +471,232 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                     TS_FN(mm_row_##T)(wr, nb, ac, as, nc, yr, ys);                              \
             }                                                                                   \
         }                                                                                       \
-    }                                                                                           \
-    static void TS_FN(mm_##T##_f32)(const void *w, size_t ws, int64_t nrows, const float *x,   \
-                                     size_t xs, int64_t ncols, float *y, size_t ys, int64_t n) {\
-        const int64_t nb = n / (QK);                                                            \
-        for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                       \
-            const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                  \
-            for (int64_t r = 0; r < nrows; r++) {                                               \
-                const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws);                 \
-                float acc[TS_COLS] = {0};                                                       \
-                for (int64_t b = 0; b < nb; b++) {                                              \
-                    float tmp[QK];                                                              \
-                    TS_FN(dequant_##T)(wr + b, tmp, QK);                                        \
-                    for (int c = 0; c < nc; c++)                                                \
-                        acc[c] += ts_dot_f32(tmp, x + (c0 + c) * xs + b * (QK), QK);            \
-                }                                                                               \
-                for (int c = 0; c < nc; c++) y[(c0 + c) * ys + r] = acc[c];                     \
-            }                                                                                   \
-        }                                                                                       \
     }
 
-DEFINE_QUANT_KERNELS(q4_0, 32, ts_block_q4_0, KIND_U32, 8)
-DEFINE_QUANT_KERNELS(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0)
-DEFINE_QUANT_KERNELS(q5_0, 32, ts_block_q5_0, KIND_U32, 16)
-DEFINE_QUANT_KERNELS(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0)
-DEFINE_QUANT_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32, 0)
-DEFINE_QUANT_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0)
-DEFINE_QUANT_KERNELS(q2_0, 64, ts_block_q2_0, KIND_U32, 1)
+#define DEFINE_QUANT_KERNELS(T, QK, BLOCK, KIND, OFF)                                              \
+    DEFINE_DEQUANT_KERNELS(T, QK, BLOCK, OFF)                                                      \
+    DEFINE_Q8A_KERNELS(T, QK, BLOCK, KIND, OFF)                                                    \
+    static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, \
+                                     size_t as, int64_t ncols, float *y, size_t ys, int64_t n) {   \
+        TS_FN(blk_##T##_q8a)(w, ws, nrows, a, as, ncols, y, ys, n);                                \
+    }
+
+/* Types with one scale per 32 (and Q2_0, one per 64) against per-32 (Q8_0 style) activations.
+ * Weights are taken 256 elements (eight 32-chunks) at a time: the eight weight-scale times
+ * activation-scale products of a column are one vector multiply into a small array, from which
+ * each chunk's scale is a broadcast load; the code offset enters the integer dot product as its
+ * start value (-OFF times the chunk's activation sum, prepared per column tile), and the min
+ * terms of Q4_1/Q5_1 are one 8-wide fma per group with the activations' f16-rounded sums. Per
+ * chunk and column that leaves one integer dot, one conversion and one fma. */
+#define TS_KB 128 /* 32-chunks of activation data prepared per column tile */
+#define DEFINE_Q32_KERNELS(T, QK, BLOCK, KIND, OFF)                                                   \
+    static inline __attribute__((always_inline)) void TS_FN(m32_row_##T)(                          \
+        const BLOCK *wr, int64_t nch, const ts_block_q8a *a, size_t as, int nc, const float *da,    \
+        const int32_t *off, const float *sd, float *y, size_t ys, int accumulate) {                 \
+        ts_acc acc[TS_COLS];                                                                        \
+        ts_sc8 mins[TS_COLS];                                                                       \
+        for (int c = 0; c < TS_COLS; c++) {                                                         \
+            acc[c] = ts_acc_zero();                                                                 \
+            mins[c] = ts_sc8_zero();                                                                \
+        }                                                                                           \
+        for (int64_t g = 0; g < nch; g += 8) {                                                      \
+            const int gn = nch - g < 8 ? (int)(nch - g) : 8;                                        \
+            int8_t w8[256];                                                                         \
+            float dw[8] = {0}, mw[8] = {0};                                                         \
+            for (int k = 0; k < 8 && k < gn; k += (QK) / 32) {                                      \
+                const BLOCK *blk = wr + (g + k) / ((QK) / 32);                                      \
+                float sc[(QK) / 16], mn[(QK) / 16];                                                 \
+                for (size_t pf = 0; pf < sizeof(BLOCK); pf += 64)                                   \
+                    __builtin_prefetch((const uint8_t *)blk + TS_PREFETCH + pf);                    \
+                unpack_##T(blk, w8 + 32 * k, sc, mn);                                              \
+                for (int j = 0; j < (QK) / 32; j++) {                                               \
+                    dw[k + j] = sc[2 * j];                                                          \
+                    mw[k + j] = mn[2 * j];                                                          \
+                }                                                                                   \
+            }                                                                                       \
+            /* Scale products of every column, then chunk-outer, column-inner so that each chunk  \
+             * of codes is loaded once and consecutive fmas go to different accumulators. */     \
+            ts_sc8 pv[TS_COLS];                                                                     \
+            const ts_sc8 dwv = ts_sc8_load(dw);                                                     \
+            for (int c = 0; c < nc; c++) pv[c] = ts_sc8_mul(dwv, ts_sc8_load(da + c * TS_KB + g));  \
+            _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {                                   \
+                if (k >= gn) break;                                                                 \
+                for (int c = 0; c < nc; c++) {                                                      \
+                    const ts_block_q8a *ab = (const ts_block_q8a *)((const uint8_t *)a + c * as) + g + k; \
+                    /* One column: four accumulators in turn, so the fmas do not wait on each    \
+                     * other. */                                                                \
+                    const int ai = nc == 1 ? (k & 3) : c;                                           \
+                    if ((KIND) == KIND_S32)                                                         \
+                        acc[ai] = ts_acc_s8x32_lane(acc[ai], w8 + 32 * k, ab->qs, pv[c], k);        \
+                    else                                                                            \
+                        acc[ai] = ts_acc_u8x32_lane(acc[ai], w8 + 32 * k, ab->qs, pv[c], k,         \
+                                                    (OFF) ? off[c * TS_KB + g + k] : 0);            \
+                }                                                                                   \
+            }                                                                                       \
+            for (int c = 0; c < nc; c++) {                                                          \
+                if ((KIND) == KIND_U32_MIN)                                                         \
+                    mins[c] = ts_sc8_fma(ts_sc8_load(mw), ts_sc8_load(sd + c * TS_KB + g), mins[c]); \
+            }                                                                                       \
+        }                                                                                           \
+        if (nc == 1) acc[0] = ts_acc_add(ts_acc_add(acc[0], acc[1]), ts_acc_add(acc[2], acc[3]));   \
+        for (int c = 0; c < nc; c++)                                                                \
+            y[c * ys] = (accumulate ? y[c * ys] : 0.0f) + ts_acc_sum(acc[c]) +                      \
+                        ((KIND) == KIND_U32_MIN ? ts_sc8_sum(mins[c]) : 0.0f);                      \
+    }                                                                                               \
+    static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
+                                     const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
+                                     size_t ys, int64_t n) {                                        \
+        if (ncols == 1) { /* GEMV: the block-at-a-time kernel streams best */                       \
+            TS_FN(blk_##T##_q8a)(w, ws, nrows, a, as, ncols, y, ys, n);                             \
+            return;                                                                                 \
+        }                                                                                           \
+        const int64_t nch_all = n / 32;                                                             \
+        float da[TS_COLS * TS_KB], sd[TS_COLS * TS_KB];                                             \
+        int32_t off[TS_COLS * TS_KB];                                                               \
+        for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                           \
+            const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                      \
+            for (int64_t k0 = 0; k0 < nch_all; k0 += TS_KB) {                                       \
+                const int64_t nch = nch_all - k0 < TS_KB ? nch_all - k0 : TS_KB;                    \
+                const ts_block_q8a *ac = (const ts_block_q8a *)((const uint8_t *)a + c0 * as) + k0; \
+                for (int c = 0; c < nc; c++) {                                                      \
+                    const ts_block_q8a *col = (const ts_block_q8a *)((const uint8_t *)ac + c * as); \
+                    for (int64_t k = 0; k < ((nch + 7) & ~(int64_t)7); k++) {                       \
+                        const int in = k < nch;                                                     \
+                        da[c * TS_KB + k] = in ? col[k].d : 0.0f;                                   \
+                        sd[c * TS_KB + k] = in ? col[k].sd : 0.0f;                                  \
+                        off[c * TS_KB + k] = in ? -(OFF) * (col[k].s[0] + col[k].s[1]) : 0;         \
+                    }                                                                               \
+                }                                                                                   \
+                for (int64_t r = 0; r < nrows; r++) {                                               \
+                    const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws) + k0 / ((QK) / 32); \
+                    float *yr = y + c0 * ys + r;                                                    \
+                    if (nc == TS_COLS)                                                              \
+                        TS_FN(m32_row_##T)(wr, nch, ac, as, TS_COLS, da, off, sd, yr, ys, k0 > 0);  \
+                    else if (nc == 1)                                                               \
+                        TS_FN(m32_row_##T)(wr, nch, ac, as, 1, da, off, sd, yr, ys, k0 > 0);        \
+                    else                                                                            \
+                        TS_FN(m32_row_##T)(wr, nch, ac, as, nc, da, off, sd, yr, ys, k0 > 0);       \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+/* K-quants against per-256 (Q8_K style) activations, in integer arithmetic as far as it goes:
+ * per 32-element chunk one unsigned-by-signed byte multiply-add and one int16 multiply-add with
+ * the sub-block scales, the mins (or the code offset) through the activations' per-16 sums, and
+ * per super-block and column one conversion and fma with d*da (and dmin*da): a few vector
+ * operations per chunk and column instead of a float scale product each. SAME: dmin == d (the
+ * offset types), so the two integer sums share one conversion. The per-16 sums and scales of a
+ * column tile are gathered once (TS_KSB super-blocks at a time, on the stack). */
+#define TS_KSB 64
+#define DEFINE_K_KERNELS(T, BLOCK, SAME)                                                             \
+    static inline __attribute__((always_inline)) void TS_FN(mk_row_##T)(                           \
+        const BLOCK *wr, int64_t nsb, const ts_block_q8a *a, size_t as, int nc, const int16_t *bs,  \
+        const float *da, float *y, size_t ys, int accumulate) {                                     \
+        ts_acc acc[TS_COLS];                                                                        \
+        for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                                   \
+        for (int64_t b = 0; b < nsb; b++) {                                                         \
+            int8_t w8[TS_QK_K];                                                                     \
+            int16_t sc16[16], mn16[16];                                                             \
+            float d, dmin;                                                                          \
+            for (size_t pf = 0; pf < sizeof(BLOCK); pf += 64)                                       \
+                __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH + pf);                   \
+            kunpack_##T(wr + b, w8, sc16, mn16, &d, &dmin);                                         \
+            /* Chunk-outer, column-inner: each chunk of codes is loaded once for all columns. */  \
+            ts_iacc ia[TS_COLS];                                                                    \
+            for (int c = 0; c < nc; c++) ia[c] = ts_iacc_zero();                                    \
+            _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {                                   \
+                const ts_ksc ks = ts_ksc_make(sc16[2 * k], sc16[2 * k + 1]);                        \
+                for (int c = 0; c < nc; c++) {                                                      \
+                    const ts_block_q8a *ab =                                                        \
+                        (const ts_block_q8a *)((const uint8_t *)a + c * as) + 8 * b + k;            \
+                    ia[c] = ts_iacc_u8x32(ia[c], w8 + 32 * k, ab->qs, ks);                          \
+                }                                                                                   \
+            }                                                                                       \
+            for (int c = 0; c < nc; c++) {                                                          \
+                const int16_t *s16 = bs + (c * TS_KSB + b) * 16;                                    \
+                const float dc = da[c * TS_KSB + b];                                                \
+                const ts_iacc i = ia[c];                                                            \
+                if (SAME) {                                                                         \
+                    acc[c] = ts_acc_fma_iacc(acc[c], ts_iacc_dot16(i, mn16, s16), d * dc);          \
+                } else {                                                                            \
+                    acc[c] = ts_acc_fma_iacc(acc[c], i, d * dc);                                    \
+                    acc[c] = ts_acc_fma_iacc(acc[c], ts_iacc_dot16(ts_iacc_zero(), mn16, s16),      \
+                                             dmin * dc);                                            \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+        for (int c = 0; c < nc; c++)                                                                \
+            y[c * ys] = (accumulate ? y[c * ys] : 0.0f) + ts_acc_sum(acc[c]);                       \
+    }                                                                                               \
+    static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
+                                     const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
+                                     size_t ys, int64_t n) {                                        \
+        const int64_t nsb_all = n / TS_QK_K;                                                        \
+        int16_t bs[TS_COLS * TS_KSB * 16];                                                          \
+        float da[TS_COLS * TS_KSB];                                                                 \
+        for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                           \
+            const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                      \
+            for (int64_t s0 = 0; s0 < nsb_all; s0 += TS_KSB) {                                      \
+                const int64_t nsb = nsb_all - s0 < TS_KSB ? nsb_all - s0 : TS_KSB;                  \
+                const ts_block_q8a *ac =                                                            \
+                    (const ts_block_q8a *)((const uint8_t *)a + c0 * as) + 8 * s0;                  \
+                for (int c = 0; c < nc; c++) {                                                      \
+                    const ts_block_q8a *col = (const ts_block_q8a *)((const uint8_t *)ac + c * as); \
+                    for (int64_t b = 0; b < nsb; b++) {                                             \
+                        da[c * TS_KSB + b] = col[8 * b].d;                                          \
+                        for (int k = 0; k < 8; k++) {                                               \
+                            bs[(c * TS_KSB + b) * 16 + 2 * k] = col[8 * b + k].s[0];                \
+                            bs[(c * TS_KSB + b) * 16 + 2 * k + 1] = col[8 * b + k].s[1];            \
+                        }                                                                           \
+                    }                                                                               \
+                }                                                                                   \
+                for (int64_t r = 0; r < nrows; r++) {                                               \
+                    const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws) + s0;            \
+                    float *yr = y + c0 * ys + r;                                                    \
+                    if (nc == TS_COLS)                                                              \
+                        TS_FN(mk_row_##T)(wr, nsb, ac, as, TS_COLS, bs, da, yr, ys, s0 > 0);        \
+                    else if (nc == 1)                                                               \
+                        TS_FN(mk_row_##T)(wr, nsb, ac, as, 1, bs, da, yr, ys, s0 > 0);              \
+                    else                                                                            \
+                        TS_FN(mk_row_##T)(wr, nsb, ac, as, nc, bs, da, yr, ys, s0 > 0);             \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+    }
+
+DEFINE_DEQUANT_KERNELS(q4_0, 32, ts_block_q4_0, 8)
+DEFINE_DEQUANT_KERNELS(q4_1, 32, ts_block_q4_1, 0)
+DEFINE_DEQUANT_KERNELS(q5_0, 32, ts_block_q5_0, 16)
+DEFINE_DEQUANT_KERNELS(q5_1, 32, ts_block_q5_1, 0)
+DEFINE_DEQUANT_KERNELS(q8_0, 32, ts_block_q8_0, 0)
+DEFINE_DEQUANT_KERNELS(iq4_nl, 32, ts_block_iq4_nl, 0)
+DEFINE_DEQUANT_KERNELS(q2_0, 64, ts_block_q2_0, 1)
+DEFINE_Q8A_KERNELS(q4_0, 32, ts_block_q4_0, KIND_U32, 8)
+DEFINE_Q8A_KERNELS(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0)
+DEFINE_Q8A_KERNELS(q5_0, 32, ts_block_q5_0, KIND_U32, 16)
+DEFINE_Q8A_KERNELS(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0)
+DEFINE_Q8A_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32, 0)
+DEFINE_Q8A_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0)
+DEFINE_Q8A_KERNELS(q2_0, 64, ts_block_q2_0, KIND_U32, 1)
+DEFINE_Q32_KERNELS(q4_0, 32, ts_block_q4_0, KIND_U32, 8)
+DEFINE_Q32_KERNELS(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0)
+DEFINE_Q32_KERNELS(q5_0, 32, ts_block_q5_0, KIND_U32, 16)
+DEFINE_Q32_KERNELS(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0)
+DEFINE_Q32_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32, 0)
+DEFINE_Q32_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0)
+DEFINE_Q32_KERNELS(q2_0, 64, ts_block_q2_0, KIND_U32, 1)
 DEFINE_QUANT_KERNELS(tq2_0, 256, ts_block_tq2_0, KIND_U16, 1)
-DEFINE_QUANT_KERNELS(q2_k, 256, ts_block_q2_k, KIND_U16_MINK, 0)
-DEFINE_QUANT_KERNELS(q3_k, 256, ts_block_q3_k, KIND_U16, 4)
-DEFINE_QUANT_KERNELS(q4_k, 256, ts_block_q4_k, KIND_U32_MINK, 0)
-DEFINE_QUANT_KERNELS(q5_k, 256, ts_block_q5_k, KIND_U32_MINK, 0)
-DEFINE_QUANT_KERNELS(q6_k, 256, ts_block_q6_k, KIND_U16, 32)
+DEFINE_DEQUANT_KERNELS(q2_k, 256, ts_block_q2_k, 0)
+DEFINE_DEQUANT_KERNELS(q3_k, 256, ts_block_q3_k, 4)
+DEFINE_DEQUANT_KERNELS(q4_k, 256, ts_block_q4_k, 0)
+DEFINE_DEQUANT_KERNELS(q5_k, 256, ts_block_q5_k, 0)
+DEFINE_DEQUANT_KERNELS(q6_k, 256, ts_block_q6_k, 32)
+DEFINE_K_KERNELS(q2_k, ts_block_q2_k, 0)
+DEFINE_K_KERNELS(q3_k, ts_block_q3_k, 1)
+DEFINE_K_KERNELS(q4_k, ts_block_q4_k, 0)
+DEFINE_K_KERNELS(q5_k, ts_block_q5_k, 0)
+DEFINE_K_KERNELS(q6_k, ts_block_q6_k, 1)
 
 /* ---- float weight types (f32 activations only) --------------------------------------- */
 

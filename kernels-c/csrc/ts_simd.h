@@ -189,6 +189,7 @@ static inline void ts_dot_s8x32(const int8_t *w, const int8_t *a, int32_t *lo, i
 #if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
 typedef __m256 ts_acc;
 static inline ts_acc ts_acc_zero(void) { return _mm256_setzero_ps(); }
+static inline ts_acc ts_acc_add(ts_acc a, ts_acc b) { return _mm256_add_ps(a, b); }
 static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
     const __m256 sv = _mm256_set_m128(_mm_set1_ps(s_hi), _mm_set1_ps(s_lo));
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_s8s8(w, a)), sv, acc);
@@ -217,15 +218,63 @@ static inline ts_acc ts_acc_u8x32_1(ts_acc acc, const int8_t *w, const int8_t *a
 static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_s8s8(w, a)), _mm256_set1_ps(s), acc);
 }
+/* Integer accumulation for K-quants (one activation scale per 256): eight int32 lanes. */
+typedef __m256i ts_iacc;
+/* The integer scales of one 32-element chunk: sixteen int16 lanes, lanes 0-7 the scale of the
+ * first 16 elements, 8-15 of the second (matching _mm256_maddubs_epi16's pair sums). */
+typedef __m256i ts_ksc;
+static inline ts_iacc ts_iacc_zero(void) { return _mm256_setzero_si256(); }
+static inline ts_ksc ts_ksc_make(int16_t lo, int16_t hi) {
+    return _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo));
+}
+/* acc += lo*dot(w[0:16], a[0:16]) + hi*dot(w[16:32], a[16:32]) for unsigned codes w (0..63): the
+ * pair sums of maddubs stay below 2*63*127 (no saturation), then one int16 multiply-add. */
+static inline ts_iacc ts_iacc_u8x32(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)w),
+                                           _mm256_loadu_si256((const __m256i *)a));
+#if defined(TS_ISA_AVX512)
+    return _mm256_dpwssd_epi32(acc, p, s);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
+#endif
+}
+/* acc += sum of m[i]*s[i] over 16 int16 pairs. */
+static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t *s) {
+    const __m256i mv = _mm256_loadu_si256((const __m256i *)m), sv = _mm256_loadu_si256((const __m256i *)s);
+#if defined(TS_ISA_AVX512)
+    return _mm256_dpwssd_epi32(acc, mv, sv);
+#else
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(mv, sv));
+#endif
+}
+/* f + s * float(i), lane-wise. */
+static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(s), f);
+}
 static inline float ts_acc_sum(ts_acc acc) {
     __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
     return _mm_cvtss_f32(s4);
 }
+/* Eight scales in a register; the _lane variants take scale k of them (one permute). */
+typedef __m256 ts_sc8;
+static inline ts_sc8 ts_sc8_load(const float *p) { return _mm256_loadu_ps(p); }
+static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) { return _mm256_mul_ps(a, b); }
+static inline ts_sc8 ts_sc8_zero(void) { return _mm256_setzero_ps(); }
+static inline ts_sc8 ts_sc8_fma(ts_sc8 a, ts_sc8 b, ts_sc8 c) { return _mm256_fmadd_ps(a, b, c); }
+static inline float ts_sc8_sum(ts_sc8 a) { return ts_acc_sum(a); }
+static inline __m256 ts_sc8_lane(ts_sc8 p, int k) { return _mm256_permutevar8x32_ps(p, _mm256_set1_epi32(k)); }
+static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, int32_t c) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_u8s8(w, a, c, 0)), ts_sc8_lane(p, k), acc);
+}
+static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_s8s8(w, a)), ts_sc8_lane(p, k), acc);
+}
 #elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
 typedef float32x4_t ts_acc;
 static inline ts_acc ts_acc_zero(void) { return vdupq_n_f32(0); }
+static inline ts_acc ts_acc_add(ts_acc a, ts_acc b) { return vaddq_f32(a, b); }
 /* Signed products; codes 0..63 read as int8 are the same numbers, so unsigned codes share this
  * path. The integer sums of each half start at c_lo / c_hi. */
 static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi,
@@ -252,9 +301,54 @@ static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a
     return ts_acc_u8x32(acc, w, a, s, s, 0, 0);
 }
 static inline float ts_acc_sum(ts_acc acc) { return vaddvq_f32(acc); }
+typedef float32x4x2_t ts_sc8;
+static inline ts_sc8 ts_sc8_load(const float *p) { const ts_sc8 v = {{vld1q_f32(p), vld1q_f32(p + 4)}}; return v; }
+static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) {
+    const ts_sc8 v = {{vmulq_f32(a.val[0], b.val[0]), vmulq_f32(a.val[1], b.val[1])}};
+    return v;
+}
+static inline ts_sc8 ts_sc8_zero(void) { const ts_sc8 v = {{vdupq_n_f32(0), vdupq_n_f32(0)}}; return v; }
+static inline ts_sc8 ts_sc8_fma(ts_sc8 a, ts_sc8 b, ts_sc8 c) {
+    const ts_sc8 v = {{vfmaq_f32(c.val[0], a.val[0], b.val[0]), vfmaq_f32(c.val[1], a.val[1], b.val[1])}};
+    return v;
+}
+static inline float ts_sc8_sum(ts_sc8 a) { return vaddvq_f32(vaddq_f32(a.val[0], a.val[1])); }
+static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, int32_t c) {
+    return ts_acc_u8x32_1(acc, w, a, p.val[k >> 2][k & 3], c);
+}
+static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k) {
+    return ts_acc_s8x32_1(acc, w, a, p.val[k >> 2][k & 3]);
+}
+typedef int32x4_t ts_iacc;
+typedef struct { int16_t lo, hi; } ts_ksc;
+static inline ts_iacc ts_iacc_zero(void) { return vdupq_n_s32(0); }
+static inline ts_ksc ts_ksc_make(int16_t lo, int16_t hi) { const ts_ksc s = {lo, hi}; return s; }
+/* Codes 0..63 read as int8 are the same numbers, so the signed products serve them. */
+static inline ts_iacc ts_iacc_u8x32(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s) {
+    const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
+    const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
+#if defined(TS_ISA_DOTPROD)
+    const int32x4_t z = vdupq_n_s32(0);
+    acc = vmlaq_n_s32(acc, vdotq_s32(z, w0, a0), s.lo);
+    return vmlaq_n_s32(acc, vdotq_s32(z, w1, a1), s.hi);
+#else
+    const int16x8_t p0 = vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(a0)), vget_high_s8(w0), vget_high_s8(a0));
+    const int16x8_t p1 = vmlal_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(a1)), vget_high_s8(w1), vget_high_s8(a1));
+    acc = vmlal_n_s16(acc, vget_low_s16(p0), s.lo);
+    acc = vmlal_n_s16(acc, vget_high_s16(p0), s.lo);
+    acc = vmlal_n_s16(acc, vget_low_s16(p1), s.hi);
+    return vmlal_n_s16(acc, vget_high_s16(p1), s.hi);
+#endif
+}
+static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t *s) {
+    for (int i = 0; i < 16; i += 4) acc = vmlal_s16(acc, vld1_s16(m + i), vld1_s16(s + i));
+    return acc;
+}
+static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) { return vfmaq_n_f32(f, vcvtq_f32_s32(i), s); }
 #else
 typedef float ts_acc;
 static inline ts_acc ts_acc_zero(void) { return 0.0f; }
+static inline ts_acc ts_acc_add(ts_acc a, ts_acc b) { return a + b; }
 static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
     int32_t lo, hi;
     ts_dot_s8x32(w, a, &lo, &hi);
@@ -274,6 +368,42 @@ static inline ts_acc ts_acc_u8x32_1(ts_acc acc, const int8_t *w, const int8_t *a
     return ts_acc_u8x32(acc, w, a, s, s, c, 0);
 }
 static inline float ts_acc_sum(ts_acc acc) { return acc; }
+typedef struct { float v[8]; } ts_sc8;
+static inline ts_sc8 ts_sc8_load(const float *p) { ts_sc8 s; memcpy(s.v, p, sizeof s.v); return s; }
+static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) {
+    for (int i = 0; i < 8; i++) a.v[i] *= b.v[i];
+    return a;
+}
+static inline ts_sc8 ts_sc8_zero(void) { const ts_sc8 v = {{0}}; return v; }
+static inline ts_sc8 ts_sc8_fma(ts_sc8 a, ts_sc8 b, ts_sc8 c) {
+    for (int i = 0; i < 8; i++) c.v[i] += a.v[i] * b.v[i];
+    return c;
+}
+static inline float ts_sc8_sum(ts_sc8 a) {
+    float s = 0.0f;
+    for (int i = 0; i < 8; i++) s += a.v[i];
+    return s;
+}
+static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, int32_t c) {
+    return ts_acc_u8x32_1(acc, w, a, p.v[k], c);
+}
+static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k) {
+    return ts_acc_s8x32_1(acc, w, a, p.v[k]);
+}
+typedef int32_t ts_iacc;
+typedef struct { int16_t lo, hi; } ts_ksc;
+static inline ts_iacc ts_iacc_zero(void) { return 0; }
+static inline ts_ksc ts_ksc_make(int16_t lo, int16_t hi) { const ts_ksc s = {lo, hi}; return s; }
+static inline ts_iacc ts_iacc_u8x32(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s) {
+    int32_t lo, hi;
+    ts_dot_s8x32(w, a, &lo, &hi);
+    return acc + s.lo * lo + s.hi * hi;
+}
+static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t *s) {
+    for (int i = 0; i < 16; i++) acc += (int32_t)m[i] * s[i];
+    return acc;
+}
+static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) { return f + s * (float)i; }
 #endif
 
 #endif

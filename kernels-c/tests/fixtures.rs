@@ -225,8 +225,10 @@ fn f32_weights_match_plain_dot() {
     }
 }
 
-/// GEMV (many rows, one activation) and GEMM tiles (many rows × many activations) give exactly
-/// the single dot products: the multi-row kernels share the arithmetic, only the loops differ.
+/// GEMV (many rows, one activation) and GEMM tiles (many rows × many activations) agree with the
+/// single dot products: the f32 path exactly; the 8-bit path computes the same exact integer sums
+/// but, in GEMM tiles, scales them per group of eight 32-chunks (offsets as integer start values,
+/// Q4_1/Q5_1 mins in an 8-wide vector), so its float rounding differs slightly.
 #[test]
 fn multi_row_and_multi_column_variants_agree_with_single_dots() {
     let fx = Fixture::open();
@@ -266,21 +268,16 @@ fn multi_row_and_multi_column_variants_agree_with_single_dots() {
                     let single = k
                         .dot_q8a(t, &q[r * rb..(r + 1) * rb], &aq[c * per..(c + 1) * per])
                         .unwrap();
-                    // Types with an integer offset (Q4_0, Q5_0, Q2_0, Q3_K, Q6_K, TQ2_0) take the
-                    // unsigned-code path for one column and the signed one in GEMM tiles: the
-                    // same exact integer sums, rounded in different SIMD lanes (the offset moves the
-                    // lane values), so equal within 1e-4 of the row magnitude; other types bit-identical.
+                    // Types with an integer offset (Q4_0, Q5_0, Q2_0, Q3_K, Q6_K, TQ2_0) see more
+                    // cancellation between the code and offset terms: 1e-4 of the row magnitude;
+                    // the others 1e-5.
                     let got = ys[c * rows + r];
-                    if OFFSET_TYPES.contains(&t) {
-                        let tol =
-                            1e-4 * abs_dot(&reference::dequantize(t, &q[r * rb..(r + 1) * rb], n), &cols[c]) as f32;
-                        assert!(
-                            (got - single).abs() <= tol,
-                            "{tier} {t} q8a r{r} c{c}: {got} vs {single} (tol {tol})"
-                        );
-                    } else {
-                        assert_eq!(got.to_bits(), single.to_bits(), "{tier} {t} q8a r{r} c{c}");
-                    }
+                    let rel = if OFFSET_TYPES.contains(&t) { 1e-4 } else { 1e-5 };
+                    let tol = rel * abs_dot(&reference::dequantize(t, &q[r * rb..(r + 1) * rb], n), &cols[c]) as f32;
+                    assert!(
+                        (got - single).abs() <= tol,
+                        "{tier} {t} q8a r{r} c{c}: {got} vs {single} (tol {tol})"
+                    );
                 }
             }
             // One weight row against all columns.

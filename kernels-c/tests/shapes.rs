@@ -1,0 +1,108 @@
+//! Row lengths and column counts the fixture file does not cover, on every tier this host runs:
+//! rows that end in a partial group of 256 (e.g. 896, Qwen2.5's width), rows long enough that the
+//! GEMM kernels prepare the activation data in several passes (more than 4096 elements for the
+//! per-32 types, 16384 for K-quants), and 1, 3, 8 and 11 columns (GEMV, partial tile, full tile,
+//! tile plus tail). The 8-bit-activation product must equal the plain-Rust reference on the same
+//! quantized activations within 1e-5 of the row's magnitude.
+
+use tensorsharp_kernels::{reference, BlockQ8a, Kernels, Tier, WType};
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn rng_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 24) as u8
+        })
+        .collect()
+}
+
+/// Offsets of the f16 scale fields inside one block (random bits there could be inf/NaN).
+fn f16_fields(t: WType) -> &'static [usize] {
+    match t {
+        WType::Q4_1 | WType::Q5_1 | WType::Q4_K | WType::Q5_K => &[0, 2],
+        WType::Q2_K => &[80, 82],
+        WType::Q3_K => &[108],
+        WType::Q6_K => &[208],
+        WType::TQ2_0 => &[64],
+        _ => &[0],
+    }
+}
+
+/// `rows` random rows of `n` elements with finite scales between ~0.004 and ~0.03.
+fn random_weights(t: WType, rows: usize, n: usize) -> Vec<u8> {
+    let mut w = rng_bytes(t.row_bytes(n).unwrap() * rows, t as u64 + n as u64);
+    for (b, blk) in w.chunks_exact_mut(t.block_bytes()).enumerate() {
+        for &o in f16_fields(t) {
+            let h: u16 = 0x1c00 + ((b as u16 * 37) & 0x3ff) + ((b as u16 & 3) << 10);
+            blk[o..o + 2].copy_from_slice(&h.to_le_bytes());
+        }
+    }
+    w
+}
+
+#[test]
+fn ragged_and_long_rows_match_the_reference_on_every_tier() {
+    let quant = [
+        WType::Q4_0,
+        WType::Q4_1,
+        WType::Q5_0,
+        WType::Q5_1,
+        WType::Q8_0,
+        WType::IQ4_NL,
+        WType::Q2_0,
+        WType::Q2_K,
+        WType::Q3_K,
+        WType::Q4_K,
+        WType::Q5_K,
+        WType::Q6_K,
+        WType::TQ2_0,
+    ];
+    let rows = 3;
+    for t in quant {
+        let lens: &[usize] = if t.block_elems() == 256 {
+            &[256, 768, 16384 + 512]
+        } else if t.block_elems() == 64 {
+            &[64, 896, 4096 + 640]
+        } else {
+            &[96, 896, 4096 + 640]
+        };
+        for &n in lens {
+            let w = random_weights(t, rows, n);
+            let rb = t.row_bytes(n).unwrap();
+            for ncols in [1usize, 3, 8, 11] {
+                let x: Vec<f32> = (0..n * ncols)
+                    .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * (1.0 + (i % 5) as f32))
+                    .collect();
+                let aq = reference::quantize_for(t, &x);
+                let per = n / 32;
+                for tier in Tier::supported() {
+                    let k = Kernels::new(tier).unwrap();
+                    let mut y = vec![0f32; rows * ncols];
+                    k.matmul_q8a(t, &w, rows, &aq, ncols, &mut y).unwrap();
+                    for c in 0..ncols {
+                        let col: &[BlockQ8a] = &aq[c * per..(c + 1) * per];
+                        let xd = reference::dequantize_q8a(col);
+                        for r in 0..rows {
+                            let wr = &w[r * rb..(r + 1) * rb];
+                            let want = reference::dot_q8a(t, wr, col);
+                            let mag: f64 = reference::dequantize(t, wr, n)
+                                .iter()
+                                .zip(&xd)
+                                .map(|(a, b)| f64::from((a * b).abs()))
+                                .sum();
+                            let got = f64::from(y[c * rows + r]);
+                            assert!(
+                                (got - want).abs() <= 1e-5 * mag + 1e-30,
+                                "{tier} {t} n={n} cols={ncols} r{r} c{c}: {got} vs {want} (magnitude {mag})"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
