@@ -483,12 +483,16 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
 
 /* Types with one scale per 32 (and Q2_0, one per 64) against per-32 (Q8_0 style) activations.
  * Weights are taken 256 elements (eight 32-chunks) at a time: the eight weight-scale times
- * activation-scale products of a column are one vector multiply into a small array, from which
- * each chunk's scale is a broadcast load; the code offset enters the integer dot product as its
- * start value (-OFF times the chunk's activation sum, prepared per column tile), and the min
- * terms of Q4_1/Q5_1 are one 8-wide fma per group with the activations' f16-rounded sums. Per
- * chunk and column that leaves one integer dot, one conversion and one fma. */
+ * activation-scale products of a column are one vector multiply, from which each chunk's scale
+ * is one lane permute; the code offset enters the integer dot product as its start value (-OFF
+ * times the chunk's activation sum, prepared per column tile), and the min terms of Q4_1/Q5_1
+ * are one 8-wide fma per group with the activations' f16-rounded sums. Per chunk and column that
+ * leaves one integer dot, one conversion, one permute and one fma. Where the unsigned dot takes
+ * full bytes (VNNI, TS_U8_FULL), signed codes (Q8_0, IQ4_NL) are biased by 128 once per row
+ * group and take the same path with OFF 128 instead of the per-column sign trick. */
 #define TS_KB 128 /* 32-chunks of activation data prepared per column tile */
+#define Q32_SIGNED(KIND) ((KIND) == KIND_S32 && !TS_U8_FULL)
+#define Q32_OFF(KIND, OFF) ((KIND) == KIND_S32 ? (TS_U8_FULL ? 128 : 0) : (OFF))
 #define DEFINE_Q32_KERNELS(T, QK, BLOCK, KIND, OFF)                                                   \
     static inline __attribute__((always_inline)) void TS_FN(m32_row_##T)(                          \
         const BLOCK *wr, int64_t nch, const ts_block_q8a *a, size_t as, int nc, const float *da,    \
@@ -514,6 +518,8 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                     mw[k + j] = mn[2 * j];                                                          \
                 }                                                                                   \
             }                                                                                       \
+            if ((KIND) == KIND_S32 && TS_U8_FULL)                                                   \
+                for (int i = 0; i < 256; i += 32) st32(w8 + i, ld32((const uint8_t *)w8 + i) ^ 0x80); \
             /* Scale products of every column, then chunk-outer, column-inner so that each chunk  \
              * of codes is loaded once and consecutive fmas go to different accumulators. */     \
             ts_sc8 pv[TS_COLS];                                                                     \
@@ -526,11 +532,11 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                     /* One column: four accumulators in turn, so the fmas do not wait on each    \
                      * other. */                                                                \
                     const int ai = nc == 1 ? (k & 3) : c;                                           \
-                    if ((KIND) == KIND_S32)                                                         \
+                    if (Q32_SIGNED(KIND))                                                           \
                         acc[ai] = ts_acc_s8x32_lane(acc[ai], w8 + 32 * k, ab->qs, pv[c], k);        \
                     else                                                                            \
                         acc[ai] = ts_acc_u8x32_lane(acc[ai], w8 + 32 * k, ab->qs, pv[c], k,         \
-                                                    (OFF) ? off[c * TS_KB + g + k] : 0);            \
+                                                    Q32_OFF(KIND, OFF) ? off[c * TS_KB + g + k] : 0); \
                 }                                                                                   \
             }                                                                                       \
             for (int c = 0; c < nc; c++) {                                                          \
@@ -564,7 +570,7 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                         const int in = k < nch;                                                     \
                         da[c * TS_KB + k] = in ? col[k].d : 0.0f;                                   \
                         sd[c * TS_KB + k] = in ? col[k].sd : 0.0f;                                  \
-                        off[c * TS_KB + k] = in ? -(OFF) * (col[k].s[0] + col[k].s[1]) : 0;         \
+                        off[c * TS_KB + k] = in ? -Q32_OFF(KIND, OFF) * (col[k].s[0] + col[k].s[1]) : 0; \
                     }                                                                               \
                 }                                                                                   \
                 for (int64_t r = 0; r < nrows; r++) {                                               \
@@ -744,6 +750,16 @@ DEFINE_FLOAT_KERNELS(bf16)
  * only rescales when the running maximum changes). */
 static inline void f16_scale_mad(ts_half *acc, const ts_half *v, int64_t n, float ms, float vs) {
     int64_t i = 0;
+#if defined(TS_ISA_AVX512)
+    const __m512 wms = _mm512_set1_ps(ms), wvs = _mm512_set1_ps(vs);
+    for (; i + 16 <= n; i += 16) {
+        __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(acc + i)));
+        if (ms != 1.0f) a = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(a, wms), _MM_FROUND_TO_NEAREST_INT));
+        const __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + i)));
+        a = _mm512_fmadd_ps(x, wvs, a);
+        _mm256_storeu_si256((__m256i *)(acc + i), _mm512_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));
+    }
+#endif
 #if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
     const __m256 vms = _mm256_set1_ps(ms), vvs = _mm256_set1_ps(vs);
     for (; i + 8 <= n; i += 8) {
@@ -777,7 +793,23 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
     if (hd > 512 || hdv > 512) return;
     for (int64_t d = 0; d < hd; d++) q16[d] = ts_h2f(ts_f2h(q[d]));
     for (int64_t d = 0; d < hdv; d++) acc[d] = 0;
-    TS_FN(mm_f16_f32)(k, k_stride * 2, npos, q16, (size_t)hd, 1, scores, (size_t)npos, hd);
+#if defined(TS_ISA_AVX512)
+    if (hd % 32 == 0) {
+        /* Scores straight from the f16 keys: two 16-lane accumulators, one reduction per key. */
+        for (int64_t j = 0; j < npos; j++) {
+            const ts_half *kj = k + j * k_stride;
+            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+            for (int64_t d = 0; d < hd; d += 32) {
+                a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kj + d))),
+                                     _mm512_loadu_ps(q16 + d), a0);
+                a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kj + d + 16))),
+                                     _mm512_loadu_ps(q16 + d + 16), a1);
+            }
+            scores[j] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+        }
+    } else
+#endif
+        TS_FN(mm_f16_f32)(k, k_stride * 2, npos, q16, (size_t)hd, 1, scores, (size_t)npos, hd);
     float m = -INFINITY, s = 0.0f;
     for (int64_t j = 0; j < npos; j++) {
         const float sj = scores[j] * scale;

@@ -10,6 +10,14 @@
 #if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
 #include <immintrin.h>
 #endif
+
+/* Whether the unsigned-by-signed byte dot product is exact for codes up to 255 (VNNI vpdpbusd);
+ * maddubs saturates its pair sums, the NEON and scalar paths read codes as int8. */
+#if defined(TS_ISA_AVX512)
+#define TS_U8_FULL 1
+#else
+#define TS_U8_FULL 0
+#endif
 #if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
 #include <arm_neon.h>
 #endif
