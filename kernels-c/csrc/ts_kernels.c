@@ -486,8 +486,8 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
  * activation-scale products of a column are one vector multiply, from which each chunk's scale
  * is one lane permute; the code offset enters the integer dot product as its start value (-OFF
  * times the chunk's activation sum, prepared per column tile), and the min terms of Q4_1/Q5_1
- * are one 8-wide fma per group with the activations' f16-rounded sums. Per chunk and column that
- * leaves one integer dot, one conversion, one permute and one fma. Where the unsigned dot takes
+ * are summed in block order with the activations' f16-rounded sums, as llama.cpp does. Per
+ * chunk and column that leaves one integer dot, one conversion, one permute and one fma. Where the unsigned dot takes
  * full bytes (VNNI, TS_U8_FULL), signed codes (Q8_0, IQ4_NL) are biased by 128 once per row
  * group and take the same path with OFF 128 instead of the per-column sign trick. */
 #define TS_KB 128 /* 32-chunks of activation data prepared per column tile */
@@ -498,11 +498,8 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
         const BLOCK *wr, int64_t nch, const ts_block_q8a *a, size_t as, int nc, const float *da,    \
         const int32_t *off, const float *sd, float *y, size_t ys, int accumulate) {                 \
         ts_acc acc[TS_COLS];                                                                        \
-        ts_sc8 mins[TS_COLS];                                                                       \
-        for (int c = 0; c < TS_COLS; c++) {                                                         \
-            acc[c] = ts_acc_zero();                                                                 \
-            mins[c] = ts_sc8_zero();                                                                \
-        }                                                                                           \
+        float mins[TS_COLS] = {0};                                                                  \
+        for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                                   \
         for (int64_t g = 0; g < nch; g += 8) {                                                      \
             const int gn = nch - g < 8 ? (int)(nch - g) : 8;                                        \
             int8_t w8[256];                                                                         \
@@ -540,14 +537,15 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                 }                                                                                   \
             }                                                                                       \
             for (int c = 0; c < nc; c++) {                                                          \
+                /* Min terms summed in block order, as llama.cpp does. */                           \
                 if ((KIND) == KIND_U32_MIN)                                                         \
-                    mins[c] = ts_sc8_fma(ts_sc8_load(mw), ts_sc8_load(sd + c * TS_KB + g), mins[c]); \
+                    for (int k = 0; k < 8 && k < gn; k++) mins[c] += mw[k] * sd[c * TS_KB + g + k]; \
             }                                                                                       \
         }                                                                                           \
         if (nc == 1) acc[0] = ts_acc_add(ts_acc_add(acc[0], acc[1]), ts_acc_add(acc[2], acc[3]));   \
         for (int c = 0; c < nc; c++)                                                                \
             y[c * ys] = (accumulate ? y[c * ys] : 0.0f) + ts_acc_sum(acc[c]) +                      \
-                        ((KIND) == KIND_U32_MIN ? ts_sc8_sum(mins[c]) : 0.0f);                      \
+                        mins[c];                                                                    \
     }                                                                                               \
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \

@@ -269,9 +269,6 @@ static inline float ts_acc_sum(ts_acc acc) {
 typedef __m256 ts_sc8;
 static inline ts_sc8 ts_sc8_load(const float *p) { return _mm256_loadu_ps(p); }
 static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) { return _mm256_mul_ps(a, b); }
-static inline ts_sc8 ts_sc8_zero(void) { return _mm256_setzero_ps(); }
-static inline ts_sc8 ts_sc8_fma(ts_sc8 a, ts_sc8 b, ts_sc8 c) { return _mm256_fmadd_ps(a, b, c); }
-static inline float ts_sc8_sum(ts_sc8 a) { return ts_acc_sum(a); }
 static inline __m256 ts_sc8_lane(ts_sc8 p, int k) { return _mm256_permutevar8x32_ps(p, _mm256_set1_epi32(k)); }
 static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, int32_t c) {
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_u8s8(w, a, c, 0)), ts_sc8_lane(p, k), acc);
@@ -315,12 +312,6 @@ static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) {
     const ts_sc8 v = {{vmulq_f32(a.val[0], b.val[0]), vmulq_f32(a.val[1], b.val[1])}};
     return v;
 }
-static inline ts_sc8 ts_sc8_zero(void) { const ts_sc8 v = {{vdupq_n_f32(0), vdupq_n_f32(0)}}; return v; }
-static inline ts_sc8 ts_sc8_fma(ts_sc8 a, ts_sc8 b, ts_sc8 c) {
-    const ts_sc8 v = {{vfmaq_f32(c.val[0], a.val[0], b.val[0]), vfmaq_f32(c.val[1], a.val[1], b.val[1])}};
-    return v;
-}
-static inline float ts_sc8_sum(ts_sc8 a) { return vaddvq_f32(vaddq_f32(a.val[0], a.val[1])); }
 static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, int32_t c) {
     return ts_acc_u8x32_1(acc, w, a, p.val[k >> 2][k & 3], c);
 }
@@ -381,16 +372,6 @@ static inline ts_sc8 ts_sc8_load(const float *p) { ts_sc8 s; memcpy(s.v, p, size
 static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) {
     for (int i = 0; i < 8; i++) a.v[i] *= b.v[i];
     return a;
-}
-static inline ts_sc8 ts_sc8_zero(void) { const ts_sc8 v = {{0}}; return v; }
-static inline ts_sc8 ts_sc8_fma(ts_sc8 a, ts_sc8 b, ts_sc8 c) {
-    for (int i = 0; i < 8; i++) c.v[i] += a.v[i] * b.v[i];
-    return c;
-}
-static inline float ts_sc8_sum(ts_sc8 a) {
-    float s = 0.0f;
-    for (int i = 0; i < 8; i++) s += a.v[i];
-    return s;
 }
 static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, int32_t c) {
     return ts_acc_u8x32_1(acc, w, a, p.v[k], c);
