@@ -341,6 +341,253 @@ void TS_FN(quantize_q8a_k)(const float *x, ts_block_q8a *y, int64_t n) {
     }
 }
 
+#if defined(TS_ISA_AVX512)
+/* ---- AVX-512 GEMV of Q4_0 and Q5_0 ------------------------------------------------------ */
+/* Decode (one activation column) reads every weight once, so the work per byte decides whether
+ * the kernel keeps up with memory. Two blocks (44 bytes for Q5_0, 36 for Q4_0) are one masked
+ * 64-byte load; one word permute lays their codes out as [low nibbles | high nibbles] per block,
+ * a per-word shift and a mask make the 64 unsigned codes, the Q5 high bits enter as a byte mask
+ * (kmov from the two qh words, a masked add of 16), and a second permute spreads the two f16
+ * scales over their eight int32 lanes. The activations are prepared once per call: codes
+ * contiguous, the block scales and the offset start values (-OFF times the block sum) already
+ * in lane order, so a pair costs one vpdpbusd, one conversion, one multiply and one fma. */
+#define TS_GV 8192 /* activation elements prepared per pass */
+typedef struct {
+    int8_t qs[TS_GV] __attribute__((aligned(64)));
+    float da[TS_GV / 64][16] __attribute__((aligned(64)));  /* lanes 0-7: block 2p, 8-15: 2p+1 */
+    int32_t c0[TS_GV / 64][16] __attribute__((aligned(64))); /* lane 0 and 8: -OFF * block sum */
+} ts_gv_act;
+
+static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *p) {
+    for (int64_t b = 0; b < ((nblk + 1) & ~(int64_t)1); b++) {
+        const int in = b < nblk, l = (int)(b & 1) * 8;
+        if (in)
+            memcpy(p->qs + 32 * b, a[b].qs, 32);
+        else
+            memset(p->qs + 32 * b, 0, 32);
+        for (int j = 0; j < 8; j++) {
+            p->da[b / 2][l + j] = in ? a[b].d : 0.0f;
+            p->c0[b / 2][l + j] = in && j == 0 ? -off * (a[b].s[0] + a[b].s[1]) : 0;
+        }
+    }
+}
+
+/* Word indices of a block pair: codes of block 0 at word q0 (8 words, taken twice: low then high
+ * nibbles), of block 1 at word q1; the scales at words d0 and d1. */
+#define GV_IDX_QS(q0, q1)                                                                      \
+    _mm512_set_epi16(q1 + 7, q1 + 6, q1 + 5, q1 + 4, q1 + 3, q1 + 2, q1 + 1, q1, q1 + 7, q1 + 6, \
+                     q1 + 5, q1 + 4, q1 + 3, q1 + 2, q1 + 1, q1, q0 + 7, q0 + 6, q0 + 5, q0 + 4,  \
+                     q0 + 3, q0 + 2, q0 + 1, q0, q0 + 7, q0 + 6, q0 + 5, q0 + 4, q0 + 3, q0 + 2,  \
+                     q0 + 1, q0)
+#define GV_IDX_D(d0, d1) \
+    _mm256_set_epi16(d1, d1, d1, d1, d1, d1, d1, d1, d0, d0, d0, d0, d0, d0, d0, d0)
+
+/* One block pair of a weight row (TWO: whether the second block exists) against the prepared
+ * activations of pair pi, added to *acc. KIND: GV_Q4_0, GV_Q5_0 (the high bits: 4 bytes at
+ * offset 2 of each block) or GV_Q8_0 (34-byte blocks: the codes as two 32-byte loads, biased by
+ * 128 to unsigned). */
+#define GV_Q4_0 0
+#define GV_Q5_0 1
+#define GV_Q8_0 2
+static inline __attribute__((always_inline)) void gv_pair(__m512 *acc, const uint8_t *pb, int two, const ts_gv_act *p,
+                                                          int64_t pi, int bytes, int kind, __m512i iqs, __m256i id) {
+    const __m512i shift = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0,
+                                           0x0004000400040004, 0x0004000400040004, 0, 0);
+    /* A pair of Q8_0 blocks is 68 bytes, so a full 64-byte load stays inside it. */
+    const __m512i raw = kind == GV_Q8_0 && two
+                            ? _mm512_loadu_si512(pb)
+                            : _mm512_maskz_loadu_epi8(two ? (1ull << (2 * bytes)) - 1 : (1ull << bytes) - 1, pb);
+    __m512i q;
+    if (kind == GV_Q8_0) {
+        const __m256i q1 = two ? _mm256_loadu_si256((const __m256i *)(pb + bytes + 2)) : _mm256_setzero_si256();
+        q = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pb + 2))), q1, 1),
+                             _mm512_set1_epi8((char)0x80));
+    } else {
+        q = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(iqs, raw), shift), _mm512_set1_epi8(15));
+    }
+    if (kind == GV_Q5_0) {
+        uint32_t h0, h1 = 0;
+        memcpy(&h0, pb + 2, 4);
+        if (two) memcpy(&h1, pb + bytes + 2, 4);
+        q = _mm512_mask_add_epi8(q, _cvtu64_mask64((uint64_t)h0 | (uint64_t)h1 << 32), q, _mm512_set1_epi8(16));
+    }
+    const __m256i dh = kind == GV_Q8_0 ? _mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_castsi256_si512(id), raw))
+                                       : _mm256_permutexvar_epi16(id, _mm512_castsi512_si256(raw));
+    const __m512 dw = _mm512_cvtph_ps(dh);
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(p->c0[pi]), q, _mm512_load_si512(p->qs + 64 * pi));
+    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_load_ps(p->da[pi])), *acc);
+}
+
+/* Two weight rows (nblk blocks of BYTES bytes each, WS bytes apart) against the prepared
+ * activations: two independent accumulation chains that share the activation loads. */
+static inline __attribute__((always_inline)) void gv_row2(const uint8_t *wr, size_t ws, int64_t nblk, const ts_gv_act *p,
+                                                          int bytes, int kind, __m512i iqs, __m256i id, float *y0, float *y1) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    const int64_t npairs = nblk / 2;
+    for (int64_t pi = 0; pi < npairs; pi++) {
+        __builtin_prefetch(wr + 2 * pi * bytes + TS_PREFETCH);
+        __builtin_prefetch(wr + ws + 2 * pi * bytes + TS_PREFETCH);
+        gv_pair(&acc0, wr + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
+        gv_pair(&acc1, wr + ws + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
+    }
+    if (nblk & 1) {
+        gv_pair(&acc0, wr + (nblk - 1) * bytes, 0, p, npairs, bytes, kind, iqs, id);
+        gv_pair(&acc1, wr + ws + (nblk - 1) * bytes, 0, p, npairs, bytes, kind, iqs, id);
+    }
+    *y0 = _mm512_reduce_add_ps(acc0);
+    *y1 = _mm512_reduce_add_ps(acc1);
+}
+
+/* One weight row against the prepared activations (two chains over alternate pairs). */
+static inline __attribute__((always_inline)) float gv_row(const uint8_t *wr, int64_t nblk, const ts_gv_act *p,
+                                                          int bytes, int kind, __m512i iqs, __m256i id) {
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    const int64_t npairs = nblk / 2;
+    int64_t pi = 0;
+    for (; pi + 1 < npairs; pi += 2) {
+        __builtin_prefetch(wr + 2 * pi * bytes + TS_PREFETCH);
+        gv_pair(&acc0, wr + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
+        gv_pair(&acc1, wr + (2 * pi + 2) * bytes, 1, p, pi + 1, bytes, kind, iqs, id);
+    }
+    if (pi < npairs) gv_pair(&acc0, wr + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
+    if (nblk & 1) gv_pair(&acc1, wr + (nblk - 1) * bytes, 0, p, nblk / 2, bytes, kind, iqs, id);
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n,
+                    int bytes, int kind, int off, __m512i iqs, __m256i id) {
+    ts_gv_act p;
+    for (int64_t e0 = 0; e0 < n; e0 += TS_GV) {
+        const int64_t nblk = (n - e0 < TS_GV ? n - e0 : TS_GV) / 32;
+        gv_prepare(a + e0 / 32, nblk, off, &p);
+        const uint8_t *w0 = (const uint8_t *)w + (e0 / 32) * bytes;
+        int64_t r = 0;
+        for (; r + 1 < nrows; r += 2) {
+            float v0, v1;
+            gv_row2(w0 + r * ws, ws, nblk, &p, bytes, kind, iqs, id, &v0, &v1);
+            y[r] = e0 ? y[r] + v0 : v0;
+            y[r + 1] = e0 ? y[r + 1] + v1 : v1;
+        }
+        if (r < nrows) {
+            const float v = gv_row(w0 + r * ws, nblk, &p, bytes, kind, iqs, id);
+            y[r] = e0 ? y[r] + v : v;
+        }
+    }
+}
+
+/* Whether the GEMV was done here (the types with a pair kernel). */
+static int gv_q5_0(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) {
+    gv_rows(w, ws, nrows, a, y, n, 22, GV_Q5_0, 16, GV_IDX_QS(3, 14), GV_IDX_D(0, 11));
+    return 1;
+}
+static int gv_q4_0(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) {
+    gv_rows(w, ws, nrows, a, y, n, 18, GV_Q4_0, 8, GV_IDX_QS(1, 10), GV_IDX_D(0, 9));
+    return 1;
+}
+static int gv_q8_0(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) {
+    gv_rows(w, ws, nrows, a, y, n, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17));
+    return 1;
+}
+/* Q6_K GEMV: per half super-block, 64 bytes of low nibbles give the codes of elements 0-63
+ * (masked) and 64-127 (shifted); the 32 bytes of high bits, broadcast to both halves of a
+ * register, are moved into bits 4-5 by one per-half variable shift (left 4/2, right 0/2). The
+ * unsigned codes (0..63) meet the activations in pmaddubsw, whose pair sums meet the sixteen
+ * sub-block scales (sign-extended, spread by a word permute) in vpdpwssd; the offset of 32 enters
+ * through the activations' per-16 sums (prepared as -16*sum, against twice the scales), so a
+ * super-block ends in one conversion and one fma with d*da. */
+typedef struct {
+    int8_t qs[TS_GV] __attribute__((aligned(64)));
+    int16_t t16[TS_GV / 256][16] __attribute__((aligned(64))); /* -16 * per-16 activation sums */
+    float da[TS_GV / 256];
+} ts_gvk_act;
+
+static void gvk_prepare(const ts_block_q8a *a, int64_t nsb, ts_gvk_act *p) {
+    for (int64_t b = 0; b < nsb; b++) {
+        p->da[b] = a[8 * b].d;
+        for (int k = 0; k < 8; k++) {
+            memcpy(p->qs + 256 * b + 32 * k, a[8 * b + k].qs, 32);
+            p->t16[b][2 * k] = (int16_t)(-16 * a[8 * b + k].s[0]);
+            p->t16[b][2 * k + 1] = (int16_t)(-16 * a[8 * b + k].s[1]);
+        }
+    }
+}
+
+static inline float gvk_row_q6_k(const ts_block_q6_k *wr, int64_t nsb, const ts_gvk_act *p) {
+    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
+    const __m512i sh1 = _mm512_set_epi64(0x0002000200020002, 0x0002000200020002, 0x0002000200020002,
+                                         0x0002000200020002, 0x0004000400040004, 0x0004000400040004,
+                                         0x0004000400040004, 0x0004000400040004);
+    const __m512i sh2 = _mm512_set_epi64(0x0002000200020002, 0x0002000200020002, 0x0002000200020002,
+                                         0x0002000200020002, 0, 0, 0, 0);
+    /* Word lane j of the register of elements 64k.. takes scale 4k + j/8. */
+    __m512i isc[4];
+    for (int k = 0; k < 4; k++)
+        isc[k] = _mm512_set_epi64(0x0003000300030003 + 0x0001000100010001 * 4 * k,
+                                  0x0003000300030003 + 0x0001000100010001 * 4 * k,
+                                  0x0002000200020002 + 0x0001000100010001 * 4 * k,
+                                  0x0002000200020002 + 0x0001000100010001 * 4 * k,
+                                  0x0001000100010001 + 0x0001000100010001 * 4 * k,
+                                  0x0001000100010001 + 0x0001000100010001 * 4 * k,
+                                  0x0001000100010001 * 4 * k, 0x0001000100010001 * 4 * k);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nsb; b++) {
+        const ts_block_q6_k *blk = wr + b;
+        for (int pf = 0; pf < 256; pf += 64) __builtin_prefetch((const uint8_t *)blk + TS_PREFETCH + pf);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->scales));
+        const __m512i scz = _mm512_castsi256_si512(sc16);
+        __m512i i = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_add_epi16(sc16, sc16)),
+                                        _mm512_zextsi256_si512(_mm256_load_si256((const __m256i *)p->t16[b])));
+        const int8_t *act = p->qs + 256 * b;
+        for (int h = 0; h < 2; h++) {
+            const __m512i ql = _mm512_loadu_si512(blk->ql + 64 * h);
+            const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h)));
+            const __m512i c1 = _mm512_ternarylogic_epi32(_mm512_and_si512(ql, m4), _mm512_sllv_epi16(hb, sh1), m30, 0xF8);
+            const __m512i c2 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
+                                                         _mm512_srlv_epi16(hb, sh2), m30, 0xF8);
+            const __m512i p1 = _mm512_maddubs_epi16(c1, _mm512_load_si512(act + 128 * h));
+            const __m512i p2 = _mm512_maddubs_epi16(c2, _mm512_load_si512(act + 128 * h + 64));
+            i = _mm512_dpwssd_epi32(i, p1, _mm512_permutexvar_epi16(isc[2 * h], scz));
+            i = _mm512_dpwssd_epi32(i, p2, _mm512_permutexvar_epi16(isc[2 * h + 1], scz));
+        }
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(ts_h2f(blk->d) * p->da[b]), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+static int gvk_q6_k(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) {
+    ts_gvk_act p;
+    for (int64_t e0 = 0; e0 < n; e0 += TS_GV) {
+        const int64_t nsb = (n - e0 < TS_GV ? n - e0 : TS_GV) / TS_QK_K;
+        gvk_prepare(a + e0 / 32, nsb, &p);
+        for (int64_t r = 0; r < nrows; r++) {
+            const ts_block_q6_k *wr = (const ts_block_q6_k *)((const uint8_t *)w + r * ws) + e0 / TS_QK_K;
+            const float v = gvk_row_q6_k(wr, nsb, &p);
+            y[r] = e0 ? y[r] + v : v;
+        }
+    }
+    return 1;
+}
+#define GVK_NONE(T) \
+    static int gvk_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) { \
+        (void)w; (void)ws; (void)nrows; (void)a; (void)y; (void)n; return 0; }
+GVK_NONE(q2_k)
+GVK_NONE(q3_k)
+GVK_NONE(q4_k)
+GVK_NONE(q5_k)
+#define TS_GEMVK_FAST(T, w, ws, nrows, a, y, n) gvk_##T(w, ws, nrows, a, y, n)
+#define GV_NONE(T) \
+    static int gv_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) { \
+        (void)w; (void)ws; (void)nrows; (void)a; (void)y; (void)n; return 0; }
+GV_NONE(q4_1)
+GV_NONE(q5_1)
+GV_NONE(iq4_nl)
+GV_NONE(q2_0)
+#define TS_GEMV_FAST(T, w, ws, nrows, a, y, n) gv_##T(w, ws, nrows, a, y, n)
+#else
+#define TS_GEMV_FAST(T, w, ws, nrows, a, y, n) 0
+#define TS_GEMVK_FAST(T, w, ws, nrows, a, y, n) 0
+#endif
+
 /* ---- kernel templates ---------------------------------------------------------------- */
 
 /* How a type's codes, scales and offsets are laid out, so the inner loop does only what it needs.
@@ -550,8 +797,9 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
-        if (ncols == 1) { /* GEMV: the block-at-a-time kernel streams best */                       \
-            TS_FN(blk_##T##_q8a)(w, ws, nrows, a, as, ncols, y, ys, n);                             \
+        if (ncols == 1) { /* GEMV: the pair kernel, else the block-at-a-time kernel */           \
+            if (!TS_GEMV_FAST(T, w, ws, nrows, a, y, n))                                            \
+                TS_FN(blk_##T##_q8a)(w, ws, nrows, a, as, ncols, y, ys, n);                         \
             return;                                                                                 \
         }                                                                                           \
         const int64_t nch_all = n / 32;                                                             \
@@ -636,6 +884,7 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
+        if (ncols == 1 && TS_GEMVK_FAST(T, w, ws, nrows, a, y, n)) return;                         \
         const int64_t nsb_all = n / TS_QK_K;                                                        \
         int16_t bs[TS_COLS * TS_KSB * 16];                                                          \
         float da[TS_COLS * TS_KSB];                                                                 \

@@ -1,8 +1,9 @@
 //! Row lengths and column counts the fixture file does not cover, on every tier this host runs:
 //! rows that end in a partial group of 256 (e.g. 896, Qwen2.5's width), rows long enough that the
-//! GEMM kernels prepare the activation data in several passes (more than 4096 elements for the
-//! per-32 types, 16384 for K-quants), and 1, 3, 8 and 11 columns (GEMV, partial tile, full tile,
-//! tile plus tail). The 8-bit-activation product must equal the plain-Rust reference on the same
+//! kernels prepare the activation data in several passes (more than 4096 elements for the per-32
+//! GEMM, 16384 for the K-quant GEMM, 8192 for the AVX-512 GEMV), odd block counts and an odd row
+//! count (the tails of the two-row, two-block GEMV), and 1, 3, 8 and 11 columns (GEMV, partial
+//! tile, full tile, tile plus tail). The 8-bit-activation product must equal the plain-Rust reference on the same
 //! quantized activations within 1e-5 of the row's magnitude.
 
 use tensorsharp_kernels::{reference, BlockQ8a, Kernels, Tier, WType};
@@ -68,7 +69,7 @@ fn ragged_and_long_rows_match_the_reference_on_every_tier() {
         } else if t.block_elems() == 64 {
             &[64, 896, 4096 + 640]
         } else {
-            &[96, 896, 4096 + 640]
+            &[96, 896, 4096 + 640, 8192 + 160]
         };
         for &n in lens {
             let w = random_weights(t, rows, n);
