@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 use tensorsharp_runtime::plan::parse_size;
 use tensorsharp_runtime::{
-    Generator, KvType, LockMode, Model, Sampler, SamplerParams, Session, SessionParams, StopReason,
+    Generator, KvType, LockMode, Model, Sampler, SamplerParams, Session, SessionParams, StopReason, WeightsMode,
 };
 
 use crate::default_model;
@@ -54,9 +54,23 @@ pub struct ModelArg {
     /// Model file (GGUF). Default: SmolLM2-135M-Instruct Q4_1, fetched on first use.
     #[arg(short = 'm', long = "model")]
     pub model: Option<PathBuf>,
+    /// Map the model file instead of reading it into huge-page memory: instant load and pages
+    /// shared with other processes, but slower decode.
+    #[arg(long)]
+    pub mmap: bool,
 }
 
 impl ModelArg {
+    /// Loads the model as asked (resident weights unless --mmap).
+    pub fn load(&self) -> Result<Model> {
+        let mode = if self.mmap {
+            WeightsMode::Mapped
+        } else {
+            WeightsMode::Resident
+        };
+        Ok(Model::load_opts(self.resolve()?, mode, None)?)
+    }
+
     pub fn resolve(&self) -> Result<PathBuf> {
         match &self.model {
             Some(p) => Ok(p.clone()),
@@ -202,7 +216,7 @@ pub fn rusage() -> (u64, u64) {
 pub fn run(a: RunArgs) -> Result<()> {
     let path = a.model.resolve()?;
     let t0 = Instant::now();
-    let model = Arc::new(Model::load(&path)?);
+    let model = Arc::new(a.model.load()?);
     let mut session = Session::new(Arc::clone(&model), a.session.params()?)?;
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");
@@ -348,7 +362,8 @@ pub struct PlanArgs {
 
 /// `tsharp plan`: prints the memory plan; exits non-zero when it is over budget.
 pub fn plan(a: PlanArgs) -> Result<()> {
-    let model = Model::load(a.model.resolve()?)?;
+    // Planning reads no weights: map the file rather than copy it.
+    let model = Model::load_opts(a.model.resolve()?, WeightsMode::Mapped, None)?;
     let p = Session::plan_for(&model, &a.session.params()?)?;
     if a.json {
         let items: Vec<_> = p

@@ -95,6 +95,24 @@ fn json_output_matches_the_reference_greedy_tokens() {
         .map(|t| t.as_u64().unwrap())
         .collect();
     assert_eq!(got, want[..n.min(want.len())]);
+    // The zero-copy mapping gives the same tokens as the default resident weights.
+    let n_str = n.to_string();
+    let mapped = common::tsharp_json(&[
+        "run",
+        "-m",
+        m.to_str().unwrap(),
+        "-p",
+        prompt,
+        "-n",
+        &n_str,
+        "--temp",
+        "0",
+        "-t",
+        "2",
+        "--json",
+        "--mmap",
+    ]);
+    assert_eq!(mapped["tokens"], j["tokens"]);
     assert!(j["text"].as_str().is_some());
     for k in ["load_ms", "prompt_tokens_per_s", "gen_tokens_per_s"] {
         assert!(j["timings"][k].as_f64().unwrap() > 0.0, "{k}: {j}");

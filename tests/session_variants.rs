@@ -12,7 +12,7 @@ mod common;
 
 use std::sync::Arc;
 
-use tensorsharp_runtime::{KvType, Model, Session, SessionParams};
+use tensorsharp_runtime::{KvType, Model, Session, SessionParams, WeightsMode};
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let (mut d, mut na, mut nb) = (0f64, 0f64, 0f64);
@@ -116,4 +116,30 @@ fn kv_types_chunking_threads_and_decode_agree() {
         );
         assert_eq!(one, want, "{}: 1 vs 2 threads not bit-identical", m.reference);
     }
+}
+
+#[test]
+fn mapped_and_resident_weights_give_identical_logits() {
+    let m = &common::test_models()[0];
+    let resident = Arc::new(Model::load(&m.path).unwrap());
+    let mapped = Arc::new(Model::load_opts(&m.path, WeightsMode::Mapped, None).unwrap());
+    let prompt = resident
+        .tokenizer()
+        .tokenize("Robots in warehouses move boxes.", true, true);
+    let p = SessionParams {
+        n_ctx: 64,
+        n_threads: 2,
+        ..Default::default()
+    };
+    let (a, b) = (
+        logits(&resident, &prompt, p.clone()),
+        logits(&mapped, &prompt, p.clone()),
+    );
+    assert_eq!(a, b, "{}", m.reference);
+    // A single decode step too (GEMV path).
+    let mut s1 = Session::new(Arc::clone(&resident), p.clone()).unwrap();
+    let mut s2 = Session::new(Arc::clone(&mapped), p).unwrap();
+    s1.prefill(&prompt).unwrap();
+    s2.prefill(&prompt).unwrap();
+    assert_eq!(s1.decode(42).unwrap().to_vec(), s2.decode(42).unwrap().to_vec());
 }

@@ -49,9 +49,13 @@ typedef struct ts_model ts_model;
 typedef struct ts_session ts_session;
 typedef struct ts_sampler ts_sampler;
 
+/* ts_model_params.flags: map the model file instead of reading it into huge-page memory
+ * (instant load, pages shared with other processes, slower decode). */
+#define TS_MODEL_MMAP 1u
+
 typedef struct {
     uint32_t struct_size; /* sizeof(ts_model_params) */
-    uint32_t flags;       /* reserved, 0 */
+    uint32_t flags;       /* TS_MODEL_* bits; 0: weights read into resident huge-page memory */
 } ts_model_params;
 
 typedef struct {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::sync::Arc;
 
 use tensorsharp_runtime::{
-    KvType, LockMode, Model, RuntimeError, Sampler, SamplerParams, Session, SessionParams, StreamDecoder,
+    KvType, LockMode, Model, RuntimeError, Sampler, SamplerParams, Session, SessionParams, StreamDecoder, WeightsMode,
 };
 
 /// ABI major version (the soname carries it).
@@ -174,9 +174,13 @@ pub struct ts_sampler {
 pub struct ts_model_params {
     /// `sizeof(ts_model_params)`.
     pub struct_size: u32,
-    /// Reserved, 0.
+    /// `TS_MODEL_*` bits; 0: the weights are read into resident huge-page memory.
     pub flags: u32,
 }
+
+/// `ts_model_params.flags`: map the model file instead of reading it into huge-page memory
+/// (instant load, pages shared with other processes, slower decode).
+pub const TS_MODEL_MMAP: u32 = 1;
 
 /// Session parameters.
 #[repr(C)]
@@ -373,15 +377,27 @@ pub extern "C" fn ts_model_load(
         }
         // SAFETY: out is non-NULL and writable by contract.
         unsafe { *out = std::ptr::null_mut() };
+        let mut mode = WeightsMode::Resident;
         if !params.is_null() {
             check_size!(params, ts_model_params);
+            // SAFETY: non-NULL and of the checked size by contract.
+            let flags = unsafe { (*params).flags };
+            if flags & !TS_MODEL_MMAP != 0 {
+                return fail(
+                    TS_ERR_INVALID_ARG,
+                    format!("unknown ts_model_params.flags bits {flags:#x}"),
+                );
+            }
+            if flags & TS_MODEL_MMAP != 0 {
+                mode = WeightsMode::Mapped;
+            }
         }
         // SAFETY: non-NULL NUL-terminated string by contract.
         let path = match unsafe { CStr::from_ptr(path) }.to_str() {
             Ok(p) => p,
             Err(_) => return fail(TS_ERR_INVALID_ARG, "path is not UTF-8"),
         };
-        match Model::load(path) {
+        match Model::load_opts(path, mode, None) {
             Ok(m) => {
                 // SAFETY: as above.
                 unsafe { *out = Box::into_raw(Box::new(ts_model { model: Arc::new(m) })) };

@@ -99,6 +99,7 @@ fn header_declares_exactly_the_exported_functions() {
         );
     }
     assert!(h.contains(&format!("#define TS_ABI_VERSION {TS_ABI_VERSION}")));
+    assert!(h.contains(&format!("#define TS_MODEL_MMAP {TS_MODEL_MMAP}u")));
 }
 
 #[test]

@@ -358,16 +358,18 @@ typedef struct {
     int32_t c0[TS_GV / 64][16] __attribute__((aligned(64))); /* lane 0 and 8: -OFF * block sum */
 } ts_gv_act;
 
-static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *p) {
+/* Activations for the pair kernels: nblk q8a blocks into contiguous codes qs, per pair the
+ * block scales da and offset start values c0 in lane order (an odd last block pairs with zeros). */
+static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, int8_t *qs, float (*da)[16], int32_t (*c0)[16]) {
     for (int64_t b = 0; b < ((nblk + 1) & ~(int64_t)1); b++) {
         const int in = b < nblk, l = (int)(b & 1) * 8;
         if (in)
-            memcpy(p->qs + 32 * b, a[b].qs, 32);
+            memcpy(qs + 32 * b, a[b].qs, 32);
         else
-            memset(p->qs + 32 * b, 0, 32);
+            memset(qs + 32 * b, 0, 32);
         for (int j = 0; j < 8; j++) {
-            p->da[b / 2][l + j] = in ? a[b].d : 0.0f;
-            p->c0[b / 2][l + j] = in && j == 0 ? -off * (a[b].s[0] + a[b].s[1]) : 0;
+            da[b / 2][l + j] = in ? a[b].d : 0.0f;
+            c0[b / 2][l + j] = in && j == 0 ? -off * (a[b].s[0] + a[b].s[1]) : 0;
         }
     }
 }
@@ -389,8 +391,8 @@ static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *
 #define GV_Q4_0 0
 #define GV_Q5_0 1
 #define GV_Q8_0 2
-static inline __attribute__((always_inline)) void gv_pair(__m512 *acc, const uint8_t *pb, int two, const ts_gv_act *p,
-                                                          int64_t pi, int bytes, int kind, __m512i iqs, __m256i id) {
+static inline __attribute__((always_inline)) void gv_decode(const uint8_t *pb, int two, int bytes, int kind, __m512i iqs,
+                                                            __m256i id, __m512i *codes, __m512 *scales) {
     const __m512i shift = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0,
                                            0x0004000400040004, 0x0004000400040004, 0, 0);
     /* A pair of Q8_0 blocks is 68 bytes, so a full 64-byte load stays inside it. */
@@ -413,9 +415,23 @@ static inline __attribute__((always_inline)) void gv_pair(__m512 *acc, const uin
     }
     const __m256i dh = kind == GV_Q8_0 ? _mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_castsi256_si512(id), raw))
                                        : _mm256_permutexvar_epi16(id, _mm512_castsi512_si256(raw));
-    const __m512 dw = _mm512_cvtph_ps(dh);
-    const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(p->c0[pi]), q, _mm512_load_si512(p->qs + 64 * pi));
-    *acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_load_ps(p->da[pi])), *acc);
+    *codes = q;
+    *scales = _mm512_cvtph_ps(dh);
+}
+
+/* acc += the pair's codes and scales against prepared activations (codes, scales, start values). */
+static inline __attribute__((always_inline)) __m512 gv_fma(__m512 acc, __m512i q, __m512 dw, const int8_t *qs,
+                                                           const float *da, const int32_t *c0) {
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(c0), q, _mm512_load_si512(qs));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_load_ps(da)), acc);
+}
+
+static inline __attribute__((always_inline)) void gv_pair(__m512 *acc, const uint8_t *pb, int two, const ts_gv_act *p,
+                                                          int64_t pi, int bytes, int kind, __m512i iqs, __m256i id) {
+    __m512i q;
+    __m512 dw;
+    gv_decode(pb, two, bytes, kind, iqs, id, &q, &dw);
+    *acc = gv_fma(*acc, q, dw, p->qs + 64 * pi, p->da[pi], p->c0[pi]);
 }
 
 /* Two weight rows (nblk blocks of BYTES bytes each, WS bytes apart) against the prepared
@@ -459,7 +475,7 @@ static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a 
     ts_gv_act p;
     for (int64_t e0 = 0; e0 < n; e0 += TS_GV) {
         const int64_t nblk = (n - e0 < TS_GV ? n - e0 : TS_GV) / 32;
-        gv_prepare(a + e0 / 32, nblk, off, &p);
+        gv_prepare(a + e0 / 32, nblk, off, p.qs, p.da, p.c0);
         const uint8_t *w0 = (const uint8_t *)w + (e0 / 32) * bytes;
         int64_t r = 0;
         for (; r + 1 < nrows; r += 2) {
@@ -475,19 +491,21 @@ static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a 
     }
 }
 
-/* Whether the GEMV was done here (the types with a pair kernel). */
-static int gv_q5_0(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) {
-    gv_rows(w, ws, nrows, a, y, n, 22, GV_Q5_0, 16, GV_IDX_QS(3, 14), GV_IDX_D(0, 11));
-    return 1;
-}
-static int gv_q4_0(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) {
-    gv_rows(w, ws, nrows, a, y, n, 18, GV_Q4_0, 8, GV_IDX_QS(1, 10), GV_IDX_D(0, 9));
-    return 1;
-}
-static int gv_q8_0(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) {
-    gv_rows(w, ws, nrows, a, y, n, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17));
-    return 1;
-}
+/* Whether the product was done here: the GEMV of the types with a pair kernel. (A GEMM built
+ * the same way, one decoded pair against eight columns, measured no faster than the generic
+ * eight-chunk tiles, so several columns stay there.) */
+#define GX_FN(T, BYTES, KIND, OFF, IQS, ID)                                                            \
+    static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
+                      int64_t ncols, float *y, size_t ys, int64_t n) {                                 \
+        (void)as; (void)ys;                                                                            \
+        if (ncols != 1) return 0;                                                                      \
+        gv_rows(w, ws, nrows, a, y, n, BYTES, KIND, OFF, IQS, ID);                                     \
+        return 1;                                                                                      \
+    }
+GX_FN(q5_0, 22, GV_Q5_0, 16, GV_IDX_QS(3, 14), GV_IDX_D(0, 11))
+GX_FN(q4_0, 18, GV_Q4_0, 8, GV_IDX_QS(1, 10), GV_IDX_D(0, 9))
+GX_FN(q8_0, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17))
+
 /* Q6_K GEMV: per half super-block, 64 bytes of low nibbles give the codes of elements 0-63
  * (masked) and 64-127 (shifted); the 32 bytes of high bits, broadcast to both halves of a
  * register, are moved into bits 4-5 by one per-half variable shift (left 4/2, right 0/2). The
@@ -567,24 +585,28 @@ static int gvk_q6_k(const void *w, size_t ws, int64_t nrows, const ts_block_q8a 
     }
     return 1;
 }
-#define GVK_NONE(T) \
-    static int gvk_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) { \
+/* The types without a dedicated GEMV here: "not done", the generic kernels take them. */
+#define GV_NONE(NAME) \
+    static int NAME(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) { \
         (void)w; (void)ws; (void)nrows; (void)a; (void)y; (void)n; return 0; }
-GVK_NONE(q2_k)
-GVK_NONE(q3_k)
-GVK_NONE(q4_k)
-GVK_NONE(q5_k)
+GV_NONE(gvk_q2_k)
+GV_NONE(gvk_q3_k)
+GV_NONE(gvk_q4_k)
+GV_NONE(gvk_q5_k)
+#define GX_NONE(T)                                                                                   \
+    static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
+                      int64_t ncols, float *y, size_t ys, int64_t n) {                                 \
+        (void)w; (void)ws; (void)nrows; (void)a; (void)as; (void)ncols; (void)y; (void)ys; (void)n;    \
+        return 0;                                                                                      \
+    }
+GX_NONE(q4_1)
+GX_NONE(q5_1)
+GX_NONE(iq4_nl)
+GX_NONE(q2_0)
 #define TS_GEMVK_FAST(T, w, ws, nrows, a, y, n) gvk_##T(w, ws, nrows, a, y, n)
-#define GV_NONE(T) \
-    static int gv_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) { \
-        (void)w; (void)ws; (void)nrows; (void)a; (void)y; (void)n; return 0; }
-GV_NONE(q4_1)
-GV_NONE(q5_1)
-GV_NONE(iq4_nl)
-GV_NONE(q2_0)
-#define TS_GEMV_FAST(T, w, ws, nrows, a, y, n) gv_##T(w, ws, nrows, a, y, n)
+#define TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n) gx_##T(w, ws, nrows, a, as, ncols, y, ys, n)
 #else
-#define TS_GEMV_FAST(T, w, ws, nrows, a, y, n) 0
+#define TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
 #define TS_GEMVK_FAST(T, w, ws, nrows, a, y, n) 0
 #endif
 
@@ -797,9 +819,9 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
-        if (ncols == 1) { /* GEMV: the pair kernel, else the block-at-a-time kernel */           \
-            if (!TS_GEMV_FAST(T, w, ws, nrows, a, y, n))                                            \
-                TS_FN(blk_##T##_q8a)(w, ws, nrows, a, as, ncols, y, ys, n);                         \
+        if (TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 pair kernels */ \
+        if (ncols == 1) { /* GEMV: the block-at-a-time kernel streams best */                       \
+            TS_FN(blk_##T##_q8a)(w, ws, nrows, a, as, ncols, y, ys, n);                             \
             return;                                                                                 \
         }                                                                                           \
         const int64_t nch_all = n / 32;                                                             \

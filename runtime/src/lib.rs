@@ -17,7 +17,7 @@ pub mod tokenizer;
 pub use error::{Result, RuntimeError};
 pub use generate::{generate, GenStats, Generation, Generator, StopReason};
 pub use kv::KvType;
-pub use model::Model;
+pub use model::{Model, WeightsMode};
 pub use plan::{LockMode, SessionPlan};
 pub use sampler::{Sampler, SamplerParams};
 pub use session::{Session, SessionParams};

@@ -61,16 +61,71 @@ pub struct Model {
     pub(crate) gelu_table: Vec<f32>,
 }
 
+/// How a model's weights are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightsMode {
+    /// Read once at load into private memory on transparent huge pages (the default): decode
+    /// reads every weight each token, and 2 MiB pages spare most of the TLB misses of the page
+    /// cache's 4 KiB ones (see [`GgufFile::open_resident`]).
+    #[default]
+    Resident,
+    /// A zero-copy mapping of the file (`--mmap`): instant load, pages shared with other
+    /// processes and faulted in on first use, slower decode. Also what `Resident` falls back to
+    /// when the file is larger than 90% of the RAM available.
+    Mapped,
+}
+
+/// Whether the file at `path` can be read into memory without crowding out the rest of the
+/// plan: a copy larger than the RAM available would end in the OOM killer, where a mapping only
+/// pages (and the memory plan reports the shortfall as a typed error). Logs the fallback.
+fn fits_in_ram(path: &Path) -> bool {
+    let (Ok(meta), Some(budget)) = (std::fs::metadata(path), crate::plan::detect_ram_budget()) else {
+        return true; // unknown: the read reports its own error
+    };
+    let fits = copy_fits(meta.len(), budget.bytes);
+    if !fits {
+        log::warn!(
+            "{}: {} MiB does not fit in the {} MiB available ({}); mapping it instead of reading it in",
+            path.display(),
+            meta.len() >> 20,
+            budget.bytes >> 20,
+            budget.source
+        );
+    }
+    fits
+}
+
+/// The rule of [`fits_in_ram`]: a copy may take up to 90% of the RAM available.
+fn copy_fits(file_len: u64, available: u64) -> bool {
+    file_len <= available / 10 * 9
+}
+
 impl Model {
     /// Opens and validates `path`, resolves the architecture, tokenizer and weights, and picks
-    /// the kernel tier (`TSHARP_KERNELS` or the best this CPU runs).
+    /// the kernel tier (`TSHARP_KERNELS` or the best this CPU runs). The weights are read into
+    /// resident memory ([`WeightsMode::Resident`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         Self::load_with(path, Kernels::from_env()?)
     }
 
     /// [`load`](Self::load) with an explicit kernel tier.
     pub fn load_with(path: impl AsRef<Path>, kernels: Kernels) -> Result<Model> {
-        let file = GgufFile::open(path)?;
+        Self::load_opts(path, WeightsMode::default(), Some(kernels))
+    }
+
+    /// [`load`](Self::load) with an explicit weights placement and, optionally, kernel tier
+    /// (`None`: `TSHARP_KERNELS` or the best this CPU runs).
+    pub fn load_opts(path: impl AsRef<Path>, weights: WeightsMode, kernels: Option<Kernels>) -> Result<Model> {
+        let kernels = match kernels {
+            Some(k) => k,
+            None => Kernels::from_env()?,
+        };
+        let path = path.as_ref();
+        let file = match weights {
+            WeightsMode::Resident if !fits_in_ram(path) => GgufFile::open(path)?,
+            WeightsMode::Resident => GgufFile::open_resident(path)?,
+            WeightsMode::Mapped => GgufFile::open(path)?,
+        };
         let spec = ModelSpec::from_gguf(&file)?;
         let tokenizer = Tokenizer::from_gguf(&file)?;
         if tokenizer.n_vocab() != spec.n_vocab {
@@ -232,4 +287,17 @@ fn vector(f: &GgufFile, name: &str) -> Result<Vec<f32>> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::copy_fits;
+
+    #[test]
+    fn resident_copy_needs_headroom() {
+        assert!(copy_fits(400 << 20, 8 << 30));
+        assert!(copy_fits(900, 1000));
+        assert!(!copy_fits(901, 1000));
+        assert!(!copy_fits(4 << 30, 2 << 30));
+    }
 }

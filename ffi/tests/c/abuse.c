@@ -44,6 +44,12 @@ int main(int argc, char **argv) {
     ts_model_params_default(&mp);
     mp.struct_size = 3;
     EXPECT(ts_model_load(argv[1], &mp, &m), TS_ERR_INVALID_ARG);
+    ts_model_params_default(&mp);
+    mp.flags = 0x80; /* unknown bit */
+    EXPECT(ts_model_load(argv[1], &mp, &m), TS_ERR_INVALID_ARG);
+    mp.flags = TS_MODEL_MMAP; /* zero-copy mapping instead of resident memory */
+    EXPECT(ts_model_load(argv[1], &mp, &m), TS_OK);
+    ts_model_free(m);
     EXPECT(ts_model_load(argv[1], NULL, &m), TS_OK);
 
     /* tokenize / detokenize */

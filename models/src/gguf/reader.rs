@@ -95,7 +95,8 @@ impl std::fmt::Debug for GgufFile {
 }
 
 impl GgufFile {
-    /// Maps `path` read-only and validates it.
+    /// Maps `path` read-only and validates it (zero-copy: tensor data are views of the page
+    /// cache, shared with other processes and faulted in on first use).
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
         let path = path.as_ref();
         let io = |source| ModelError::Io {
@@ -113,6 +114,37 @@ impl GgufFile {
         // rewritten in place while a runtime serves them.
         let mmap = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(io)?;
         Self::parse(Backing::Mmap(mmap))
+    }
+
+    /// Reads `path` once into private anonymous memory advised for transparent huge pages, and
+    /// validates it. Decode streams every weight each token; with 2 MiB pages instead of the
+    /// page cache's 4 KiB ones the walk misses the TLB far less often (measured: Qwen2.5 0.5B
+    /// decode 56 -> 65 tok/s on 2 threads). The footprint equals a fully touched mapping's; the
+    /// pages are not shared with other processes. Where the kernel offers no huge pages the copy
+    /// still works, on normal pages.
+    pub fn open_resident(path: impl AsRef<Path>) -> Result<GgufFile> {
+        use std::io::Read;
+        let path = path.as_ref();
+        let io = |source| ModelError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let mut file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if len < 4 {
+            return Err(ModelError::truncated("GGUF magic", 0, 4, len));
+        }
+        let len = usize::try_from(len).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "the file is larger than the address space",
+            ))
+        })?;
+        let mut mem = memmap2::MmapMut::map_anon(len).map_err(io)?;
+        // Advice only: without transparent huge pages the copy stays on normal pages.
+        let _ = mem.advise(memmap2::Advice::HugePage);
+        file.read_exact(&mut mem).map_err(io)?;
+        Self::parse(Backing::Mmap(mem.make_read_only().map_err(io)?))
     }
 
     /// Validates a GGUF image held in memory.
