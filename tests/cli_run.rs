@@ -73,31 +73,8 @@ fn json_output_matches_the_reference_greedy_tokens() {
         .position(|s| s["margin"].as_f64().unwrap() < 0.05);
     let n = first_tie.unwrap_or(want.len()).min(16);
     let m = smollm2();
-    let j = common::tsharp_json(&[
-        "run",
-        "-m",
-        m.to_str().unwrap(),
-        "-p",
-        prompt,
-        "-n",
-        &n.to_string(),
-        "--temp",
-        "0",
-        "-t",
-        "2",
-        "--json",
-    ]);
-    assert_eq!(j["prompt_tokens"], case["prompt_tokens"]);
-    let got: Vec<u64> = j["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_u64().unwrap())
-        .collect();
-    assert_eq!(got, want[..n.min(want.len())]);
-    // The zero-copy mapping gives the same tokens as the default resident weights.
     let n_str = n.to_string();
-    let mapped = common::tsharp_json(&[
+    let args = [
         "run",
         "-m",
         m.to_str().unwrap(),
@@ -110,8 +87,18 @@ fn json_output_matches_the_reference_greedy_tokens() {
         "-t",
         "2",
         "--json",
-        "--mmap",
-    ]);
+    ];
+    let j = common::tsharp_json(&args);
+    assert_eq!(j["prompt_tokens"], case["prompt_tokens"]);
+    let got: Vec<u64> = j["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    assert_eq!(got, want[..n.min(want.len())]);
+    // The zero-copy mapping gives the same tokens as the default resident weights.
+    let mapped = common::tsharp_json(&[&args[..], &["--mmap"]].concat());
     assert_eq!(mapped["tokens"], j["tokens"]);
     assert!(j["text"].as_str().is_some());
     for k in ["load_ms", "prompt_tokens_per_s", "gen_tokens_per_s"] {

@@ -630,18 +630,35 @@ impl Session {
             {
                 continue;
             }
-            // SAFETY: `input` holds ncols*n floats and each 8-bit slot has room for ncols*n/32
-            // blocks (plan); the slots are disjoint from the input.
-            let (src, dst) = unsafe {
-                (
-                    std::slice::from_raw_parts(input, ncols * n),
-                    std::slice::from_raw_parts_mut(dst, ncols * n / 32),
-                )
+            // Columns [c0, c1) of the input into their 8-bit blocks.
+            let (src_p, dst_p) = (P(input as *mut f32), P(dst));
+            let quantize = |c0: usize, c1: usize| {
+                // SAFETY: `input` holds ncols*n floats and each 8-bit slot has room for
+                // ncols*n/32 blocks (plan); the slots are disjoint from the input, and callers
+                // give disjoint column ranges.
+                let (src, dst) = unsafe {
+                    (
+                        std::slice::from_raw_parts(src_p.get().add(c0 * n), (c1 - c0) * n),
+                        std::slice::from_raw_parts_mut(dst_p.get().add(c0 * n / 32), (c1 - c0) * n / 32),
+                    )
+                };
+                // Sizes come from the plan and the validated weights; a mismatch would be a
+                // bug, and it is caught by the kernel's length check rather than becoming UB.
+                let quantized = k.quantize(how, src, dst);
+                debug_assert!(quantized.is_ok(), "activation quantization sizes");
             };
-            // Sizes come from the plan and the validated weights; a mismatch would be a bug, and
-            // it is caught by the kernel's length check rather than becoming UB.
-            let quantized = k.quantize(how, src, dst);
-            debug_assert!(quantized.is_ok(), "activation quantization sizes");
+            // A prefill batch is split by columns over the threads (one more wake-up, worth it
+            // from a few columns on); a decode step's one column is quantized here.
+            if ncols >= 4 {
+                self.pool.run(&|i, nt| {
+                    let (c0, c1) = split(ncols, i, nt, 1);
+                    if c0 < c1 {
+                        quantize(c0, c1);
+                    }
+                });
+            } else {
+                quantize(0, ncols);
+            }
         }
         let base = P(self.model.file.bytes().as_ptr() as *mut u8);
         let (xq, xqk, input) = (P(xq), P(xqk), P(input as *mut f32));
