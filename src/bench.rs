@@ -10,7 +10,7 @@ use clap::Args;
 use serde_json::json;
 use tensorsharp_runtime::sampler::argmax;
 use tensorsharp_runtime::session::PROFILE_OPS;
-use tensorsharp_runtime::Session;
+use tensorsharp_runtime::{Model, Session};
 
 use crate::run::{latency_summary, ModelArg, SessionArgs};
 
@@ -78,7 +78,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         return Err("-r must be at least 1".into());
     }
     let path = a.model.resolve()?;
-    let model = Arc::new(a.model.load()?);
+    let model = Arc::new(Model::load_opts(&path, a.model.weights_mode(), None)?);
     let mut params = a.session.params()?;
     if params.n_ctx == 0 {
         params.n_ctx = (a.n_prompt.max(a.n_gen + 1) + 16).next_multiple_of(256);

@@ -61,14 +61,13 @@ pub struct ModelArg {
 }
 
 impl ModelArg {
-    /// Loads the model as asked (resident weights unless --mmap).
-    pub fn load(&self) -> Result<Model> {
-        let mode = if self.mmap {
+    /// Where the weights go: resident unless --mmap.
+    pub fn weights_mode(&self) -> WeightsMode {
+        if self.mmap {
             WeightsMode::Mapped
         } else {
             WeightsMode::Resident
-        };
-        Ok(Model::load_opts(self.resolve()?, mode, None)?)
+        }
     }
 
     pub fn resolve(&self) -> Result<PathBuf> {
@@ -216,7 +215,7 @@ pub fn rusage() -> (u64, u64) {
 pub fn run(a: RunArgs) -> Result<()> {
     let path = a.model.resolve()?;
     let t0 = Instant::now();
-    let model = Arc::new(a.model.load()?);
+    let model = Arc::new(Model::load_opts(&path, a.model.weights_mode(), None)?);
     let mut session = Session::new(Arc::clone(&model), a.session.params()?)?;
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");

@@ -11,30 +11,9 @@ use tensorsharp_kernels::{BlockQ8a, Kernels, Tier, WType};
 const N: usize = 2048; // row length
 const TARGET_BYTES: usize = 4 << 20;
 
-/// Deterministic pseudo-random bytes.
-fn rng_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 24) as u8
-        })
-        .collect()
-}
-
-/// Offsets of the f16 scale fields inside one block, so random blocks get finite scales.
-fn f16_fields(t: WType) -> &'static [usize] {
-    match t {
-        WType::Q4_1 | WType::Q5_1 | WType::Q4_K | WType::Q5_K => &[0, 2],
-        WType::Q2_K => &[80, 82],
-        WType::Q3_K => &[108],
-        WType::Q6_K => &[208],
-        WType::TQ2_0 => &[64],
-        _ => &[0],
-    }
-}
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{f16_fields, rng_bytes};
 
 fn weights(t: WType, rows: usize) -> Vec<u8> {
     let rb = t.row_bytes(N).unwrap();

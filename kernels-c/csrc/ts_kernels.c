@@ -358,18 +358,18 @@ typedef struct {
     int32_t c0[TS_GV / 64][16] __attribute__((aligned(64))); /* lane 0 and 8: -OFF * block sum */
 } ts_gv_act;
 
-/* Activations for the pair kernels: nblk q8a blocks into contiguous codes qs, per pair the
- * block scales da and offset start values c0 in lane order (an odd last block pairs with zeros). */
-static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, int8_t *qs, float (*da)[16], int32_t (*c0)[16]) {
+/* The activations of nblk q8a blocks in the pair kernels' layout (an odd last block pairs with
+ * zeros). */
+static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *p) {
     for (int64_t b = 0; b < ((nblk + 1) & ~(int64_t)1); b++) {
         const int in = b < nblk, l = (int)(b & 1) * 8;
         if (in)
-            memcpy(qs + 32 * b, a[b].qs, 32);
+            memcpy(p->qs + 32 * b, a[b].qs, 32);
         else
-            memset(qs + 32 * b, 0, 32);
+            memset(p->qs + 32 * b, 0, 32);
         for (int j = 0; j < 8; j++) {
-            da[b / 2][l + j] = in ? a[b].d : 0.0f;
-            c0[b / 2][l + j] = in && j == 0 ? -off * (a[b].s[0] + a[b].s[1]) : 0;
+            p->da[b / 2][l + j] = in ? a[b].d : 0.0f;
+            p->c0[b / 2][l + j] = in && j == 0 ? -off * (a[b].s[0] + a[b].s[1]) : 0;
         }
     }
 }
@@ -385,14 +385,14 @@ static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, int8_t *qs,
     _mm256_set_epi16(d1, d1, d1, d1, d1, d1, d1, d1, d0, d0, d0, d0, d0, d0, d0, d0)
 
 /* One block pair of a weight row (TWO: whether the second block exists) against the prepared
- * activations of pair pi, added to *acc. KIND: GV_Q4_0, GV_Q5_0 (the high bits: 4 bytes at
+ * activations of pair pi, added to acc. KIND: GV_Q4_0, GV_Q5_0 (the high bits: 4 bytes at
  * offset 2 of each block) or GV_Q8_0 (34-byte blocks: the codes as two 32-byte loads, biased by
  * 128 to unsigned). */
 #define GV_Q4_0 0
 #define GV_Q5_0 1
 #define GV_Q8_0 2
-static inline __attribute__((always_inline)) void gv_decode(const uint8_t *pb, int two, int bytes, int kind, __m512i iqs,
-                                                            __m256i id, __m512i *codes, __m512 *scales) {
+static inline __attribute__((always_inline)) __m512 gv_pair(__m512 acc, const uint8_t *pb, int two, const ts_gv_act *p,
+                                                            int64_t pi, int bytes, int kind, __m512i iqs, __m256i id) {
     const __m512i shift = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0,
                                            0x0004000400040004, 0x0004000400040004, 0, 0);
     /* A pair of Q8_0 blocks is 68 bytes, so a full 64-byte load stays inside it. */
@@ -415,59 +415,27 @@ static inline __attribute__((always_inline)) void gv_decode(const uint8_t *pb, i
     }
     const __m256i dh = kind == GV_Q8_0 ? _mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_castsi256_si512(id), raw))
                                        : _mm256_permutexvar_epi16(id, _mm512_castsi512_si256(raw));
-    *codes = q;
-    *scales = _mm512_cvtph_ps(dh);
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(p->c0[pi]), q, _mm512_load_si512(p->qs + 64 * pi));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(_mm512_cvtph_ps(dh), _mm512_load_ps(p->da[pi])), acc);
 }
 
-/* acc += the pair's codes and scales against prepared activations (codes, scales, start values). */
-static inline __attribute__((always_inline)) __m512 gv_fma(__m512 acc, __m512i q, __m512 dw, const int8_t *qs,
-                                                           const float *da, const int32_t *c0) {
-    const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(c0), q, _mm512_load_si512(qs));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(dw, _mm512_load_ps(da)), acc);
-}
-
-static inline __attribute__((always_inline)) void gv_pair(__m512 *acc, const uint8_t *pb, int two, const ts_gv_act *p,
-                                                          int64_t pi, int bytes, int kind, __m512i iqs, __m256i id) {
-    __m512i q;
-    __m512 dw;
-    gv_decode(pb, two, bytes, kind, iqs, id, &q, &dw);
-    *acc = gv_fma(*acc, q, dw, p->qs + 64 * pi, p->da[pi], p->c0[pi]);
-}
-
-/* Two weight rows (nblk blocks of BYTES bytes each, WS bytes apart) against the prepared
- * activations: two independent accumulation chains that share the activation loads. */
-static inline __attribute__((always_inline)) void gv_row2(const uint8_t *wr, size_t ws, int64_t nblk, const ts_gv_act *p,
-                                                          int bytes, int kind, __m512i iqs, __m256i id, float *y0, float *y1) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+/* NR (1 or 2, a constant after inlining) weight rows of nblk blocks of BYTES bytes, WS bytes
+ * apart, against the prepared activations into v[0..NR): one accumulation chain per row, the
+ * activation loads shared. */
+static inline __attribute__((always_inline)) void gv_rows_nr(const uint8_t *wr, size_t ws, int nr, int64_t nblk,
+                                                             const ts_gv_act *p, int bytes, int kind, __m512i iqs,
+                                                             __m256i id, float *v) {
+    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
     const int64_t npairs = nblk / 2;
-    for (int64_t pi = 0; pi < npairs; pi++) {
-        __builtin_prefetch(wr + 2 * pi * bytes + TS_PREFETCH);
-        __builtin_prefetch(wr + ws + 2 * pi * bytes + TS_PREFETCH);
-        gv_pair(&acc0, wr + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
-        gv_pair(&acc1, wr + ws + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
-    }
-    if (nblk & 1) {
-        gv_pair(&acc0, wr + (nblk - 1) * bytes, 0, p, npairs, bytes, kind, iqs, id);
-        gv_pair(&acc1, wr + ws + (nblk - 1) * bytes, 0, p, npairs, bytes, kind, iqs, id);
-    }
-    *y0 = _mm512_reduce_add_ps(acc0);
-    *y1 = _mm512_reduce_add_ps(acc1);
-}
-
-/* One weight row against the prepared activations (two chains over alternate pairs). */
-static inline __attribute__((always_inline)) float gv_row(const uint8_t *wr, int64_t nblk, const ts_gv_act *p,
-                                                          int bytes, int kind, __m512i iqs, __m256i id) {
-    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    const int64_t npairs = nblk / 2;
-    int64_t pi = 0;
-    for (; pi + 1 < npairs; pi += 2) {
-        __builtin_prefetch(wr + 2 * pi * bytes + TS_PREFETCH);
-        gv_pair(&acc0, wr + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
-        gv_pair(&acc1, wr + (2 * pi + 2) * bytes, 1, p, pi + 1, bytes, kind, iqs, id);
-    }
-    if (pi < npairs) gv_pair(&acc0, wr + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
-    if (nblk & 1) gv_pair(&acc1, wr + (nblk - 1) * bytes, 0, p, nblk / 2, bytes, kind, iqs, id);
-    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+    for (int64_t pi = 0; pi < npairs; pi++)
+        for (int k = 0; k < nr; k++) {
+            __builtin_prefetch(wr + k * ws + 2 * pi * bytes + TS_PREFETCH);
+            acc[k] = gv_pair(acc[k], wr + k * ws + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
+        }
+    if (nblk & 1)
+        for (int k = 0; k < nr; k++)
+            acc[k] = gv_pair(acc[k], wr + k * ws + (nblk - 1) * bytes, 0, p, npairs, bytes, kind, iqs, id);
+    for (int k = 0; k < nr; k++) v[k] = _mm512_reduce_add_ps(acc[k]);
 }
 
 static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n,
@@ -475,18 +443,15 @@ static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a 
     ts_gv_act p;
     for (int64_t e0 = 0; e0 < n; e0 += TS_GV) {
         const int64_t nblk = (n - e0 < TS_GV ? n - e0 : TS_GV) / 32;
-        gv_prepare(a + e0 / 32, nblk, off, p.qs, p.da, p.c0);
+        gv_prepare(a + e0 / 32, nblk, off, &p);
         const uint8_t *w0 = (const uint8_t *)w + (e0 / 32) * bytes;
-        int64_t r = 0;
-        for (; r + 1 < nrows; r += 2) {
-            float v0, v1;
-            gv_row2(w0 + r * ws, ws, nblk, &p, bytes, kind, iqs, id, &v0, &v1);
-            y[r] = e0 ? y[r] + v0 : v0;
-            y[r + 1] = e0 ? y[r + 1] + v1 : v1;
-        }
-        if (r < nrows) {
-            const float v = gv_row(w0 + r * ws, nblk, &p, bytes, kind, iqs, id);
-            y[r] = e0 ? y[r] + v : v;
+        for (int64_t r = 0; r < nrows; r += 2) {
+            float v[2];
+            if (r + 1 < nrows)
+                gv_rows_nr(w0 + r * ws, ws, 2, nblk, &p, bytes, kind, iqs, id, v);
+            else
+                gv_rows_nr(w0 + r * ws, ws, 1, nblk, &p, bytes, kind, iqs, id, v);
+            for (int k = 0; k < 2 && r + k < nrows; k++) y[r + k] = e0 ? y[r + k] + v[k] : v[k];
         }
     }
 }

@@ -3,35 +3,13 @@
 //! kernels prepare the activation data in several passes (more than 4096 elements for the per-32
 //! GEMM, 16384 for the K-quant GEMM, 8192 for the AVX-512 GEMV), odd block counts and an odd row
 //! count (the tails of the two-row, two-block GEMV), and 1, 3, 8 and 11 columns (GEMV, partial
-//! tile, full tile, tile plus tail). The 8-bit-activation product must equal the plain-Rust reference on the same
-//! quantized activations within 1e-5 of the row's magnitude.
+//! tile, full tile, tile plus tail). The 8-bit-activation product must equal the plain-Rust
+//! reference on the same quantized activations within 1e-5 of the row's magnitude.
 
 use tensorsharp_kernels::{reference, BlockQ8a, Kernels, Tier, WType};
 
-/// Deterministic pseudo-random bytes (xorshift).
-fn rng_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            (s >> 24) as u8
-        })
-        .collect()
-}
-
-/// Offsets of the f16 scale fields inside one block (random bits there could be inf/NaN).
-fn f16_fields(t: WType) -> &'static [usize] {
-    match t {
-        WType::Q4_1 | WType::Q5_1 | WType::Q4_K | WType::Q5_K => &[0, 2],
-        WType::Q2_K => &[80, 82],
-        WType::Q3_K => &[108],
-        WType::Q6_K => &[208],
-        WType::TQ2_0 => &[64],
-        _ => &[0],
-    }
-}
+mod common;
+use common::{f16_fields, rng_bytes};
 
 /// `rows` random rows of `n` elements with finite scales between ~0.004 and ~0.03.
 fn random_weights(t: WType, rows: usize, n: usize) -> Vec<u8> {

@@ -94,20 +94,26 @@ impl std::fmt::Debug for GgufFile {
     }
 }
 
+/// Opens `path` for [`GgufFile::open`] / [`GgufFile::open_resident`]: the file, its length (at
+/// least the 4 bytes of the magic) and the constructor of its I/O errors.
+fn open_file(path: &Path) -> Result<(std::fs::File, u64, impl Fn(std::io::Error) -> ModelError + Copy + '_)> {
+    let io = move |source| ModelError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    if len < 4 {
+        return Err(ModelError::truncated("GGUF magic", 0, 4, len));
+    }
+    Ok((file, len, io))
+}
+
 impl GgufFile {
     /// Maps `path` read-only and validates it (zero-copy: tensor data are views of the page
     /// cache, shared with other processes and faulted in on first use).
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
-        let path = path.as_ref();
-        let io = |source| ModelError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        if len < 4 {
-            return Err(ModelError::truncated("GGUF magic", 0, 4, len));
-        }
+        let (file, _len, io) = open_file(path.as_ref())?;
         // SAFETY: the mapping is read-only and private to this process. The file could still be
         // truncated by another process while mapped (which would raise SIGBUS on access); that is
         // the documented contract of every mmap-based model loader, and model files are not
@@ -124,16 +130,7 @@ impl GgufFile {
     /// still works, on normal pages.
     pub fn open_resident(path: impl AsRef<Path>) -> Result<GgufFile> {
         use std::io::Read;
-        let path = path.as_ref();
-        let io = |source| ModelError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        if len < 4 {
-            return Err(ModelError::truncated("GGUF magic", 0, 4, len));
-        }
+        let (mut file, len, io) = open_file(path.as_ref())?;
         let len = usize::try_from(len).map_err(|_| {
             io(std::io::Error::new(
                 std::io::ErrorKind::OutOfMemory,
