@@ -5,58 +5,67 @@ use std::env;
 
 struct Tier {
     name: &'static str,
-    define: &'static str,
-    flags: &'static [&'static str],
+    defines: &'static [&'static str],
+    /// Compiler flags, in groups (a tier may extend another's list).
+    flags: &'static [&'static [&'static str]],
 }
+
+const AVX512_FLAGS: &[&str] = &[
+    "-mavx2",
+    "-mfma",
+    "-mf16c",
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512vl",
+    "-mavx512dq",
+    "-mavx512vnni",
+];
 
 const X86: &[Tier] = &[
     Tier {
         name: "scalar",
-        define: "TS_ISA_SCALAR",
+        defines: &["TS_ISA_SCALAR"],
         flags: &[],
     },
     Tier {
         name: "avx2",
-        define: "TS_ISA_AVX2",
-        flags: &["-mavx2", "-mfma", "-mf16c"],
+        defines: &["TS_ISA_AVX2"],
+        flags: &[&["-mavx2", "-mfma", "-mf16c"]],
     },
     Tier {
         name: "avx512",
-        define: "TS_ISA_AVX512",
-        flags: &[
-            "-mavx2",
-            "-mfma",
-            "-mf16c",
-            "-mavx512f",
-            "-mavx512bw",
-            "-mavx512vl",
-            "-mavx512dq",
-            "-mavx512vnni",
-        ],
+        defines: &["TS_ISA_AVX512"],
+        flags: &[AVX512_FLAGS],
+    },
+    // The AVX-512 tier plus AMX-INT8 tile matmuls for prefill (Sapphire Rapids and later).
+    Tier {
+        name: "amx",
+        defines: &["TS_ISA_AVX512", "TS_ISA_AMX"],
+        flags: &[AVX512_FLAGS, &["-mamx-tile", "-mamx-int8"]],
     },
 ];
 
 const AARCH64: &[Tier] = &[
     Tier {
         name: "scalar",
-        define: "TS_ISA_SCALAR",
+        defines: &["TS_ISA_SCALAR"],
         flags: &[],
     },
     Tier {
         name: "neon",
-        define: "TS_ISA_NEON",
-        flags: &["-march=armv8-a"],
+        defines: &["TS_ISA_NEON"],
+        flags: &[&["-march=armv8-a"]],
     },
     Tier {
         name: "dotprod",
-        define: "TS_ISA_DOTPROD",
-        flags: &["-march=armv8.2-a+dotprod+fp16"],
+        defines: &["TS_ISA_DOTPROD"],
+        flags: &[&["-march=armv8.2-a+dotprod+fp16"]],
     },
 ];
 
 const OTHER: &[Tier] = &[Tier {
     name: "scalar",
-    define: "TS_ISA_SCALAR",
+    defines: &["TS_ISA_SCALAR"],
     flags: &[],
 }];
 
@@ -73,7 +82,6 @@ fn main() {
         let mut b = cc::Build::new();
         b.file("csrc/ts_kernels.c")
             .include("csrc")
-            .define(t.define, None)
             .opt_level(3)
             .flag_if_supported("-std=c11")
             .flag("-ffp-contract=off")
@@ -82,10 +90,25 @@ fn main() {
             .warnings(true)
             .extra_warnings(true)
             .warnings_into_errors(true);
-        for f in t.flags {
+        for d in t.defines {
+            b.define(d, None);
+        }
+        for f in t.flags.iter().copied().flatten() {
             b.flag(f);
         }
         b.compile(&format!("ts_kernels_{}", t.name));
+    }
+    // CPU feature checks that need the operating system's consent (AMX tile data), compiled with
+    // the baseline flags so that they run on any CPU of the architecture.
+    if arch == "x86_64" {
+        cc::Build::new()
+            .file("csrc/ts_cpu.c")
+            .opt_level(2)
+            .flag_if_supported("-std=c11")
+            .warnings(true)
+            .extra_warnings(true)
+            .warnings_into_errors(true)
+            .compile("ts_cpu");
     }
     // Tests disassemble the tier libraries to prove the baseline ones hold no newer instructions.
     println!(

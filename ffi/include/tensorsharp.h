@@ -14,6 +14,9 @@
  *     with their free function (free of NULL is a no-op). Every other pointer argument is
  *     borrowed for the duration of the call only. Output buffers are caller-owned; when one is
  *     too small the call returns TS_ERR_BUFFER_TOO_SMALL and writes the needed size.
+ *   - Stack: the calling thread computes a share of every prefill and decode step (n_threads
+ *     counts it), in kernels that keep up to 48 KiB of tiles and tables on the stack: give it at
+ *     least 128 KiB free. The library's own worker threads get 256 KiB.
  *   - Allocation: only ts_model_load, ts_session_create and ts_sampler_create allocate. The
  *     step-wise calls (ts_session_prefill, ts_session_decode_step) and ts_session_generate
  *     allocate nothing.

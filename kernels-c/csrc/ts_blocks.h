@@ -76,11 +76,17 @@ typedef void (*ts_mm_f32_fn)(const void *w, size_t w_stride, int64_t nrows,
                              float *y, size_t y_stride, int64_t n);
 typedef void (*ts_quantize_q8a_fn)(const float *x, ts_block_q8a *y, int64_t n);
 /* One query against npos cached f16 rows: out[0..hdv) = softmax(scale * q.K) . V, computed as
- * llama.cpp's CPU flash attention does: q rounded to f16, dot products in f32, online softmax,
- * the V accumulator kept in f16. k/v point at row 0; strides in elements; scores: npos floats. */
+ * llama.cpp's CPU backend does without flash attention (ts_attn.h): q and the probabilities
+ * rounded to f16, its dot-product lane orders (batched: two or more tokens in the matmul, else
+ * one), its vector expf. k/v point at row 0 (cache cell `first`); strides in elements; scores:
+ * npos floats of scratch. hd <= 512. */
 typedef void (*ts_attn_f16_fn)(const float *q, const ts_half *k, size_t k_stride, const ts_half *v,
-                               size_t v_stride, int64_t npos, int64_t hd, int64_t hdv, float scale,
-                               float *scores, float *out);
+                               size_t v_stride, int64_t first, int64_t npos, int64_t hd, int64_t hdv,
+                               float scale, int batched, float *scores, float *out);
+
+/* g[i] = silu(g[i]) * u[i] over n values, as llama.cpp's CPU backend computes it: its vector expf
+ * for the first n_vec (whole chunks of 16 of a row), libm's expf past them. */
+typedef void (*ts_swiglu_fn)(float *g, const float *u, int64_t n, int64_t n_vec);
 
 typedef struct {
     const char *name;
@@ -90,6 +96,7 @@ typedef struct {
     ts_quantize_q8a_fn quantize_q8a;   /* per-32 scales (Q8_0 / Q8_1 style) */
     ts_quantize_q8a_fn quantize_q8a_k; /* per-256 scales (Q8_K style; n % 256 == 0) */
     ts_attn_f16_fn attn_f16;
+    ts_swiglu_fn swiglu;
 } ts_kernel_table;
 
 const ts_kernel_table *ts_scalar_kernel_table(void);

@@ -22,6 +22,9 @@
 #elif defined(TS_ISA_AVX2)
 #define TS_ISA_NAME "avx2"
 #define TS_FN(x) ts_avx2_##x
+#elif defined(TS_ISA_AMX)
+#define TS_ISA_NAME "amx"
+#define TS_FN(x) ts_amx_##x
 #elif defined(TS_ISA_AVX512)
 #define TS_ISA_NAME "avx512"
 #define TS_FN(x) ts_avx512_##x
@@ -626,6 +629,27 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
     return mins;
 }
 
+#if defined(TS_ISA_AMX)
+#include "ts_amx.h"
+DEFINE_AMX_Q32(q4_0, 32, ts_block_q4_0, KIND_U32, 8)
+DEFINE_AMX_Q32(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0)
+DEFINE_AMX_Q32(q5_0, 32, ts_block_q5_0, KIND_U32, 16)
+DEFINE_AMX_Q32(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0)
+DEFINE_AMX_Q32(q8_0, 32, ts_block_q8_0, KIND_S32, 0)
+DEFINE_AMX_Q32(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0)
+DEFINE_AMX_Q32(q2_0, 64, ts_block_q2_0, KIND_U32, 1)
+DEFINE_AMX_K(q2_k, ts_block_q2_k, 0, 0, 16)
+DEFINE_AMX_K(q3_k, ts_block_q3_k, 1, 4, 16)
+DEFINE_AMX_K(q4_k, ts_block_q4_k, 0, 0, 32)
+DEFINE_AMX_K(q5_k, ts_block_q5_k, 0, 0, 32)
+DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
+#define TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) amx_gemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
+#define TS_K_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) amx_kgemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
+#else
+#define TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
+#define TS_K_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
+#endif
+
 #define DEFINE_DEQUANT_KERNELS(T, QK, BLOCK, OFF)                                                    \
     static void TS_FN(dequant_##T)(const void *w, float *y, int64_t n) {                       \
         for (int64_t b = 0; b < n / (QK); b++) {                                                \
@@ -784,6 +808,7 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
+        if (TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AMX tiles (prefill) */ \
         if (TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 pair kernels */ \
         if (ncols == 1) { /* GEMV: the block-at-a-time kernel streams best */                       \
             TS_FN(blk_##T##_q8a)(w, ws, nrows, a, as, ncols, y, ys, n);                             \
@@ -872,6 +897,7 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
         if (ncols == 1 && TS_GEMVK_FAST(T, w, ws, nrows, a, y, n)) return;                         \
+        if (TS_K_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AMX tiles (prefill) */   \
         const int64_t nsb_all = n / TS_QK_K;                                                        \
         int16_t bs[TS_COLS * TS_KSB * 16];                                                          \
         float da[TS_COLS * TS_KSB];                                                                 \
@@ -980,86 +1006,8 @@ DEFINE_FLOAT_KERNELS(bf16)
 
 /* ---- attention over an f16 KV cache ----------------------------------------------------- */
 
-/* acc[i] = f16(acc[i] * ms + v[i] * vs) over n halves (ms == 1 skips the scaling, as ggml
- * only rescales when the running maximum changes). */
-static inline void f16_scale_mad(ts_half *acc, const ts_half *v, int64_t n, float ms, float vs) {
-    int64_t i = 0;
-#if defined(TS_ISA_AVX512)
-    const __m512 wms = _mm512_set1_ps(ms), wvs = _mm512_set1_ps(vs);
-    for (; i + 16 <= n; i += 16) {
-        __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(acc + i)));
-        if (ms != 1.0f) a = _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(a, wms), _MM_FROUND_TO_NEAREST_INT));
-        const __m512 x = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + i)));
-        a = _mm512_fmadd_ps(x, wvs, a);
-        _mm256_storeu_si256((__m256i *)(acc + i), _mm512_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));
-    }
-#endif
-#if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
-    const __m256 vms = _mm256_set1_ps(ms), vvs = _mm256_set1_ps(vs);
-    for (; i + 8 <= n; i += 8) {
-        __m256 a = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(acc + i)));
-        if (ms != 1.0f) a = _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(a, vms), _MM_FROUND_TO_NEAREST_INT));
-        const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + i)));
-        a = _mm256_fmadd_ps(x, vvs, a);
-        _mm_storeu_si128((__m128i *)(acc + i), _mm256_cvtps_ph(a, _MM_FROUND_TO_NEAREST_INT));
-    }
-#elif defined(TS_ISA_DOTPROD)
-    for (; i + 4 <= n; i += 4) {
-        float32x4_t a = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(acc + i)));
-        if (ms != 1.0f) a = vcvt_f32_f16(vcvt_f16_f32(vmulq_n_f32(a, ms)));
-        a = vfmaq_n_f32(a, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(v + i))), vs);
-        vst1_u16(acc + i, vreinterpret_u16_f16(vcvt_f16_f32(a)));
-    }
-#endif
-    for (; i < n; i++) {
-        float a = ts_h2f(acc[i]);
-        if (ms != 1.0f) a = ts_h2f(ts_f2h(a * ms));
-        acc[i] = ts_f2h(a + ts_h2f(v[i]) * vs);
-    }
-}
-
-static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, const ts_half *v,
-                            size_t v_stride, int64_t npos, int64_t hd, int64_t hdv, float scale,
-                            float *scores, float *out) {
-    /* The query in f16, then back to f32 for the dot products. */
-    float q16[512];
-    ts_half acc[512];
-    if (hd > 512 || hdv > 512) return;
-    for (int64_t d = 0; d < hd; d++) q16[d] = ts_h2f(ts_f2h(q[d]));
-    for (int64_t d = 0; d < hdv; d++) acc[d] = 0;
-#if defined(TS_ISA_AVX512)
-    if (hd % 32 == 0) {
-        /* Scores straight from the f16 keys: two 16-lane accumulators, one reduction per key. */
-        for (int64_t j = 0; j < npos; j++) {
-            const ts_half *kj = k + j * k_stride;
-            __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-            for (int64_t d = 0; d < hd; d += 32) {
-                a0 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kj + d))),
-                                     _mm512_loadu_ps(q16 + d), a0);
-                a1 = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(kj + d + 16))),
-                                     _mm512_loadu_ps(q16 + d + 16), a1);
-            }
-            scores[j] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-        }
-    } else
-#endif
-        TS_FN(mm_f16_f32)(k, k_stride * 2, npos, q16, (size_t)hd, 1, scores, (size_t)npos, hd);
-    float m = -INFINITY, s = 0.0f;
-    for (int64_t j = 0; j < npos; j++) {
-        const float sj = scores[j] * scale;
-        float ms = 1.0f, vs = 1.0f;
-        if (sj > m) {
-            ms = expf(m - sj);
-            m = sj;
-        } else {
-            vs = expf(sj - m);
-        }
-        f16_scale_mad(acc, v + j * v_stride, hdv, ms, vs);
-        s = s * ms + vs;
-    }
-    const float inv = s == 0.0f ? 0.0f : 1.0f / s;
-    for (int64_t d = 0; d < hdv; d++) out[d] = ts_h2f(acc[d]) * inv;
-}
+#define TS_ATTN_MAX_HEAD 512
+#include "ts_attn.h"
 
 /* ---- the table ------------------------------------------------------------------------- */
 
@@ -1080,6 +1028,7 @@ static const ts_kernel_table TABLE = {
     .quantize_q8a = TS_FN(quantize_q8a),
     .quantize_q8a_k = TS_FN(quantize_q8a_k),
     .attn_f16 = TS_FN(attn_f16),
+    .swiglu = TS_FN(swiglu),
 };
 
 const ts_kernel_table *TS_FN(kernel_table)(void) { return &TABLE; }

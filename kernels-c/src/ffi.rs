@@ -34,13 +34,17 @@ pub(crate) type AttnF16Fn = unsafe extern "C" fn(
     k_stride: usize,
     v: *const u16,
     v_stride: usize,
+    first: i64,
     npos: i64,
     hd: i64,
     hdv: i64,
     scale: f32,
+    batched: i32,
     scores: *mut f32,
     out: *mut f32,
 );
+
+pub(crate) type SwigluFn = unsafe extern "C" fn(g: *mut f32, u: *const f32, n: i64, n_vec: i64);
 
 /// Mirror of `ts_kernel_table`.
 #[repr(C)]
@@ -52,6 +56,7 @@ pub(crate) struct KernelTable {
     pub quantize_q8a: Option<QuantizeQ8aFn>,
     pub quantize_q8a_k: Option<QuantizeQ8aFn>,
     pub attn_f16: Option<AttnF16Fn>,
+    pub swiglu: Option<SwigluFn>,
 }
 
 // SAFETY: the tables are immutable statics in C (function pointers and a string literal).
@@ -63,6 +68,11 @@ extern "C" {
     pub(crate) fn ts_avx2_kernel_table() -> *const KernelTable;
     #[cfg(ts_tier_x86)]
     pub(crate) fn ts_avx512_kernel_table() -> *const KernelTable;
+    #[cfg(ts_tier_x86)]
+    pub(crate) fn ts_amx_kernel_table() -> *const KernelTable;
+    /// 1 when AMX-INT8 is present, enabled by the OS and granted to this process (ts_cpu.c).
+    #[cfg(ts_tier_x86)]
+    pub(crate) fn ts_amx_int8_usable() -> i32;
     #[cfg(ts_tier_aarch64)]
     pub(crate) fn ts_neon_kernel_table() -> *const KernelTable;
     #[cfg(ts_tier_aarch64)]

@@ -3,7 +3,7 @@
 //! The kernels are C (`csrc/`), compiled once per ISA tier with that tier's flags:
 //! portable scalar, x86-64 AVX2+FMA, x86-64 AVX-512 with VNNI, aarch64 NEON and aarch64 NEON
 //! with dotprod. [`Kernels`] picks a tier at run time ([`Tier::from_env`]: CPU detection,
-//! overridable with `TSHARP_KERNELS=scalar|avx2|avx512|neon|dotprod`) and offers safe,
+//! overridable with `TSHARP_KERNELS=scalar|avx2|avx512|amx|neon|dotprod`) and offers safe,
 //! length-checked entry points:
 //!
 //! - [`Kernels::dequantize`]: a row to f32;
@@ -30,7 +30,7 @@ pub use tier::{Tier, TIER_ENV};
 #[non_exhaustive]
 pub enum KernelError {
     /// `TSHARP_KERNELS` names no tier.
-    #[error("unknown kernel tier '{0}' (expected scalar, avx2, avx512, neon or dotprod)")]
+    #[error("unknown kernel tier '{0}' (expected scalar, avx2, avx512, amx, neon or dotprod)")]
     UnknownTier(String),
     /// The tier is not compiled for this architecture or the CPU lacks its features.
     #[error("kernel tier '{0}' cannot run on this CPU")]
@@ -291,9 +291,13 @@ impl Kernels {
         }
     }
 
-    /// One query against `npos` cached f16 key/value rows, as llama.cpp's CPU flash attention
-    /// computes it (query rounded to f16, online softmax, f16 value accumulator):
-    /// `out[..hdv] = softmax(scale * q·K) · V`.
+    /// One query against `npos` cached f16 key/value rows, `out[..hdv] = softmax(scale * q·K) · V`,
+    /// computed as llama.cpp's CPU backend computes it without flash attention, operation for
+    /// operation (`csrc/ts_attn.h`): the query and the probabilities rounded to f16, the lane
+    /// orders of its f16 matmuls (`batched`: the step computes two or more tokens, as llama.cpp's
+    /// tinyBLAS path; otherwise its one-token dot product), its vector `expf`, the softmax sum in
+    /// double. `first` is the cache cell (position) of row 0, which fixes the lanes. Every tier
+    /// gives the same bits.
     ///
     /// # Safety
     /// `q` readable for `hd` floats; `k` for `npos` rows of `hd` halves at `k_stride` elements;
@@ -307,10 +311,12 @@ impl Kernels {
         k_stride: usize,
         v: *const u16,
         v_stride: usize,
+        first: usize,
         npos: usize,
         hd: usize,
         hdv: usize,
         scale: f32,
+        batched: bool,
         scores: *mut f32,
         out: *mut f32,
     ) {
@@ -323,15 +329,35 @@ impl Kernels {
                     k_stride,
                     v,
                     v_stride,
+                    first as i64,
                     npos as i64,
                     hd as i64,
                     hdv as i64,
                     scale,
+                    i32::from(batched),
                     scores,
                     out,
                 )
             }
         }
+    }
+
+    /// `g[i] = silu(g[i]) * u[i]` (SwiGLU), as llama.cpp's CPU backend computes it:
+    /// `x / (1 + e^-x)` with ggml's vector `expf` for the first `n_vec` values (a row's whole
+    /// chunks of 16) and libm's `expf` past them. `g` and `u` must be the same length.
+    pub fn swiglu(&self, g: &mut [f32], u: &[f32], n_vec: usize) -> Result<()> {
+        if g.len() != u.len() || n_vec > g.len() {
+            return Err(KernelError::BadLength(format!(
+                "swiglu: {} gate and {} up values, {n_vec} vector ones",
+                g.len(),
+                u.len()
+            )));
+        }
+        if let Some(f) = self.table.swiglu {
+            // SAFETY: both slices hold g.len() floats; n_vec <= g.len() checked above.
+            unsafe { f(g.as_mut_ptr(), u.as_ptr(), g.len() as i64, n_vec as i64) };
+        }
+        Ok(())
     }
 
     /// Raw, strided form of [`matmul_f32`](Self::matmul_f32); `x_stride` is in elements.

@@ -310,3 +310,123 @@ pub fn dot_q8a(t: WType, w: &[u8], a: &[BlockQ8a]) -> f64 {
         .sum();
     exact + correction
 }
+
+/// `_mm512_reduce_add_ps` as GCC computes it: lanes i and i+8, then i and i+4, then (0+2)+(1+3).
+fn reduce16(a: &[f32; 16]) -> f32 {
+    let t3: [f32; 8] = std::array::from_fn(|i| a[i + 8] + a[i]);
+    let t6: [f32; 4] = std::array::from_fn(|i| t3[i + 4] + t3[i]);
+    (t6[0] + t6[2]) + (t6[1] + t6[3])
+}
+
+/// Lane-ordered sum of `n` products `f(i)` as ggml's f16 matmuls run it on AVX-512: `lanes` 16
+/// (llamafile tinyBLAS: element i on lane i mod 16) or 64 (`ggml_vec_dot_f16`: blocks of 64,
+/// four accumulators of 16 combined (0+2)+(1+3), a tail past the last full block in double).
+/// `first` shifts the element index (cache cell of element 0; the cells before add zeros).
+fn lane_sum(n: usize, first: usize, lanes: usize, f: impl Fn(usize) -> (f32, f32)) -> f32 {
+    let total = first + n;
+    let full = if lanes == 64 { total & !63 } else { total };
+    let mut acc = [0f32; 64];
+    for i in 0..n {
+        let e = first + i;
+        if e < full {
+            let (a, b) = f(i);
+            acc[e % lanes] = a.mul_add(b, acc[e % lanes]);
+        }
+    }
+    let l: [f32; 16] = if lanes == 64 {
+        std::array::from_fn(|t| (acc[t] + acc[32 + t]) + (acc[16 + t] + acc[48 + t]))
+    } else {
+        std::array::from_fn(|t| acc[t])
+    };
+    let r = reduce16(&l);
+    if full == total {
+        return r;
+    }
+    let mut s = f64::from(r);
+    for i in full.saturating_sub(first)..n {
+        let (a, b) = f(i);
+        s += f64::from(a * b);
+    }
+    s as f32
+}
+
+/// ggml's AVX-512 `ggml_v_expf` for one lane (a polynomial in the reduced argument, scaled by
+/// 2^n with one rounding).
+pub fn ggml_expf(x: f32) -> f32 {
+    let r = f32::from_bits(0x4b40_0000); // 0x1.8p23
+    let z = x.mul_add(f32::from_bits(0x3fb8_aa3b), r); // 0x1.715476p+0
+    let n = z - r;
+    let b = (-n).mul_add(
+        f32::from_bits(0x35bf_be8e),
+        (-n).mul_add(f32::from_bits(0x3f31_7200), x),
+    );
+    if n.abs() > 192.0 {
+        return if n <= 0.0 { 0.0 } else { f32::INFINITY };
+    }
+    let u = b * b;
+    let c = |bits: u32| f32::from_bits(bits);
+    let j = c(0x3c07_2010)
+        .mul_add(b, c(0x3d2b_9f17))
+        .mul_add(u, c(0x3e2a_af33).mul_add(b, c(0x3eff_fedb)))
+        .mul_add(u, c(0x3f7f_fff6).mul_add(b, 1.0));
+    (f64::from(j) * 2f64.powi(n as i32)) as f32
+}
+
+/// One query over f16 keys and values as llama.cpp's CPU backend computes attention without
+/// flash attention (the reference outputs' setting), rounding for rounding: see
+/// `Kernels::attention_f16_raw`. `k[j * k_stride ..]`, `v[j * v_stride ..]` are the rows of cache
+/// cells `first + j`.
+#[allow(clippy::too_many_arguments)]
+pub fn attention_f16(
+    q: &[f32],
+    k: &[u16],
+    k_stride: usize,
+    v: &[u16],
+    v_stride: usize,
+    first: usize,
+    npos: usize,
+    hdv: usize,
+    scale: f32,
+    batched: bool,
+) -> Vec<f32> {
+    let hd = q.len();
+    let q16: Vec<f32> = q.iter().map(|&x| f16_to_f32(f32_to_f16(x))).collect();
+    let kq_lanes = if batched && hd.is_multiple_of(16) { 16 } else { 64 };
+    let s: Vec<f32> = (0..npos)
+        .map(|j| lane_sum(hd, 0, kq_lanes, |d| (f16_to_f32(k[j * k_stride + d]), q16[d])) * scale)
+        .collect();
+    let m = s.iter().fold(f32::NEG_INFINITY, |m, &x| if m > x { m } else { x });
+    let e: Vec<f32> = s.iter().map(|&x| ggml_expf(x - m)).collect();
+    // Chunks of 16 cells from a multiple of 16, each reduced, summed in double.
+    let mut sum = 0f64;
+    let mut c0 = first & !15;
+    while c0 < first + npos {
+        let lanes: [f32; 16] = std::array::from_fn(|t| {
+            let cell = c0 + t;
+            if cell >= first && cell < first + npos {
+                e[cell - first]
+            } else {
+                0.0
+            }
+        });
+        sum += f64::from(reduce16(&lanes));
+        c0 += 16;
+    }
+    let inv = (1.0 / sum) as f32;
+    let p: Vec<f32> = e.iter().map(|&x| f16_to_f32(f32_to_f16(x * inv))).collect();
+    let pv_lanes = if batched && hdv.is_multiple_of(4) { 16 } else { 64 };
+    (0..hdv)
+        .map(|d| {
+            // The value matmul runs over every cell of the cache: the tail rule of the one-token
+            // order counts from cell 0, so pad the positions to the full cache (zeros past npos).
+            let n_kv = (first + npos).next_multiple_of(256);
+            lane_sum(n_kv - first, first, pv_lanes, |j| {
+                if j < npos {
+                    (f16_to_f32(v[j * v_stride + d]), p[j])
+                } else {
+                    (0.0, 0.0)
+                }
+            })
+        })
+        .collect()
+}

@@ -4,7 +4,8 @@
 use crate::ffi::{self, KernelTable};
 use crate::KernelError;
 
-/// The environment variable that forces a tier (`scalar`, `avx2`, `avx512`, `neon`, `dotprod`).
+/// The environment variable that forces a tier (`scalar`, `avx2`, `avx512`, `amx`, `neon`,
+/// `dotprod`).
 pub const TIER_ENV: &str = "TSHARP_KERNELS";
 
 /// One compiled kernel tier.
@@ -16,6 +17,9 @@ pub enum Tier {
     Avx2,
     /// x86-64 AVX-512 F/BW/VL/DQ with VNNI.
     Avx512,
+    /// The AVX-512 tier with AMX-INT8 tile products for prefill matmuls (Sapphire Rapids and
+    /// later; needs Linux 5.16+ to grant the tile state).
+    Amx,
     /// aarch64 Advanced SIMD (armv8-a).
     Neon,
     /// aarch64 NEON with the dot-product extension (armv8.2-a+dotprod).
@@ -24,7 +28,14 @@ pub enum Tier {
 
 impl Tier {
     /// Every tier, best last.
-    pub const ALL: [Tier; 5] = [Tier::Scalar, Tier::Avx2, Tier::Avx512, Tier::Neon, Tier::Dotprod];
+    pub const ALL: [Tier; 6] = [
+        Tier::Scalar,
+        Tier::Avx2,
+        Tier::Avx512,
+        Tier::Amx,
+        Tier::Neon,
+        Tier::Dotprod,
+    ];
 
     /// The tier's name, as `TSHARP_KERNELS` spells it.
     pub fn name(self) -> &'static str {
@@ -32,6 +43,7 @@ impl Tier {
             Tier::Scalar => "scalar",
             Tier::Avx2 => "avx2",
             Tier::Avx512 => "avx512",
+            Tier::Amx => "amx",
             Tier::Neon => "neon",
             Tier::Dotprod => "dotprod",
         }
@@ -49,7 +61,7 @@ impl Tier {
     pub fn is_compiled(self) -> bool {
         match self {
             Tier::Scalar => true,
-            Tier::Avx2 | Tier::Avx512 => cfg!(ts_tier_x86),
+            Tier::Avx2 | Tier::Avx512 | Tier::Amx => cfg!(ts_tier_x86),
             Tier::Neon | Tier::Dotprod => cfg!(ts_tier_aarch64),
         }
     }
@@ -97,6 +109,8 @@ impl Tier {
                 Tier::Avx2 => ffi::ts_avx2_kernel_table(),
                 #[cfg(ts_tier_x86)]
                 Tier::Avx512 => ffi::ts_avx512_kernel_table(),
+                #[cfg(ts_tier_x86)]
+                Tier::Amx => ffi::ts_amx_kernel_table(),
                 #[cfg(ts_tier_aarch64)]
                 Tier::Neon => ffi::ts_neon_kernel_table(),
                 #[cfg(ts_tier_aarch64)]
@@ -122,6 +136,7 @@ fn cpu_has(t: Tier) -> bool {
     match t {
         Tier::Scalar => true,
         Tier::Avx2 => has!("avx2") && has!("fma") && has!("f16c"),
+        Tier::Amx => cpu_has(Tier::Avx512) && amx_usable(),
         Tier::Avx512 => {
             has!("avx2")
                 && has!("fma")
@@ -136,6 +151,15 @@ fn cpu_has(t: Tier) -> bool {
     }
 }
 
+/// AMX-INT8 present, enabled by the OS and granted to this process (asked once).
+#[cfg(target_arch = "x86_64")]
+fn amx_usable() -> bool {
+    static USABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: ts_amx_int8_usable only runs cpuid/xgetbv (after checking OSXSAVE) and the
+    // arch_prctl request; it touches no memory of ours.
+    *USABLE.get_or_init(|| unsafe { crate::ffi::ts_amx_int8_usable() } == 1)
+}
+
 #[cfg(target_arch = "aarch64")]
 fn cpu_has(t: Tier) -> bool {
     use std::arch::is_aarch64_feature_detected as has;
@@ -143,7 +167,7 @@ fn cpu_has(t: Tier) -> bool {
         Tier::Scalar => true,
         Tier::Neon => has!("neon"),
         Tier::Dotprod => has!("neon") && has!("dotprod") && has!("fp16"),
-        Tier::Avx2 | Tier::Avx512 => false,
+        Tier::Avx2 | Tier::Avx512 | Tier::Amx => false,
     }
 }
 

@@ -6,7 +6,13 @@
 use std::process::Command;
 
 fn disassemble(tier: &str) -> String {
-    let lib = format!("{}/libts_kernels_{tier}.a", env!("TS_KERNELS_LIB_DIR"));
+    let text = disassemble_lib(&format!("ts_kernels_{tier}"));
+    assert!(text.lines().count() > 1000, "{tier}: suspiciously little code");
+    text
+}
+
+fn disassemble_lib(name: &str) -> String {
+    let lib = format!("{}/lib{name}.a", env!("TS_KERNELS_LIB_DIR"));
     let tool = std::env::var("OBJDUMP").unwrap_or_else(|_| {
         if cfg!(target_arch = "aarch64") {
             "aarch64-linux-gnu-objdump".into()
@@ -24,9 +30,7 @@ fn disassemble(tier: &str) -> String {
         "{tool} -d {lib}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.lines().count() > 1000, "{lib}: suspiciously little code");
-    text
+    String::from_utf8(out.stdout).unwrap()
 }
 
 fn count(text: &str, needle: &str) -> usize {
@@ -35,7 +39,7 @@ fn count(text: &str, needle: &str) -> usize {
 
 #[test]
 #[cfg(target_arch = "x86_64")]
-fn x86_baseline_has_no_avx_and_avx2_has_no_avx512() {
+fn x86_each_tier_uses_only_its_own_instructions() {
     let scalar = disassemble("scalar");
     assert_eq!(
         count(&scalar, "%ymm") + count(&scalar, "%zmm") + count(&scalar, "{vex}") + count(&scalar, "\tv"),
@@ -47,6 +51,21 @@ fn x86_baseline_has_no_avx_and_avx2_has_no_avx512() {
     let avx512 = disassemble("avx512");
     assert!(count(&avx512, "vpdpbusd") > 0, "the avx512 tier should use VNNI");
     assert!(count(&avx512, "%zmm") > 0);
+    assert_eq!(
+        count(&avx512, "tdpb") + count(&avx512, "ldtilecfg"),
+        0,
+        "AMX instructions belong to the amx tier only"
+    );
+    let amx = disassemble("amx");
+    assert!(count(&amx, "tdpbssd") > 0, "the amx tier should use tile dot products");
+    assert!(
+        count(&amx, "tdpbsud") > 0,
+        "Q4_1/Q5_1 and the K-quant mins use unsigned x signed"
+    );
+    assert!(count(&amx, "ldtilecfg") > 0);
+    // The baseline CPU probe decides whether the tile kernels may run: it must itself run anywhere.
+    let cpu = disassemble_lib("ts_cpu");
+    assert_eq!(count(&cpu, "%ymm") + count(&cpu, "%zmm") + count(&cpu, "tdpb"), 0);
 }
 
 #[test]

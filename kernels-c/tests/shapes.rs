@@ -2,9 +2,9 @@
 //! rows that end in a partial group of 256 (e.g. 896, Qwen2.5's width), rows long enough that the
 //! kernels prepare the activation data in several passes (more than 4096 elements for the per-32
 //! GEMM, 16384 for the K-quant GEMM, 8192 for the AVX-512 GEMV), odd block counts and an odd row
-//! count (the tails of the two-row, two-block GEMV), and 1, 3, 8 and 11 columns (GEMV, partial
-//! tile, full tile, tile plus tail). The 8-bit-activation product must equal the plain-Rust
-//! reference on the same quantized activations within 1e-5 of the row's magnitude.
+//! count (the tails of the two-row, two-block GEMV), 1, 3, 8 and 11 columns (GEMV, partial
+//! tile, full tile, tile plus tail) and 35 rows by 37 columns (full and partial AMX tiles). The
+//! 8-bit-activation product must equal the plain-Rust reference on the same quantized activations within 1e-5 of the row's magnitude.
 
 use tensorsharp_kernels::{reference, BlockQ8a, Kernels, Tier, WType};
 
@@ -16,7 +16,7 @@ fn random_weights(t: WType, rows: usize, n: usize) -> Vec<u8> {
     let mut w = rng_bytes(t.row_bytes(n).unwrap() * rows, t as u64 + n as u64);
     for (b, blk) in w.chunks_exact_mut(t.block_bytes()).enumerate() {
         for &o in f16_fields(t) {
-            let h: u16 = 0x1c00 + ((b as u16 * 37) & 0x3ff) + ((b as u16 & 3) << 10);
+            let h = (0x1c00 + ((b * 37) & 0x3ff) + ((b & 3) << 10)) as u16;
             blk[o..o + 2].copy_from_slice(&h.to_le_bytes());
         }
     }
@@ -40,7 +40,9 @@ fn ragged_and_long_rows_match_the_reference_on_every_tier() {
         WType::Q6_K,
         WType::TQ2_0,
     ];
-    let rows = 3;
+    // (rows, columns): GEMV, partial and full tiles of the AVX-512 kernels, and for the AMX
+    // tiles (16 rows x 16 columns) two full and one partial tile each way.
+    let shapes = [(3usize, 1usize), (3, 3), (3, 8), (3, 11), (35, 37)];
     for t in quant {
         let lens: &[usize] = if t.block_elems() == 256 {
             &[256, 768, 16384 + 512]
@@ -50,9 +52,9 @@ fn ragged_and_long_rows_match_the_reference_on_every_tier() {
             &[96, 896, 4096 + 640, 8192 + 160]
         };
         for &n in lens {
-            let w = random_weights(t, rows, n);
+            let w = random_weights(t, 35, n);
             let rb = t.row_bytes(n).unwrap();
-            for ncols in [1usize, 3, 8, 11] {
+            for (rows, ncols) in shapes {
                 let x: Vec<f32> = (0..n * ncols)
                     .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * (1.0 + (i % 5) as f32))
                     .collect();

@@ -879,7 +879,17 @@ impl Session {
                     )
                 };
                 if silu {
-                    g.iter_mut().zip(u).for_each(|(g, u)| *g = ops::silu(*g) * u);
+                    // Row by row: ggml's vector exp covers a row's whole chunks of 16, libm's
+                    // exp the rest (none when ff is a multiple of 16).
+                    let mut a = lo;
+                    while a < hi {
+                        let row_end = (a / ff + 1) * ff;
+                        let b = row_end.min(hi);
+                        let n_vec = (row_end - ff + (ff & !15)).saturating_sub(a).min(b - a);
+                        // The lengths are equal and n_vec <= b - a: this cannot fail.
+                        let _ = model.kernels.swiglu(&mut g[a - lo..b - lo], &u[a - lo..b - lo], n_vec);
+                        a = b;
+                    }
                 } else {
                     g.iter_mut()
                         .zip(u)
@@ -973,17 +983,20 @@ impl Session {
                             nkv * hd,
                             v0,
                             nkv * hdv,
+                            lo,
                             npos,
                             hd,
                             hdv,
                             scale,
+                            t_n > 1,
                             sc.as_mut_ptr(),
                             out,
                         );
                         continue;
                     }
-                    // f32 / q8_0 caches: the same flash-attention arithmetic as the f16 kernel
-                    // (query rounded to f16, online softmax, f16 value accumulator), in Rust.
+                    // f32 / q8_0 caches: flash-attention arithmetic as llama.cpp runs it for
+                    // these cache types (it needs flash attention for a quantized V cache):
+                    // query rounded to f16, online softmax, f16 value accumulator.
                     for d in 0..hd {
                         *qh.add(d) = ops::f16_to_f32(ops::f32_to_f16(*qh.add(d)));
                     }

@@ -1,0 +1,209 @@
+/* Attention of one query over an f16 KV cache, computed as llama.cpp's CPU backend computes it
+ * without flash attention (the reference outputs were made that way; llama-cpp-python's default),
+ * operation for operation, so that the rounding matches too. Included by ts_kernels.c.
+ *
+ * ggml's graph is KQ = mul_mat(K, q), softmax, KQV = mul_mat(V^T, softmax):
+ *   - q and the probabilities are rounded to f16 (the f16 matmul's activation type);
+ *   - a matmul of two or more tokens runs llamafile's tinyBLAS (16 fp32 lanes, lane t summing the
+ *     elements i = t mod 16 in order with fma, then _mm512_reduce_add_ps); one token runs
+ *     ggml_vec_dot_f16 (4 x 16 lanes over blocks of 64, lanes combined 0+2, 1+3, 0+1, then the same
+ *     reduction; a tail past the last block of 64 added in double);
+ *   - softmax: scores times the scale, max, ggml's vector expf in chunks of 16 cache cells, each
+ *     chunk reduced as above and summed in double; probabilities times (float)(1 / sum).
+ * The lanes are those of the AVX-512 build (the reference's). Cell index = position: `first` is
+ * the cell of key 0 (masked cells before it and after the last key contribute exact zeros). Every
+ * tier computes the same bits: the AVX-512 tier with the vector instructions ggml uses, the others
+ * lane by lane with fmaf. */
+
+/* _mm512_reduce_add_ps as GCC defines it: halves, quarters, then (0+2) + (1+3). */
+static inline float ts_tree16(const float *a) {
+    float t3[8], t6[4];
+    for (int i = 0; i < 8; i++) t3[i] = a[i + 8] + a[i];
+    for (int i = 0; i < 4; i++) t6[i] = t3[i + 4] + t3[i];
+    return (t6[0] + t6[2]) + (t6[1] + t6[3]);
+}
+
+/* 2^n as a double, |n| <= 1022. */
+static inline double ts_pow2d(int n) {
+    const uint64_t bits = (uint64_t)(n + 1023) << 52;
+    double d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* ggml_v_expf (AVX-512 form) for one lane. _mm512_scalef_ps(j, n) = j * 2^n rounded once: the
+ * product in double is exact, so one conversion to float rounds it as scalef does. */
+static inline float ts_ggml_expf(float x) {
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+                         fmaf(0x1.ffffecp-1f, b, 1.0f));
+    if (n != n) return j; /* NaN input: NaN */
+    return (float)((double)j * ts_pow2d((int)n));
+}
+
+#if defined(TS_ISA_AVX512)
+/* ggml_v_expf, AVX-512 form, as ggml writes it. */
+static inline __m512 ts_v_expf(__m512 x) {
+    const __m512 r = _mm512_set1_ps(0x1.8p23f);
+    const __m512 z = _mm512_fmadd_ps(x, _mm512_set1_ps(0x1.715476p+0f), r);
+    const __m512 n = _mm512_sub_ps(z, r);
+    const __m512 b = _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm512_fnmadd_ps(n, _mm512_set1_ps(0x1.62e4p-1f), x));
+    const __mmask16 d = _mm512_cmp_ps_mask(_mm512_abs_ps(n), _mm512_set1_ps(192), _CMP_GT_OQ);
+    const __m512 u = _mm512_mul_ps(b, b);
+    const __m512 j = _mm512_fmadd_ps(
+        _mm512_fmadd_ps(_mm512_fmadd_ps(_mm512_set1_ps(0x1.0e4020p-7f), b, _mm512_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm512_fmadd_ps(_mm512_set1_ps(0x1.555e66p-3f), b, _mm512_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm512_fmadd_ps(_mm512_set1_ps(0x1.ffffecp-1f), b, _mm512_set1_ps(1.0F)));
+    const __m512 res = _mm512_scalef_ps(j, n);
+    if (_mm512_kortestz(d, d)) return res;
+    const __m512 alt = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(n, _mm512_setzero_ps(), _CMP_LE_OQ),
+                                            _mm512_set1_ps(INFINITY), _mm512_setzero_ps());
+    return _mm512_mask_blend_ps(d, res, alt);
+}
+#endif
+
+/* g[i] = silu(g[i]) * u[i] as ggml_vec_swiglu_f32 computes it: x / (1 + e^-x) with the vector
+ * expf for the first n_vec elements (the row's whole chunks of 16), libm's expf past them. */
+static void TS_FN(swiglu)(float *g, const float *u, int64_t n, int64_t n_vec) {
+    int64_t i = 0;
+#if defined(TS_ISA_AVX512)
+    for (; i + 16 <= n_vec; i += 16) {
+        const __m512 x = _mm512_loadu_ps(g + i);
+        const __m512 e = ts_v_expf(_mm512_sub_ps(_mm512_setzero_ps(), x));
+        const __m512 s = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(s, _mm512_loadu_ps(u + i)));
+    }
+#endif
+    for (; i < n_vec; i++) g[i] = (g[i] / (1.0f + ts_ggml_expf(0.0f - g[i]))) * u[i];
+    for (; i < n; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+}
+
+/* dot(x[0..n), y[0..n)) of f16 x and f32 y (f16 values), in tinyBLAS order (n % 16 == 0). */
+static inline float ts_dot_tiny(const ts_half *x, const float *y, int64_t n) {
+#if defined(TS_ISA_AVX512)
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16)
+        acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))), _mm512_loadu_ps(y + i),
+                              acc);
+    return _mm512_reduce_add_ps(acc);
+#else
+    float acc[16] = {0};
+    for (int64_t i = 0; i < n; i += 16)
+        for (int t = 0; t < 16; t++) acc[t] = fmaf(ts_h2f(x[i + t]), y[i + t], acc[t]);
+    return ts_tree16(acc);
+#endif
+}
+
+/* The same in ggml_vec_dot_f16 order. */
+static inline float ts_dot_vec(const ts_half *x, const float *y, int64_t n) {
+    const int64_t np = n & ~(int64_t)63;
+    float r;
+#if defined(TS_ISA_AVX512)
+    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+    for (int64_t i = 0; i < np; i += 64)
+        for (int a = 0; a < 4; a++)
+            s[a] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i + 16 * a))),
+                                   _mm512_loadu_ps(y + i + 16 * a), s[a]);
+    s[0] = _mm512_add_ps(s[0], s[2]);
+    s[1] = _mm512_add_ps(s[1], s[3]);
+    r = _mm512_reduce_add_ps(_mm512_add_ps(s[0], s[1]));
+#else
+    float s[64] = {0}, l[16];
+    for (int64_t i = 0; i < np; i += 64)
+        for (int a = 0; a < 64; a++) s[a] = fmaf(ts_h2f(x[i + a]), y[i + a], s[a]);
+    for (int t = 0; t < 16; t++) l[t] = (s[t] + s[32 + t]) + (s[16 + t] + s[48 + t]);
+    r = ts_tree16(l);
+#endif
+    if (np == n) return r;
+    double sum = r;
+    for (int64_t i = np; i < n; i++) sum += (double)(ts_h2f(x[i]) * y[i]);
+    return (float)sum;
+}
+
+/* out[d0..d0+nd) = sum_j p[j] * v[j][d] with lane (first + j) mod na (16: tinyBLAS, 64:
+ * vec_dot_f16), lanes reduced as those orders do. nd <= 16. */
+static inline void ts_pv_block(const float *p, const ts_half *v, size_t v_stride, int64_t first, int64_t npos,
+                               int64_t d0, int nd, int na, float *out) {
+#if defined(TS_ISA_AVX512)
+    if (nd == 16) {
+        __m512 acc[64];
+        for (int a = 0; a < na; a++) acc[a] = _mm512_setzero_ps();
+        for (int64_t j = 0; j < npos; j++) {
+            const int a = (int)((first + j) & (na - 1));
+            acc[a] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + j * v_stride + d0))),
+                                     _mm512_set1_ps(p[j]), acc[a]);
+        }
+        if (na == 64)
+            for (int t = 0; t < 16; t++)
+                acc[t] = _mm512_add_ps(_mm512_add_ps(acc[t], acc[32 + t]), _mm512_add_ps(acc[16 + t], acc[48 + t]));
+        __m512 t3[8], t6[4];
+        for (int i = 0; i < 8; i++) t3[i] = _mm512_add_ps(acc[i + 8], acc[i]);
+        for (int i = 0; i < 4; i++) t6[i] = _mm512_add_ps(t3[i + 4], t3[i]);
+        _mm512_storeu_ps(out + d0, _mm512_add_ps(_mm512_add_ps(t6[0], t6[2]), _mm512_add_ps(t6[1], t6[3])));
+        return;
+    }
+#endif
+    float acc[64][16];
+    for (int a = 0; a < na; a++)
+        for (int e = 0; e < nd; e++) acc[a][e] = 0.0f;
+    for (int64_t j = 0; j < npos; j++) {
+        const int a = (int)((first + j) & (na - 1));
+        for (int e = 0; e < nd; e++) acc[a][e] = fmaf(ts_h2f(v[j * v_stride + d0 + e]), p[j], acc[a][e]);
+    }
+    for (int e = 0; e < nd; e++) {
+        float l[16];
+        for (int t = 0; t < 16; t++)
+            l[t] = na == 64 ? (acc[t][e] + acc[32 + t][e]) + (acc[16 + t][e] + acc[48 + t][e]) : acc[t][e];
+        out[d0 + e] = ts_tree16(l);
+    }
+}
+
+static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, const ts_half *v, size_t v_stride,
+                            int64_t first, int64_t npos, int64_t hd, int64_t hdv, float scale, int batched,
+                            float *scores, float *out) {
+    float q16[TS_ATTN_MAX_HEAD] __attribute__((aligned(64)));
+    if (hd > TS_ATTN_MAX_HEAD || npos <= 0) return;
+    for (int64_t d = 0; d < hd; d++) q16[d] = ts_h2f(ts_f2h(q[d]));
+    /* Scores, scaled (the causal mask adds zeros to the kept cells). */
+    const int tiny_kq = batched && hd % 16 == 0;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < npos; j++) {
+        const ts_half *kj = k + j * k_stride;
+        const float s = (tiny_kq ? ts_dot_tiny(kj, q16, hd) : ts_dot_vec(kj, q16, hd)) * scale;
+        scores[j] = s;
+        m = s > m ? s : m; /* MAX(max, x) */
+    }
+    /* exp(s - max) per chunk of 16 cells (cell e = first + j), chunk sums in double. */
+    double sum = 0.0;
+    for (int64_t c0 = first & ~(int64_t)15; c0 < first + npos; c0 += 16) {
+        float x[16], val[16];
+        for (int t = 0; t < 16; t++) {
+            const int64_t j = c0 + t - first;
+            x[t] = j >= 0 && j < npos ? scores[j] : -INFINITY; /* masked cell: exp gives 0 */
+        }
+#if defined(TS_ISA_AVX512)
+        const __m512 e = ts_v_expf(_mm512_sub_ps(_mm512_loadu_ps(x), _mm512_set1_ps(m)));
+        _mm512_storeu_ps(val, e);
+        sum += (double)_mm512_reduce_add_ps(e);
+#else
+        for (int t = 0; t < 16; t++) val[t] = x[t] == -INFINITY ? 0.0f : ts_ggml_expf(x[t] - m);
+        sum += (double)ts_tree16(val);
+#endif
+        for (int t = 0; t < 16; t++) {
+            const int64_t j = c0 + t - first;
+            if (j >= 0 && j < npos) scores[j] = val[t];
+        }
+    }
+    /* Probabilities times (float)(1 / sum), then rounded to f16. */
+    const float inv = (float)(1.0 / sum);
+    for (int64_t j = 0; j < npos; j++) scores[j] = ts_h2f(ts_f2h(scores[j] * inv));
+    const int na = batched && hdv % 4 == 0 ? 16 : 64;
+    for (int64_t d0 = 0; d0 < hdv; d0 += 16)
+        ts_pv_block(scores, v, v_stride, first, npos, d0, (int)(hdv - d0 < 16 ? hdv - d0 : 16), na, out);
+}
