@@ -15,6 +15,8 @@
  * tier computes the same bits: the AVX-512 tier with the vector instructions ggml uses, the others
  * lane by lane with fmaf. */
 
+#define TS_ATTN_MAX_HEAD 512 /* longest query head (the q16 copy is on the stack) */
+
 /* _mm512_reduce_add_ps as GCC defines it: halves, quarters, then (0+2) + (1+3). */
 static inline float ts_tree16(const float *a) {
     float t3[8], t6[4];

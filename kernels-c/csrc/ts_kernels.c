@@ -1006,7 +1006,6 @@ DEFINE_FLOAT_KERNELS(bf16)
 
 /* ---- attention over an f16 KV cache ----------------------------------------------------- */
 
-#define TS_ATTN_MAX_HEAD 512
 #include "ts_attn.h"
 
 /* ---- the table ------------------------------------------------------------------------- */

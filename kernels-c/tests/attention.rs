@@ -10,6 +10,14 @@ fn f16(x: f32) -> u16 {
     reference::f32_to_f16(x)
 }
 
+/// Bit-for-bit equality, naming the first element that differs.
+fn assert_same_bits(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.to_bits(), w.to_bits(), "{what} [{i}]: {g} vs {w}");
+    }
+}
+
 #[test]
 fn attention_f16_matches_llama_cpp_arithmetic_on_every_tier() {
     let mut seed = 0x1234_5678u64;
@@ -87,15 +95,11 @@ fn attention_f16_matches_llama_cpp_arithmetic_on_every_tier() {
                         out.as_mut_ptr(),
                     )
                 };
-                for d in 0..hd {
-                    assert_eq!(
-                        out[d].to_bits(),
-                        want[d].to_bits(),
-                        "{tier} npos {npos} hd {hd} first {first} batched {batched} d {d}: {} vs {}",
-                        out[d],
-                        want[d]
-                    );
-                }
+                assert_same_bits(
+                    &out,
+                    &want,
+                    &format!("{tier} npos {npos} hd {hd} first {first} batched {batched}"),
+                );
             }
         }
     }
@@ -144,15 +148,7 @@ fn swiglu_matches_ggml_on_every_tier() {
             let kern = Kernels::new(tier).unwrap();
             let mut g = g0.clone();
             kern.swiglu(&mut g, &u, n_vec).unwrap();
-            for i in 0..n {
-                assert_eq!(
-                    g[i].to_bits(),
-                    want[i].to_bits(),
-                    "{tier} n_vec {n_vec} i {i}: {} vs {}",
-                    g[i],
-                    want[i]
-                );
-            }
+            assert_same_bits(&g, &want, &format!("{tier} n_vec {n_vec}"));
         }
     }
     let kern = Kernels::new(Tier::Scalar).unwrap();
