@@ -6,28 +6,32 @@
 //!   whose reference margin (top-1 minus top-2 logit) is >= 0.05 (near-ties are skipped, counted);
 //! - free-running greedy generation against the reference tokens up to the first near-tie.
 //!
-//! The bar is cosine >= 0.999, equal top-8 sets and no mismatch. Every model is measured
-//! against that bar and the result printed. Every model is held to the
-//! levels measured when this test was written (see `EXPECTED`), so any regression fails, while the
-//! remaining gap (rounding-level differences from llama.cpp's arithmetic, amplified by the small
-//! SmolLM2 models and by the gibberish-producing 2-bit Q2_0 model) stays visible in the output.
+//! The bar is cosine >= 0.999, equal top-8 sets and no mismatch; every model is measured
+//! against it and the result printed. Every model is held to the levels measured when this test
+//! was written for its tier class (`EXPECTED` for the tiers that sum in llama.cpp's order,
+//! `EXPECTED_OWN_ORDER` for the others), so any regression fails while the remaining gaps stay
+//! visible in the output.
 
 mod common;
 
 use std::sync::Arc;
 
+use tensorsharp_kernels::Tier;
 use tensorsharp_runtime::sampler::argmax;
 use tensorsharp_runtime::{Model, Session, SessionParams};
 
 const NEAR_TIE: f64 = 0.05;
 
 /// Per model: minimum cosine, whether the top-8 sets must match, maximum teacher-forced
-/// mismatches (over ~280 checked steps). Set from the worst of the scalar, AVX2, AVX-512 and AMX
-/// tiers (measured 2026-11-24, attention, RMSNorm and SiLU computed as llama.cpp computes them):
-/// the matrix products still sum in their own orders, which moves these models' logits by up to
-/// 4e-3 in cosine between tiers (1e-2 on the Q2_0 model, whose 2-bit weights amplify any rounding
-/// change). Where a tier's order happens to be llama.cpp's, the logits are bit-identical (SmolLM2
-/// Q4_1 prompt 1 on AVX2 and AVX-512: cosine 1.000000, max abs err 0).
+/// mismatches (over ~280 checked steps), for the AVX2 and AVX-512 tiers, which sum every matrix
+/// product in the order of the kernel llama.cpp's x86 CPU backend picks for that type and batch
+/// (vec_dot, tinyBLAS, the repacked Q4_K GEMV/GEMM, the tiled K-quant GEMM from 8 columns), and
+/// so reproduce the reference logits bit for bit where that order is matched: SmolLM2 Q4_1,
+/// Gemma 3 and Qwen2.5 (cosine 1.000000, max abs err 0, 0 mismatches; measured 2026-11-24).
+/// Not yet matched: the repacked Q4_0 kernels (the Q2_K mix model's attention and FFN) and
+/// Q2_0's generic C loop; the Q2_0 model is also chaotic (llama.cpp itself, same commit, this
+/// machine, gets 104 of its 276 steps wrong and moves its logits by up to 2.4 between one-batch
+/// and token-by-token evaluation).
 struct Expected {
     reference: &'static str,
     min_cosine: f64,
@@ -35,45 +39,40 @@ struct Expected {
     max_mismatches: usize,
 }
 
+const fn exp(reference: &'static str, min_cosine: f64, top8: bool, max_mismatches: usize) -> Expected {
+    Expected {
+        reference,
+        min_cosine,
+        top8,
+        max_mismatches,
+    }
+}
+
+/// The llama.cpp-order tiers (AVX2, AVX-512).
 const EXPECTED: [Expected; 5] = [
-    Expected {
-        reference: "qwen2.5-coder-0.5b-q4_k_m",
-        // Worst 0.99983 (AVX2, prompt 1); at most 2 mismatches (margins 0.053 and 0.059).
-        min_cosine: 0.999,
-        top8: true,
-        max_mismatches: 3,
-    },
-    Expected {
-        reference: "gemma3-270m-q4_k_m",
-        // Worst 0.99940 (scalar, prompt 0); 1 to 3 mismatches.
-        min_cosine: 0.999,
-        top8: true,
-        max_mismatches: 4,
-    },
-    Expected {
-        reference: "smollm2-135m-q4_1",
-        // Worst 0.99848 (AMX tiles, prompt 1: bit-identical on AVX2/AVX-512); the scalar tier
-        // swaps two of prompt 0's top 8; 3 mismatches on every tier.
-        min_cosine: 0.998,
-        top8: false,
-        max_mismatches: 4,
-    },
-    Expected {
-        reference: "smollm2-135m-q2_k",
-        // Worst 0.99560 (scalar, prompt 0); AVX2/AVX-512 swap two of prompt 1's top 8; 3 to 6
-        // mismatches.
-        min_cosine: 0.995,
-        top8: false,
-        max_mismatches: 8,
-    },
-    Expected {
-        reference: "smollm2-135m-q2_0",
-        // Worst 0.99022 (AVX2/AVX-512, prompt 1); 106 to 153 mismatches of 276 (the reference's
-        // own continuations are gibberish; every small change reorders near-equal logits).
-        min_cosine: 0.99,
-        top8: false,
-        max_mismatches: 170,
-    },
+    exp("qwen2.5-coder-0.5b-q4_k_m", 0.999999, true, 0),
+    exp("gemma3-270m-q4_k_m", 0.999999, true, 0),
+    exp("smollm2-135m-q4_1", 0.999999, true, 0),
+    // Worst 0.99948 (prompt 0); 10 mismatches.
+    exp("smollm2-135m-q2_k", 0.999, false, 12),
+    // Worst 0.99835 (prompt 0); 131 mismatches of 276.
+    exp("smollm2-135m-q2_0", 0.998, false, 150),
+];
+
+/// Tiers whose products sum in their own order: the scalar C tier (one float chain per row), the
+/// AMX tier (exact int32 block sums from the tiles, then one scale per block: prefill batches of
+/// 16 or more tokens), NEON/dotprod. Worst of scalar and AMX, measured 2026-11-24.
+const EXPECTED_OWN_ORDER: [Expected; 5] = [
+    // Worst 0.99986 (scalar, prompt 0, which swaps two of the top 8); 2 (AMX) to 3 mismatches.
+    exp("qwen2.5-coder-0.5b-q4_k_m", 0.9995, false, 4),
+    // Worst 0.99937 (scalar); 0 (AMX) to 2 mismatches.
+    exp("gemma3-270m-q4_k_m", 0.999, true, 3),
+    // Worst 0.99911 (scalar, whose prompt 0 swaps two of the top 8); 1 (AMX) to 2 mismatches.
+    exp("smollm2-135m-q4_1", 0.999, false, 3),
+    // Worst 0.99560 (scalar); 6 (scalar) to 10 (AMX) mismatches.
+    exp("smollm2-135m-q2_k", 0.995, false, 12),
+    // Worst 0.99276 (AMX, prompt 1); 130 (scalar) to 146 (AMX) mismatches.
+    exp("smollm2-135m-q2_0", 0.99, false, 170),
 ];
 
 fn top_k(v: &[f32], k: usize) -> Vec<u32> {
@@ -89,9 +88,13 @@ fn logits_teacher_forcing_and_greedy_generation_against_llama_cpp() {
     let mut report = Vec::new();
     let mut failures = Vec::new();
     for m in common::test_models() {
-        let exp = EXPECTED.iter().find(|e| e.reference == m.reference).unwrap();
-        let r = common::reference(&m);
         let model = Arc::new(Model::load(&m.path).unwrap());
+        let table = match model.kernels().tier() {
+            Tier::Avx2 | Tier::Avx512 => &EXPECTED,
+            _ => &EXPECTED_OWN_ORDER,
+        };
+        let exp = table.iter().find(|e| e.reference == m.reference).unwrap();
+        let r = common::reference(&m);
         let mut s = Session::new(
             model,
             SessionParams {

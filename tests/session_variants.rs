@@ -70,7 +70,9 @@ fn kv_types_chunking_threads_and_decode_agree() {
                     kv_type: KvType::F32,
                     ..base.clone()
                 },
-                0.99,
+                // A different attention arithmetic (flash style in f32), amplified most by the
+                // Q2_K mix model: 0.9865 there (AMX tier), 0.9976 on Gemma 3, 0.9997+ elsewhere.
+                0.98,
             ),
             (
                 "kv q8_0",
@@ -80,15 +82,17 @@ fn kv_types_chunking_threads_and_decode_agree() {
                 },
                 0.99,
             ),
-            // Two chunks of at least 8 columns run the same GEMM kernels as one chunk (tiles of 8
-            // or 16 columns, a partial tile is the same code): the same logits to rounding noise.
+            // Two chunks: the K-quant products sum in an order that depends on the batch's column
+            // count, as llama.cpp's kernel choice does (its tiled GEMM from 8 columns, repacked
+            // Q4_K by groups of 4): measured 0.99949 on Gemma 3, 0.99993 on Qwen2.5 (AVX-512),
+            // bit-equal on the models without K-quants.
             (
                 "two chunks",
                 SessionParams {
                     n_batch: prompt.len().div_ceil(2),
                     ..base.clone()
                 },
-                0.99999,
+                0.999,
             ),
             // Fewer than 8 columns take the VNNI kernels on a CPU with AMX tiles (the tiles
             // would idle): a different summation order, amplified by these small models like a

@@ -344,6 +344,15 @@ void TS_FN(quantize_q8a_k)(const float *x, ts_block_q8a *y, int64_t n) {
     }
 }
 
+/* The start values of the eight int32 lanes of a 32-chunk's integer dot product with codes that
+ * carry an offset OFF: lane j sums products 4j..4j+3, so it starts at -OFF times the sum of
+ * those four activations and ends as the lane of the signed codes, the lane llama.cpp converts
+ * and scales (qs NULL: a chunk past the end, all zero). */
+static inline void q32_lane_offsets(const int8_t *qs, int off, int32_t *c8) {
+    for (int j = 0; j < 8; j++)
+        c8[j] = qs && off ? -off * ((int32_t)qs[4 * j] + qs[4 * j + 1] + qs[4 * j + 2] + qs[4 * j + 3]) : 0;
+}
+
 #if defined(TS_ISA_AVX512)
 /* ---- AVX-512 GEMV of Q4_0 and Q5_0 ------------------------------------------------------ */
 /* Decode (one activation column) reads every weight once, so the work per byte decides whether
@@ -358,7 +367,7 @@ void TS_FN(quantize_q8a_k)(const float *x, ts_block_q8a *y, int64_t n) {
 typedef struct {
     int8_t qs[TS_GV] __attribute__((aligned(64)));
     float da[TS_GV / 64][16] __attribute__((aligned(64)));  /* lanes 0-7: block 2p, 8-15: 2p+1 */
-    int32_t c0[TS_GV / 64][16] __attribute__((aligned(64))); /* lane 0 and 8: -OFF * block sum */
+    int32_t c0[TS_GV / 64][16] __attribute__((aligned(64))); /* lane start values, q32_lane_offsets */
 } ts_gv_act;
 
 /* The activations of nblk q8a blocks in the pair kernels' layout (an odd last block pairs with
@@ -370,10 +379,8 @@ static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *
             memcpy(p->qs + 32 * b, a[b].qs, 32);
         else
             memset(p->qs + 32 * b, 0, 32);
-        for (int j = 0; j < 8; j++) {
-            p->da[b / 2][l + j] = in ? a[b].d : 0.0f;
-            p->c0[b / 2][l + j] = in && j == 0 ? -off * (a[b].s[0] + a[b].s[1]) : 0;
-        }
+        for (int j = 0; j < 8; j++) p->da[b / 2][l + j] = in ? a[b].d : 0.0f;
+        q32_lane_offsets(in ? a[b].qs : NULL, off, &p->c0[b / 2][l]);
     }
 }
 
@@ -394,7 +401,7 @@ static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *
 #define GV_Q4_0 0
 #define GV_Q5_0 1
 #define GV_Q8_0 2
-static inline __attribute__((always_inline)) __m512 gv_pair(__m512 acc, const uint8_t *pb, int two, const ts_gv_act *p,
+static inline __attribute__((always_inline)) __m256 gv_pair(__m256 acc, const uint8_t *pb, int two, const ts_gv_act *p,
                                                             int64_t pi, int bytes, int kind, __m512i iqs, __m256i id) {
     const __m512i shift = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0,
                                            0x0004000400040004, 0x0004000400040004, 0, 0);
@@ -419,7 +426,13 @@ static inline __attribute__((always_inline)) __m512 gv_pair(__m512 acc, const ui
     const __m256i dh = kind == GV_Q8_0 ? _mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_castsi256_si512(id), raw))
                                        : _mm256_permutexvar_epi16(id, _mm512_castsi512_si256(raw));
     const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(p->c0[pi]), q, _mm512_load_si512(p->qs + 64 * pi));
-    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(_mm512_cvtph_ps(dh), _mm512_load_ps(p->da[pi])), acc);
+    const __m512 prod = _mm512_cvtepi32_ps(dot);
+    const __m512 scale = _mm512_mul_ps(_mm512_cvtph_ps(dh), _mm512_load_ps(p->da[pi]));
+    /* Block after block into one eight-lane chain, as llama.cpp's vec_dot sums. */
+    acc = _mm256_fmadd_ps(_mm512_castps512_ps256(prod), _mm512_castps512_ps256(scale), acc);
+    if (two)
+        acc = _mm256_fmadd_ps(_mm512_extractf32x8_ps(prod, 1), _mm512_extractf32x8_ps(scale, 1), acc);
+    return acc;
 }
 
 /* NR (1 or 2, a constant after inlining) weight rows of nblk blocks of BYTES bytes, WS bytes
@@ -428,7 +441,7 @@ static inline __attribute__((always_inline)) __m512 gv_pair(__m512 acc, const ui
 static inline __attribute__((always_inline)) void gv_rows_nr(const uint8_t *wr, size_t ws, int nr, int64_t nblk,
                                                              const ts_gv_act *p, int bytes, int kind, __m512i iqs,
                                                              __m256i id, float *v) {
-    __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     const int64_t npairs = nblk / 2;
     for (int64_t pi = 0; pi < npairs; pi++)
         for (int k = 0; k < nr; k++) {
@@ -438,7 +451,7 @@ static inline __attribute__((always_inline)) void gv_rows_nr(const uint8_t *wr, 
     if (nblk & 1)
         for (int k = 0; k < nr; k++)
             acc[k] = gv_pair(acc[k], wr + k * ws + (nblk - 1) * bytes, 0, p, npairs, bytes, kind, iqs, id);
-    for (int k = 0; k < nr; k++) v[k] = _mm512_reduce_add_ps(acc[k]);
+    for (int k = 0; k < nr; k++) v[k] = ts_acc_sum(acc[k]);
 }
 
 static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n,
@@ -474,93 +487,6 @@ GX_FN(q5_0, 22, GV_Q5_0, 16, GV_IDX_QS(3, 14), GV_IDX_D(0, 11))
 GX_FN(q4_0, 18, GV_Q4_0, 8, GV_IDX_QS(1, 10), GV_IDX_D(0, 9))
 GX_FN(q8_0, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17))
 
-/* Q6_K GEMV: per half super-block, 64 bytes of low nibbles give the codes of elements 0-63
- * (masked) and 64-127 (shifted); the 32 bytes of high bits, broadcast to both halves of a
- * register, are moved into bits 4-5 by one per-half variable shift (left 4/2, right 0/2). The
- * unsigned codes (0..63) meet the activations in pmaddubsw, whose pair sums meet the sixteen
- * sub-block scales (sign-extended, spread by a word permute) in vpdpwssd; the offset of 32 enters
- * through the activations' per-16 sums (prepared as -16*sum, against twice the scales), so a
- * super-block ends in one conversion and one fma with d*da. */
-typedef struct {
-    int8_t qs[TS_GV] __attribute__((aligned(64)));
-    int16_t t16[TS_GV / 256][16] __attribute__((aligned(64))); /* -16 * per-16 activation sums */
-    float da[TS_GV / 256];
-} ts_gvk_act;
-
-static void gvk_prepare(const ts_block_q8a *a, int64_t nsb, ts_gvk_act *p) {
-    for (int64_t b = 0; b < nsb; b++) {
-        p->da[b] = a[8 * b].d;
-        for (int k = 0; k < 8; k++) {
-            memcpy(p->qs + 256 * b + 32 * k, a[8 * b + k].qs, 32);
-            p->t16[b][2 * k] = (int16_t)(-16 * a[8 * b + k].s[0]);
-            p->t16[b][2 * k + 1] = (int16_t)(-16 * a[8 * b + k].s[1]);
-        }
-    }
-}
-
-static inline float gvk_row_q6_k(const ts_block_q6_k *wr, int64_t nsb, const ts_gvk_act *p) {
-    const __m512i m4 = _mm512_set1_epi8(15), m30 = _mm512_set1_epi8(0x30);
-    const __m512i sh1 = _mm512_set_epi64(0x0002000200020002, 0x0002000200020002, 0x0002000200020002,
-                                         0x0002000200020002, 0x0004000400040004, 0x0004000400040004,
-                                         0x0004000400040004, 0x0004000400040004);
-    const __m512i sh2 = _mm512_set_epi64(0x0002000200020002, 0x0002000200020002, 0x0002000200020002,
-                                         0x0002000200020002, 0, 0, 0, 0);
-    /* Word lane j of the register of elements 64k.. takes scale 4k + j/8. */
-    __m512i isc[4];
-    for (int k = 0; k < 4; k++)
-        isc[k] = _mm512_set_epi64(0x0003000300030003 + 0x0001000100010001 * 4 * k,
-                                  0x0003000300030003 + 0x0001000100010001 * 4 * k,
-                                  0x0002000200020002 + 0x0001000100010001 * 4 * k,
-                                  0x0002000200020002 + 0x0001000100010001 * 4 * k,
-                                  0x0001000100010001 + 0x0001000100010001 * 4 * k,
-                                  0x0001000100010001 + 0x0001000100010001 * 4 * k,
-                                  0x0001000100010001 * 4 * k, 0x0001000100010001 * 4 * k);
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nsb; b++) {
-        const ts_block_q6_k *blk = wr + b;
-        for (int pf = 0; pf < 256; pf += 64) __builtin_prefetch((const uint8_t *)blk + TS_PREFETCH + pf);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->scales));
-        const __m512i scz = _mm512_castsi256_si512(sc16);
-        __m512i i = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(_mm256_add_epi16(sc16, sc16)),
-                                        _mm512_zextsi256_si512(_mm256_load_si256((const __m256i *)p->t16[b])));
-        const int8_t *act = p->qs + 256 * b;
-        for (int h = 0; h < 2; h++) {
-            const __m512i ql = _mm512_loadu_si512(blk->ql + 64 * h);
-            const __m512i hb = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h)));
-            const __m512i c1 = _mm512_ternarylogic_epi32(_mm512_and_si512(ql, m4), _mm512_sllv_epi16(hb, sh1), m30, 0xF8);
-            const __m512i c2 = _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4),
-                                                         _mm512_srlv_epi16(hb, sh2), m30, 0xF8);
-            const __m512i p1 = _mm512_maddubs_epi16(c1, _mm512_load_si512(act + 128 * h));
-            const __m512i p2 = _mm512_maddubs_epi16(c2, _mm512_load_si512(act + 128 * h + 64));
-            i = _mm512_dpwssd_epi32(i, p1, _mm512_permutexvar_epi16(isc[2 * h], scz));
-            i = _mm512_dpwssd_epi32(i, p2, _mm512_permutexvar_epi16(isc[2 * h + 1], scz));
-        }
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), _mm512_set1_ps(ts_h2f(blk->d) * p->da[b]), acc);
-    }
-    return _mm512_reduce_add_ps(acc);
-}
-
-static int gvk_q6_k(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) {
-    ts_gvk_act p;
-    for (int64_t e0 = 0; e0 < n; e0 += TS_GV) {
-        const int64_t nsb = (n - e0 < TS_GV ? n - e0 : TS_GV) / TS_QK_K;
-        gvk_prepare(a + e0 / 32, nsb, &p);
-        for (int64_t r = 0; r < nrows; r++) {
-            const ts_block_q6_k *wr = (const ts_block_q6_k *)((const uint8_t *)w + r * ws) + e0 / TS_QK_K;
-            const float v = gvk_row_q6_k(wr, nsb, &p);
-            y[r] = e0 ? y[r] + v : v;
-        }
-    }
-    return 1;
-}
-/* The types without a dedicated GEMV here: "not done", the generic kernels take them. */
-#define GV_NONE(NAME) \
-    static int NAME(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n) { \
-        (void)w; (void)ws; (void)nrows; (void)a; (void)y; (void)n; return 0; }
-GV_NONE(gvk_q2_k)
-GV_NONE(gvk_q3_k)
-GV_NONE(gvk_q4_k)
-GV_NONE(gvk_q5_k)
 #define GX_NONE(T)                                                                                   \
     static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
                       int64_t ncols, float *y, size_t ys, int64_t n) {                                 \
@@ -571,11 +497,9 @@ GX_NONE(q4_1)
 GX_NONE(q5_1)
 GX_NONE(iq4_nl)
 GX_NONE(q2_0)
-#define TS_GEMVK_FAST(T, w, ws, nrows, a, y, n) gvk_##T(w, ws, nrows, a, y, n)
 #define TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n) gx_##T(w, ws, nrows, a, as, ncols, y, ys, n)
 #else
 #define TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
-#define TS_GEMVK_FAST(T, w, ws, nrows, a, y, n) 0
 #endif
 
 /* ---- kernel templates ---------------------------------------------------------------- */
@@ -694,9 +618,9 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
             for (size_t pf = 0; pf < sizeof(BLOCK); pf += 64)                                   \
                 __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH + pf);               \
             unpack_##T(wr + b, w8, sc, mn);                                                     \
-            /* Several columns: subtract the offset once and take the signed path (cheaper per  \
-             * column than the offset-initialised unsigned dot, which wins for one column). */   \
-            const int to_signed = (OFF) != 0 && nc > 1;                                         \
+            /* Codes with an offset: subtract it once and take the signed path, whose int32     \
+             * lanes (four products each) are the ones llama.cpp converts and scales. */         \
+            const int to_signed = (OFF) != 0;                                                   \
             if (to_signed)                                                                      \
                 for (int i = 0; i < (QK); i += 32) st32(w8 + i, ld32((const uint8_t *)w8 + i) - (OFF)); \
             for (int c = 0; c < nc; c++) {                                                      \
@@ -754,7 +678,7 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
 #define DEFINE_Q32_KERNELS(T, QK, BLOCK, KIND, OFF)                                                   \
     static inline __attribute__((always_inline)) void TS_FN(m32_row_##T)(                          \
         const BLOCK *wr, int64_t nch, const ts_block_q8a *a, size_t as, int nc, const float *da,    \
-        const int32_t *off, const float *sd, float *y, size_t ys, int accumulate) {                 \
+        const int32_t *off8, const float *sd, float *y, size_t ys, int accumulate) {                \
         ts_acc acc[TS_COLS];                                                                        \
         float mins[TS_COLS] = {0};                                                                  \
         for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                                   \
@@ -784,14 +708,13 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                 if (k >= gn) break;                                                                 \
                 for (int c = 0; c < nc; c++) {                                                      \
                     const ts_block_q8a *ab = (const ts_block_q8a *)((const uint8_t *)a + c * as) + g + k; \
-                    /* One column: four accumulators in turn, so the fmas do not wait on each    \
-                     * other. */                                                                \
-                    const int ai = nc == 1 ? (k & 3) : c;                                           \
+                    /* One accumulation chain per column, chunk after chunk, as llama.cpp's     \
+                     * vec_dot and tinyBLAS sum. */                                             \
                     if (Q32_SIGNED(KIND))                                                           \
-                        acc[ai] = ts_acc_s8x32_lane(acc[ai], w8 + 32 * k, ab->qs, pv[c], k);        \
+                        acc[c] = ts_acc_s8x32_lane(acc[c], w8 + 32 * k, ab->qs, pv[c], k);          \
                     else                                                                            \
-                        acc[ai] = ts_acc_u8x32_lane(acc[ai], w8 + 32 * k, ab->qs, pv[c], k,         \
-                                                    Q32_OFF(KIND, OFF) ? off[c * TS_KB + g + k] : 0); \
+                        acc[c] = ts_acc_u8x32_lane(acc[c], w8 + 32 * k, ab->qs, pv[c], k,           \
+                                                   off8 + 8 * (c * TS_KB + g + k));                 \
                 }                                                                                   \
             }                                                                                       \
             for (int c = 0; c < nc; c++) {                                                          \
@@ -800,7 +723,6 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                     for (int k = 0; k < 8 && k < gn; k++) mins[c] += mw[k] * sd[c * TS_KB + g + k]; \
             }                                                                                       \
         }                                                                                           \
-        if (nc == 1) acc[0] = ts_acc_add(ts_acc_add(acc[0], acc[1]), ts_acc_add(acc[2], acc[3]));   \
         for (int c = 0; c < nc; c++)                                                                \
             y[c * ys] = (accumulate ? y[c * ys] : 0.0f) + ts_acc_sum(acc[c]) +                      \
                         mins[c];                                                                    \
@@ -816,7 +738,7 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
         }                                                                                           \
         const int64_t nch_all = n / 32;                                                             \
         float da[TS_COLS * TS_KB], sd[TS_COLS * TS_KB];                                             \
-        int32_t off[TS_COLS * TS_KB];                                                               \
+        int32_t off8[TS_COLS * TS_KB * 8];                                                          \
         for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                           \
             const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                      \
             for (int64_t k0 = 0; k0 < nch_all; k0 += TS_KB) {                                       \
@@ -828,18 +750,18 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                         const int in = k < nch;                                                     \
                         da[c * TS_KB + k] = in ? col[k].d : 0.0f;                                   \
                         sd[c * TS_KB + k] = in ? col[k].sd : 0.0f;                                  \
-                        off[c * TS_KB + k] = in ? -Q32_OFF(KIND, OFF) * (col[k].s[0] + col[k].s[1]) : 0; \
+                        q32_lane_offsets(in ? col[k].qs : NULL, Q32_OFF(KIND, OFF), off8 + 8 * (c * TS_KB + k)); \
                     }                                                                               \
                 }                                                                                   \
                 for (int64_t r = 0; r < nrows; r++) {                                               \
                     const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws) + k0 / ((QK) / 32); \
                     float *yr = y + c0 * ys + r;                                                    \
                     if (nc == TS_COLS)                                                              \
-                        TS_FN(m32_row_##T)(wr, nch, ac, as, TS_COLS, da, off, sd, yr, ys, k0 > 0);  \
+                        TS_FN(m32_row_##T)(wr, nch, ac, as, TS_COLS, da, off8, sd, yr, ys, k0 > 0); \
                     else if (nc == 1)                                                               \
-                        TS_FN(m32_row_##T)(wr, nch, ac, as, 1, da, off, sd, yr, ys, k0 > 0);        \
+                        TS_FN(m32_row_##T)(wr, nch, ac, as, 1, da, off8, sd, yr, ys, k0 > 0);       \
                     else                                                                            \
-                        TS_FN(m32_row_##T)(wr, nch, ac, as, nc, da, off, sd, yr, ys, k0 > 0);       \
+                        TS_FN(m32_row_##T)(wr, nch, ac, as, nc, da, off8, sd, yr, ys, k0 > 0);      \
                 }                                                                                   \
             }                                                                                       \
         }                                                                                           \
@@ -853,11 +775,61 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
  * offset types), so the two integer sums share one conversion. The per-16 sums and scales of a
  * column tile are gathered once (TS_KSB super-blocks at a time, on the stack). */
 #define TS_KSB 64
-#define DEFINE_K_KERNELS(T, BLOCK, SAME)                                                             \
+#define K_LANES 0  /* llama.cpp's vec_dot on x86: eight float lanes per column; from 8 columns on \
+                    * its tiled K-quant GEMM: per super-block r = float(total)*d (- dmin*mins),   \
+                    * then fma(r, da, acc) (its separate multiply and add, contracted by GCC) */
+#define K_REPACK 1 /* llama.cpp's repacked 8x8 kernels: two float chains (scaled sums, mins),   \
+                    * subtracted at the end, fed one integer sum per super-block (GEMV) or per 64  \
+                    * elements (GEMM, used for the columns of whole groups of four) */
+#define DEFINE_K_KERNELS(T, BLOCK, SAME, ORDER)                                                      \
+    /* One super-block of a row in the K_REPACK order: per 64 elements one integer sum (the two   \
+     * sub-blocks' scaled dot products) and one integer min term (their mins times activation    \
+     * sums); columns in per64 take them into the float chains at once, the others add them up   \
+     * over the super-block first. mn16 holds the negated mins, so macc is minus llama.cpp's     \
+     * min chain and the row's result is sacc + macc. */                                          \
+    static inline __attribute__((always_inline)) void TS_FN(mk_repack_##T)(                        \
+        const int8_t *w8, const int16_t *sc16, const int16_t *mn16, float d, float dmin,           \
+        const ts_block_q8a *a, size_t as, int nc, const int16_t *bs, const float *da, int64_t b,    \
+        unsigned per64, float *sacc, float *macc) {                                                 \
+        int32_t isb[TS_COLS] = {0}, imb[TS_COLS] = {0};                                             \
+        for (int g = 0; g < 4; g++) {                                                               \
+            ts_iacc ip[TS_COLS];                                                                    \
+            for (int c = 0; c < nc; c++) ip[c] = ts_iacc_zero();                                    \
+            for (int k = 2 * g; k < 2 * g + 2; k++) {                                               \
+                const ts_ksc ks = ts_ksc_make(sc16[2 * k], sc16[2 * k + 1]);                        \
+                for (int c = 0; c < nc; c++) {                                                      \
+                    const ts_block_q8a *ab =                                                        \
+                        (const ts_block_q8a *)((const uint8_t *)a + c * as) + 8 * b + k;            \
+                    ip[c] = ts_iacc_u8x32(ip[c], w8 + 32 * k, ab->qs, ks);                          \
+                }                                                                                   \
+            }                                                                                       \
+            for (int c = 0; c < nc; c++) {                                                          \
+                const int16_t *s16 = bs + (c * TS_KSB + b) * 16 + 4 * g;                            \
+                const int32_t is = ts_iacc_hsum(ip[c]);                                             \
+                const int32_t im = mn16[4 * g] * s16[0] + mn16[4 * g + 1] * s16[1] +                \
+                                   mn16[4 * g + 2] * s16[2] + mn16[4 * g + 3] * s16[3];             \
+                if (per64 >> c & 1) {                                                               \
+                    const float dc = da[c * TS_KSB + b];                                            \
+                    sacc[c] = __builtin_fmaf((float)is, d * dc, sacc[c]);                           \
+                    macc[c] = __builtin_fmaf((float)im, dmin * dc, macc[c]);                        \
+                } else {                                                                            \
+                    isb[c] += is;                                                                   \
+                    imb[c] += im;                                                                   \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+        for (int c = 0; c < nc; c++)                                                                \
+            if (!(per64 >> c & 1)) {                                                                \
+                const float dc = da[c * TS_KSB + b];                                                \
+                sacc[c] = __builtin_fmaf((float)isb[c], d * dc, sacc[c]);                           \
+                macc[c] = __builtin_fmaf((float)imb[c], dmin * dc, macc[c]);                        \
+            }                                                                                       \
+    }                                                                                               \
     static inline __attribute__((always_inline)) void TS_FN(mk_row_##T)(                           \
         const BLOCK *wr, int64_t nsb, const ts_block_q8a *a, size_t as, int nc, const int16_t *bs,  \
-        const float *da, float *y, size_t ys, int accumulate) {                                     \
+        const float *da, float *y, size_t ys, int accumulate, unsigned per64, int tiled) {          \
         ts_acc acc[TS_COLS];                                                                        \
+        float sacc[TS_COLS] = {0}, macc[TS_COLS] = {0};                                             \
         for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                                   \
         for (int64_t b = 0; b < nsb; b++) {                                                         \
             int8_t w8[TS_QK_K];                                                                     \
@@ -866,6 +838,10 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
             for (size_t pf = 0; pf < sizeof(BLOCK); pf += 64)                                       \
                 __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH + pf);                   \
             kunpack_##T(wr + b, w8, sc16, mn16, &d, &dmin);                                         \
+            if ((ORDER) == K_REPACK) {                                                              \
+                TS_FN(mk_repack_##T)(w8, sc16, mn16, d, dmin, a, as, nc, bs, da, b, per64, sacc, macc); \
+                continue;                                                                           \
+            }                                                                                       \
             /* Chunk-outer, column-inner: each chunk of codes is loaded once for all columns. */  \
             ts_iacc ia[TS_COLS];                                                                    \
             for (int c = 0; c < nc; c++) ia[c] = ts_iacc_zero();                                    \
@@ -881,7 +857,13 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                 const int16_t *s16 = bs + (c * TS_KSB + b) * 16;                                    \
                 const float dc = da[c * TS_KSB + b];                                                \
                 const ts_iacc i = ia[c];                                                            \
-                if (SAME) {                                                                         \
+                if (tiled) {                                                                        \
+                    /* mn16 holds the offset terms (SAME) or the negated mins. */                  \
+                    const int32_t im = ts_iacc_hsum(ts_iacc_dot16(ts_iacc_zero(), mn16, s16));      \
+                    float r = (float)(ts_iacc_hsum(i) + (SAME ? im : 0)) * d;                       \
+                    if (!(SAME)) r = __builtin_fmaf(dmin, (float)im, r);                            \
+                    sacc[c] = __builtin_fmaf(r, dc, sacc[c]);                                       \
+                } else if (SAME) {                                                                  \
                     acc[c] = ts_acc_fma_iacc(acc[c], ts_iacc_dot16(i, mn16, s16), d * dc);          \
                 } else {                                                                            \
                     acc[c] = ts_acc_fma_iacc(acc[c], i, d * dc);                                    \
@@ -891,12 +873,12 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
             }                                                                                       \
         }                                                                                           \
         for (int c = 0; c < nc; c++)                                                                \
-            y[c * ys] = (accumulate ? y[c * ys] : 0.0f) + ts_acc_sum(acc[c]);                       \
+            y[c * ys] = (accumulate ? y[c * ys] : 0.0f) +                                           \
+                        ((ORDER) == K_REPACK ? sacc[c] + macc[c] : tiled ? sacc[c] : ts_acc_sum(acc[c])); \
     }                                                                                               \
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
-        if (ncols == 1 && TS_GEMVK_FAST(T, w, ws, nrows, a, y, n)) return;                         \
         if (TS_K_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AMX tiles (prefill) */   \
         const int64_t nsb_all = n / TS_QK_K;                                                        \
         int16_t bs[TS_COLS * TS_KSB * 16];                                                          \
@@ -917,15 +899,22 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                         }                                                                           \
                     }                                                                               \
                 }                                                                                   \
+                /* Columns of whole groups of four take the GEMM order (K_REPACK); eight or more \
+                 * columns the tiled GEMM's (K_LANES). */                                       \
+                const int tiled = (ORDER) == K_LANES && ncols >= 8;                                 \
+                const int64_t ngemm = ncols - ncols % 4;                                            \
+                const unsigned per64 = c0 >= ngemm ? 0u                                             \
+                                       : c0 + nc <= ngemm ? (1u << nc) - 1                          \
+                                                          : (1u << (ngemm - c0)) - 1;               \
                 for (int64_t r = 0; r < nrows; r++) {                                               \
                     const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws) + s0;            \
                     float *yr = y + c0 * ys + r;                                                    \
                     if (nc == TS_COLS)                                                              \
-                        TS_FN(mk_row_##T)(wr, nsb, ac, as, TS_COLS, bs, da, yr, ys, s0 > 0);        \
+                        TS_FN(mk_row_##T)(wr, nsb, ac, as, TS_COLS, bs, da, yr, ys, s0 > 0, per64, tiled); \
                     else if (nc == 1)                                                               \
-                        TS_FN(mk_row_##T)(wr, nsb, ac, as, 1, bs, da, yr, ys, s0 > 0);              \
+                        TS_FN(mk_row_##T)(wr, nsb, ac, as, 1, bs, da, yr, ys, s0 > 0, per64, tiled);       \
                     else                                                                            \
-                        TS_FN(mk_row_##T)(wr, nsb, ac, as, nc, bs, da, yr, ys, s0 > 0);             \
+                        TS_FN(mk_row_##T)(wr, nsb, ac, as, nc, bs, da, yr, ys, s0 > 0, per64, tiled);      \
                 }                                                                                   \
             }                                                                                       \
         }                                                                                           \
@@ -958,11 +947,14 @@ DEFINE_DEQUANT_KERNELS(q3_k, 256, ts_block_q3_k, 4)
 DEFINE_DEQUANT_KERNELS(q4_k, 256, ts_block_q4_k, 0)
 DEFINE_DEQUANT_KERNELS(q5_k, 256, ts_block_q5_k, 0)
 DEFINE_DEQUANT_KERNELS(q6_k, 256, ts_block_q6_k, 32)
-DEFINE_K_KERNELS(q2_k, ts_block_q2_k, 0)
-DEFINE_K_KERNELS(q3_k, ts_block_q3_k, 1)
-DEFINE_K_KERNELS(q4_k, ts_block_q4_k, 0)
-DEFINE_K_KERNELS(q5_k, ts_block_q5_k, 0)
-DEFINE_K_KERNELS(q6_k, ts_block_q6_k, 1)
+/* Each type sums in the order of the kernel llama.cpp's x86 CPU backend runs for it (Q4_K is
+ * repacked into 8x8 interleaved blocks at load; Q2_K is too where AVX-512 is present, an order
+ * not reproduced here: none of the reference models has Q2_K tensors to check it against). */
+DEFINE_K_KERNELS(q2_k, ts_block_q2_k, 0, K_LANES)
+DEFINE_K_KERNELS(q3_k, ts_block_q3_k, 1, K_LANES)
+DEFINE_K_KERNELS(q4_k, ts_block_q4_k, 0, K_REPACK)
+DEFINE_K_KERNELS(q5_k, ts_block_q5_k, 0, K_LANES)
+DEFINE_K_KERNELS(q6_k, ts_block_q6_k, 1, K_LANES)
 
 /* ---- float weight types (f32 activations only) --------------------------------------- */
 

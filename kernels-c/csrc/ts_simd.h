@@ -190,6 +190,13 @@ static inline void ts_dot_s8x32(const int8_t *w, const int8_t *a, int32_t *lo, i
 #endif
 }
 
+/* The sum of eight int32 lane start values (tiers whose accumulators are not eight lanes). */
+static inline int32_t ts_lanes_sum(const int32_t *c8) {
+    int32_t s = 0;
+    for (int j = 0; j < 8; j++) s += c8[j];
+    return s;
+}
+
 /* ---- a row accumulator for 8-bit dot products ----------------------------------------- */
 /* ts_acc holds float partial sums; ts_acc_s8x32 adds s_lo*dot(w[0:16], a[0:16]) +
  * s_hi*dot(w[16:32], a[16:32]) without a horizontal reduction, which happens once per row in
@@ -255,6 +262,8 @@ static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t
     return _mm256_add_epi32(acc, _mm256_madd_epi16(mv, sv));
 #endif
 }
+/* The integer total of an accumulator's lanes (exact). */
+static inline int32_t ts_iacc_hsum(ts_iacc i) { return ts_hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1))); }
 /* f + s * float(i), lane-wise. */
 static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) {
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), _mm256_set1_ps(s), f);
@@ -270,8 +279,18 @@ typedef __m256 ts_sc8;
 static inline ts_sc8 ts_sc8_load(const float *p) { return _mm256_loadu_ps(p); }
 static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) { return _mm256_mul_ps(a, b); }
 static inline __m256 ts_sc8_lane(ts_sc8 p, int k) { return _mm256_permutevar8x32_ps(p, _mm256_set1_epi32(k)); }
-static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, int32_t c) {
-    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_u8s8(w, a, c, 0)), ts_sc8_lane(p, k), acc);
+/* c8: the start values of the eight int32 lanes (each lane sums four consecutive products, so
+ * -OFF times the sum of the lane's four activations makes it the lane of the signed codes). */
+static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, const int32_t *c8) {
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
+    const __m256i init = _mm256_loadu_si256((const __m256i *)c8);
+#if defined(TS_ISA_AVX512)
+    const __m256i dot = _mm256_dpbusd_epi32(init, wv, av);
+#else
+    const __m256i dot = _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), _mm256_set1_epi16(1)));
+#endif
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), ts_sc8_lane(p, k), acc);
 }
 static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k) {
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_s8s8(w, a)), ts_sc8_lane(p, k), acc);
@@ -312,8 +331,8 @@ static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) {
     const ts_sc8 v = {{vmulq_f32(a.val[0], b.val[0]), vmulq_f32(a.val[1], b.val[1])}};
     return v;
 }
-static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, int32_t c) {
-    return ts_acc_u8x32_1(acc, w, a, p.val[k >> 2][k & 3], c);
+static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, const int32_t *c8) {
+    return ts_acc_u8x32_1(acc, w, a, p.val[k >> 2][k & 3], ts_lanes_sum(c8));
 }
 static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k) {
     return ts_acc_s8x32_1(acc, w, a, p.val[k >> 2][k & 3]);
@@ -343,6 +362,8 @@ static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t
     for (int i = 0; i < 16; i += 4) acc = vmlal_s16(acc, vld1_s16(m + i), vld1_s16(s + i));
     return acc;
 }
+/* The integer total of an accumulator's lanes (exact). */
+static inline int32_t ts_iacc_hsum(ts_iacc i) { return vaddvq_s32(i); }
 static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) { return vfmaq_n_f32(f, vcvtq_f32_s32(i), s); }
 #else
 typedef float ts_acc;
@@ -373,8 +394,8 @@ static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) {
     for (int i = 0; i < 8; i++) a.v[i] *= b.v[i];
     return a;
 }
-static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, int32_t c) {
-    return ts_acc_u8x32_1(acc, w, a, p.v[k], c);
+static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, const int32_t *c8) {
+    return ts_acc_u8x32_1(acc, w, a, p.v[k], ts_lanes_sum(c8));
 }
 static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k) {
     return ts_acc_s8x32_1(acc, w, a, p.v[k]);
@@ -392,6 +413,8 @@ static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t
     for (int i = 0; i < 16; i++) acc += (int32_t)m[i] * s[i];
     return acc;
 }
+/* The integer total of an accumulator's lanes (exact). */
+static inline int32_t ts_iacc_hsum(ts_iacc i) { return i; }
 static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) { return f + s * (float)i; }
 #endif
 

@@ -35,21 +35,16 @@ pub fn rope_table(pos: usize, dim: usize, base: f32, scale: f32, cs: &mut [(f32,
     }
 }
 
-/// Rotates the first `2 * cs.len()` dimensions of one head.
+/// Rotates the first `2 * cs.len()` dimensions of one head. Each pair is rotated as llama.cpp's
+/// CPU backend computes it when its C++ is compiled with FMA contraction (GCC's default):
+/// `fma(x0, cos, -(x1*sin))` and `fma(x0, sin, x1*cos)` (bit-identical to its RoPE on this
+/// reference's models; the plain products differ in the last bit of about one value in eight).
 pub fn rope(x: &mut [f32], cs: &[(f32, f32)], neox: bool) {
     let half = cs.len();
-    if neox {
-        for (i, &(c, s)) in cs.iter().enumerate() {
-            let (a, b) = (x[i], x[i + half]);
-            x[i] = a * c - b * s;
-            x[i + half] = a * s + b * c;
-        }
-    } else {
-        for (i, &(c, s)) in cs.iter().enumerate() {
-            let (a, b) = (x[2 * i], x[2 * i + 1]);
-            x[2 * i] = a * c - b * s;
-            x[2 * i + 1] = a * s + b * c;
-        }
+    let rotate = |x0: f32, x1: f32, c: f32, s: f32| (x0.mul_add(c, -(x1 * s)), x0.mul_add(s, x1 * c));
+    for (i, &(c, s)) in cs.iter().enumerate() {
+        let (i0, i1) = if neox { (i, i + half) } else { (2 * i, 2 * i + 1) };
+        (x[i0], x[i1]) = rotate(x[i0], x[i1], c, s);
     }
 }
 

@@ -841,7 +841,13 @@ impl Session {
             }];
             self.project(&jobs, att.as_ptr(), att_dim, t_n);
             self.lap(5, &mut clk);
-            for t in 0..t_n {
+            // After the last layer's attention only the last token's state is used (for the
+            // logits), so the FFN runs for that token alone, as in llama.cpp's graph (which
+            // also decides which of its matmul kernels, and so which summation order, runs):
+            // tokens t0.. go on, their FFN rows counted from 0.
+            let t0 = if il + 1 == model.layers.len() { t_n - 1 } else { 0 };
+            let t_f = t_n - t0;
+            for t in t0..t_n {
                 let ot = &mut o[t * e..(t + 1) * e];
                 if let Some(n) = &lw.post_attn_norm {
                     ops::rms_norm_inplace(ot, n, eps);
@@ -850,7 +856,8 @@ impl Session {
                     .iter_mut()
                     .zip(ot.iter())
                     .for_each(|(a, b)| *a += b);
-                ops::rms_norm(&x[t * e..(t + 1) * e], &lw.ffn_norm, eps, &mut xn[t * e..(t + 1) * e]);
+                let r = (t - t0) * e;
+                ops::rms_norm(&x[t * e..(t + 1) * e], &lw.ffn_norm, eps, &mut xn[r..r + e]);
             }
             let jobs = [
                 MmJob {
@@ -865,13 +872,13 @@ impl Session {
                 },
             ];
             self.lap(1, &mut clk);
-            self.project(&jobs, xn.as_ptr(), e, t_n);
+            self.project(&jobs, xn.as_ptr(), e, t_f);
             self.lap(6, &mut clk);
             let (gp, upp, table) = (P(gate.as_mut_ptr()), P(up.as_mut_ptr()), &model.gelu_table[..]);
             let silu = sp.activation == Activation::Silu;
             self.pool.run(&|i, nt| {
-                let (lo, hi) = split(t_n * ff, i, nt, 64);
-                // SAFETY: [lo, hi) of gate and up is this thread's alone; both hold t_n*ff values.
+                let (lo, hi) = split(t_f * ff, i, nt, 64);
+                // SAFETY: [lo, hi) of gate and up is this thread's alone; both hold t_f*ff values.
                 let (g, u) = unsafe {
                     (
                         std::slice::from_raw_parts_mut(gp.get().add(lo), hi - lo),
@@ -902,10 +909,10 @@ impl Session {
                 stride: e,
             }];
             self.lap(7, &mut clk);
-            self.project(&jobs, gate.as_ptr(), ff, t_n);
+            self.project(&jobs, gate.as_ptr(), ff, t_f);
             self.lap(8, &mut clk);
-            for t in 0..t_n {
-                let ot = &mut o[t * e..(t + 1) * e];
+            for t in t0..t_n {
+                let ot = &mut o[(t - t0) * e..(t - t0 + 1) * e];
                 if let Some(n) = &lw.post_ffw_norm {
                     ops::rms_norm_inplace(ot, n, eps);
                 }
