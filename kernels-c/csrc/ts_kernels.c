@@ -874,7 +874,7 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
         }                                                                                           \
         for (int c = 0; c < nc; c++)                                                                \
             y[c * ys] = (accumulate ? y[c * ys] : 0.0f) +                                           \
-                        ((ORDER) == K_REPACK ? sacc[c] + macc[c] : tiled ? sacc[c] : ts_acc_sum(acc[c])); \
+                        ((ORDER) == K_REPACK || tiled ? sacc[c] + macc[c] : ts_acc_sum(acc[c]));     \
     }                                                                                               \
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
@@ -883,8 +883,15 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
         const int64_t nsb_all = n / TS_QK_K;                                                        \
         int16_t bs[TS_COLS * TS_KSB * 16];                                                          \
         float da[TS_COLS * TS_KSB];                                                                 \
+        /* Columns of whole groups of four take the GEMM order (K_REPACK); eight or more columns   \
+         * the tiled GEMM's (K_LANES). */                                                           \
+        const int tiled = (ORDER) == K_LANES && ncols >= 8;                                         \
+        const int64_t ngemm = (ORDER) == K_REPACK ? ncols - ncols % 4 : 0;                           \
         for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                           \
             const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                      \
+            const unsigned per64 = c0 >= ngemm ? 0u                                                 \
+                                   : c0 + nc <= ngemm ? (1u << nc) - 1                              \
+                                                      : (1u << (ngemm - c0)) - 1;                   \
             for (int64_t s0 = 0; s0 < nsb_all; s0 += TS_KSB) {                                      \
                 const int64_t nsb = nsb_all - s0 < TS_KSB ? nsb_all - s0 : TS_KSB;                  \
                 const ts_block_q8a *ac =                                                            \
@@ -899,13 +906,6 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                         }                                                                           \
                     }                                                                               \
                 }                                                                                   \
-                /* Columns of whole groups of four take the GEMM order (K_REPACK); eight or more \
-                 * columns the tiled GEMM's (K_LANES). */                                       \
-                const int tiled = (ORDER) == K_LANES && ncols >= 8;                                 \
-                const int64_t ngemm = ncols - ncols % 4;                                            \
-                const unsigned per64 = c0 >= ngemm ? 0u                                             \
-                                       : c0 + nc <= ngemm ? (1u << nc) - 1                          \
-                                                          : (1u << (ngemm - c0)) - 1;               \
                 for (int64_t r = 0; r < nrows; r++) {                                               \
                     const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws) + s0;            \
                     float *yr = y + c0 * ys + r;                                                    \

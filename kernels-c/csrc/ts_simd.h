@@ -209,17 +209,20 @@ static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
     const __m256 sv = _mm256_set_m128(_mm_set1_ps(s_hi), _mm_set1_ps(s_lo));
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_s8s8(w, a)), sv, acc);
 }
-/* Unsigned weight codes (0..63) times signed activations, no sign trick needed; the integer
- * sums start at c_lo (lanes of the first 16) and c_hi (the second 16). */
-static inline __m256i ts_dot_u8s8(const int8_t *w, const int8_t *a, int32_t c_lo, int32_t c_hi) {
+/* Unsigned weight codes (0..63) times signed activations, no sign trick needed: eight int32
+ * lanes of four consecutive products each, starting at init. */
+static inline __m256i ts_dot_u8s8_from(const int8_t *w, const int8_t *a, __m256i init) {
     const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
     const __m256i av = _mm256_loadu_si256((const __m256i *)a);
-    const __m256i init = _mm256_setr_epi32(c_lo, 0, 0, 0, c_hi, 0, 0, 0);
 #if defined(TS_ISA_AVX512)
     return _mm256_dpbusd_epi32(init, wv, av);
 #else
     return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), _mm256_set1_epi16(1)));
 #endif
+}
+/* The same with the sums starting at c_lo (lanes of the first 16) and c_hi (the second 16). */
+static inline __m256i ts_dot_u8s8(const int8_t *w, const int8_t *a, int32_t c_lo, int32_t c_hi) {
+    return ts_dot_u8s8_from(w, a, _mm256_setr_epi32(c_lo, 0, 0, 0, c_hi, 0, 0, 0));
 }
 static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi,
                                   int32_t c_lo, int32_t c_hi) {
@@ -282,14 +285,7 @@ static inline __m256 ts_sc8_lane(ts_sc8 p, int k) { return _mm256_permutevar8x32
 /* c8: the start values of the eight int32 lanes (each lane sums four consecutive products, so
  * -OFF times the sum of the lane's four activations makes it the lane of the signed codes). */
 static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, const int32_t *c8) {
-    const __m256i wv = _mm256_loadu_si256((const __m256i *)w);
-    const __m256i av = _mm256_loadu_si256((const __m256i *)a);
-    const __m256i init = _mm256_loadu_si256((const __m256i *)c8);
-#if defined(TS_ISA_AVX512)
-    const __m256i dot = _mm256_dpbusd_epi32(init, wv, av);
-#else
-    const __m256i dot = _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(wv, av), _mm256_set1_epi16(1)));
-#endif
+    const __m256i dot = ts_dot_u8s8_from(w, a, _mm256_loadu_si256((const __m256i *)c8));
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), ts_sc8_lane(p, k), acc);
 }
 static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k) {
