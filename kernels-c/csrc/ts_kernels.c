@@ -354,10 +354,10 @@ static inline void q32_lane_offsets(const int8_t *qs, int off, int32_t *c8) {
 }
 
 #if defined(TS_ISA_AVX512)
-/* ---- AVX-512 GEMV of Q4_0 and Q5_0 ------------------------------------------------------ */
+/* ---- AVX-512 GEMV of Q5_0 and Q8_0 ------------------------------------------------------ */
 /* Decode (one activation column) reads every weight once, so the work per byte decides whether
- * the kernel keeps up with memory. Two blocks (44 bytes for Q5_0, 36 for Q4_0) are one masked
- * 64-byte load; one word permute lays their codes out as [low nibbles | high nibbles] per block,
+ * the kernel keeps up with memory. Two Q5_0 blocks (44 bytes) are one masked
+ * 64-byte load (Q8_0's codes two 32-byte loads); one word permute lays their codes out as [low nibbles | high nibbles] per block,
  * a per-word shift and a mask make the 64 unsigned codes, the Q5 high bits enter as a byte mask
  * (kmov from the two qh words, a masked add of 16), and a second permute spreads the two f16
  * scales over their eight int32 lanes. The activations are prepared once per call: codes
@@ -395,7 +395,7 @@ static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *
     _mm256_set_epi16(d1, d1, d1, d1, d1, d1, d1, d1, d0, d0, d0, d0, d0, d0, d0, d0)
 
 /* One block pair of a weight row (TWO: whether the second block exists) against the prepared
- * activations of pair pi, added to acc. KIND: GV_Q4_0, GV_Q5_0 (the high bits: 4 bytes at
+ * activations of pair pi, added to acc. KIND: GV_Q4_0 (nibbles only), GV_Q5_0 (the high bits: 4 bytes at
  * offset 2 of each block) or GV_Q8_0 (34-byte blocks: the codes as two 32-byte loads, biased by
  * 128 to unsigned). */
 #define GV_Q4_0 0
@@ -484,7 +484,6 @@ static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a 
         return 1;                                                                                      \
     }
 GX_FN(q5_0, 22, GV_Q5_0, 16, GV_IDX_QS(3, 14), GV_IDX_D(0, 11))
-GX_FN(q4_0, 18, GV_Q4_0, 8, GV_IDX_QS(1, 10), GV_IDX_D(0, 9))
 GX_FN(q8_0, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17))
 
 #define GX_NONE(T)                                                                                   \
@@ -493,6 +492,7 @@ GX_FN(q8_0, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17))
         (void)w; (void)ws; (void)nrows; (void)a; (void)as; (void)ncols; (void)y; (void)ys; (void)n;    \
         return 0;                                                                                      \
     }
+GX_NONE(q4_0) /* llama.cpp's repacked order: ts_bsum.h */
 GX_NONE(q4_1)
 GX_NONE(q5_1)
 GX_NONE(iq4_nl)
@@ -675,11 +675,38 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
 #define TS_KB 128 /* 32-chunks of activation data prepared per column tile */
 #define Q32_SIGNED(KIND) ((KIND) == KIND_S32 && !TS_U8_FULL)
 #define Q32_OFF(KIND, OFF) ((KIND) == KIND_S32 ? (TS_U8_FULL ? 128 : 0) : (OFF))
-#define DEFINE_Q32_KERNELS(T, QK, BLOCK, KIND, OFF)                                                   \
+#define Q32_LANES 0 /* vec_dot / tinyBLAS: eight int32 lanes per chunk, one 8-lane fma chain */
+#define Q32_BLOCK 1 /* llama.cpp's repacked 8x8 kernels (Q4_0 on x86): per chunk the integer  \
+                     * total, acc = fma(float(total), dw*da, acc), one scalar chain per column */
+#define Q32_PAIR 2  /* ggml's generic vec_dot of Q2_0 (x86 has no other): per 64-block          \
+                     * sumi = d1*total0 + d1'*total1, acc += d0*sumi, every product rounded (not \
+                     * fused: the reference's build does not contract this C loop; a build that \
+                     * does, like llama-cpp-python 0.3.36's here, differs in the last bits) */
+/* llama.cpp's x86 orders where they differ from the lanes (the scalar tier follows them too);
+ * the NEON tiers keep the lanes, their fastest. */
+#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+#define Q4_0_ORDER Q32_LANES
+#define Q2_0_ORDER Q32_LANES
+#else
+#define Q4_0_ORDER Q32_BLOCK
+#define Q2_0_ORDER Q32_PAIR
+#endif
+#include "ts_bsum.h"
+DEFINE_BSUM_KERNELS(q4_0, 32, ts_block_q4_0, 8, Q4_0_ORDER)
+DEFINE_BSUM_KERNELS(q2_0, 64, ts_block_q2_0, 1, Q2_0_ORDER)
+DEFINE_BSUM_NONE(q4_1)
+DEFINE_BSUM_NONE(q5_0)
+DEFINE_BSUM_NONE(q5_1)
+DEFINE_BSUM_NONE(q8_0)
+DEFINE_BSUM_NONE(iq4_nl)
+
+#define DEFINE_Q32_KERNELS(T, QK, BLOCK, KIND, OFF, ORDER)                                            \
     static inline __attribute__((always_inline)) void TS_FN(m32_row_##T)(                          \
         const BLOCK *wr, int64_t nch, const ts_block_q8a *a, size_t as, int nc, const float *da,    \
         const int32_t *off8, const float *sd, float *y, size_t ys, int accumulate) {                \
         ts_acc acc[TS_COLS];                                                                        \
+        float fa[TS_COLS]; /* the one float chain of the non-lane orders, continued across calls */ \
+        for (int c = 0; c < TS_COLS; c++) fa[c] = accumulate && c < nc ? y[c * ys] : 0.0f;         \
         float mins[TS_COLS] = {0};                                                                  \
         for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                                   \
         for (int64_t g = 0; g < nch; g += 8) {                                                      \
@@ -710,7 +737,20 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                     const ts_block_q8a *ab = (const ts_block_q8a *)((const uint8_t *)a + c * as) + g + k; \
                     /* One accumulation chain per column, chunk after chunk, as llama.cpp's     \
                      * vec_dot and tinyBLAS sum. */                                             \
-                    if (Q32_SIGNED(KIND))                                                           \
+                    if ((ORDER) == Q32_PAIR) {                                                      \
+                        if (k & 1) continue;                                                        \
+                        const float t0 = (float)ts_dot32_total(w8 + 32 * k, ab->qs, 0, -(OFF) * (ab->s[0] + ab->s[1])); \
+                        const float t1 = (float)ts_dot32_total(w8 + 32 * k + 32, ab[1].qs, 0, -(OFF) * (ab[1].s[0] + ab[1].s[1])); \
+                        const float d1a = da[c * TS_KB + g + k], d1b = da[c * TS_KB + g + k + 1];   \
+                        const float p0 = d1a * t0, p1 = d1b * t1;                                   \
+                        const float si = p0 + p1;                                                   \
+                        const float ps = dw[k] * si;                                                \
+                        fa[c] += ps;                                                                \
+                    } else if ((ORDER) == Q32_BLOCK)                                                \
+                        fa[c] = __builtin_fmaf((float)ts_dot32_total(w8 + 32 * k, ab->qs, Q32_SIGNED(KIND), \
+                                                                    -Q32_OFF(KIND, OFF) * (ab->s[0] + ab->s[1])), \
+                                               dw[k] * da[c * TS_KB + g + k], fa[c]);               \
+                    else if (Q32_SIGNED(KIND))                                                      \
                         acc[c] = ts_acc_s8x32_lane(acc[c], w8 + 32 * k, ab->qs, pv[c], k);          \
                     else                                                                            \
                         acc[c] = ts_acc_u8x32_lane(acc[c], w8 + 32 * k, ab->qs, pv[c], k,           \
@@ -724,15 +764,16 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
             }                                                                                       \
         }                                                                                           \
         for (int c = 0; c < nc; c++)                                                                \
-            y[c * ys] = (accumulate ? y[c * ys] : 0.0f) + ts_acc_sum(acc[c]) +                      \
+            y[c * ys] = (ORDER) != Q32_LANES ? fa[c] + mins[c] : (accumulate ? y[c * ys] : 0.0f) + ts_acc_sum(acc[c]) + \
                         mins[c];                                                                    \
     }                                                                                               \
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
         if (TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AMX tiles (prefill) */ \
-        if (TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 pair kernels */ \
-        if (ncols == 1) { /* GEMV: the block-at-a-time kernel streams best */                       \
+        if ((ORDER) != Q32_LANES && TS_Q32_BSUM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return;  \
+        if ((ORDER) == Q32_LANES && TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 pair kernels */ \
+        if ((ORDER) == Q32_LANES && ncols == 1) { /* GEMV: the block-at-a-time kernel streams best */ \
             TS_FN(blk_##T##_q8a)(w, ws, nrows, a, as, ncols, y, ys, n);                             \
             return;                                                                                 \
         }                                                                                           \
@@ -775,13 +816,20 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
  * offset types), so the two integer sums share one conversion. The per-16 sums and scales of a
  * column tile are gathered once (TS_KSB super-blocks at a time, on the stack). */
 #define TS_KSB 64
+/* Q3_K's vec_dot subtracts its offset inside each int32 lane (x86); the NEON tiers keep the
+ * cheaper per-16 offset sums. */
+#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+#define Q3_K_LANE_OFF 1
+#else
+#define Q3_K_LANE_OFF 1
+#endif
 #define K_LANES 0  /* llama.cpp's vec_dot on x86: eight float lanes per column; from 8 columns on \
                     * its tiled K-quant GEMM: per super-block r = float(total)*d (- dmin*mins),   \
                     * then fma(r, da, acc) (its separate multiply and add, contracted by GCC) */
 #define K_REPACK 1 /* llama.cpp's repacked 8x8 kernels: two float chains (scaled sums, mins),   \
                     * subtracted at the end, fed one integer sum per super-block (GEMV) or per 64  \
                     * elements (GEMM, used for the columns of whole groups of four) */
-#define DEFINE_K_KERNELS(T, BLOCK, SAME, ORDER)                                                      \
+#define DEFINE_K_KERNELS(T, BLOCK, SAME, ORDER, LANE_OFF)                                                    \
     /* One super-block of a row in the K_REPACK order: per 64 elements one integer sum (the two   \
      * sub-blocks' scaled dot products) and one integer min term (their mins times activation    \
      * sums); columns in per64 take them into the float chains at once, the others add them up   \
@@ -827,7 +875,8 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
     }                                                                                               \
     static inline __attribute__((always_inline)) void TS_FN(mk_row_##T)(                           \
         const BLOCK *wr, int64_t nsb, const ts_block_q8a *a, size_t as, int nc, const int16_t *bs,  \
-        const float *da, float *y, size_t ys, int accumulate, unsigned per64, int tiled) {          \
+        const float *da, float *y, size_t ys, int accumulate, unsigned per64, int tiled,            \
+        const int16_t *p4) {                                                                        \
         ts_acc acc[TS_COLS];                                                                        \
         float sacc[TS_COLS] = {0}, macc[TS_COLS] = {0};                                             \
         for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                                   \
@@ -850,7 +899,17 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                 for (int c = 0; c < nc; c++) {                                                      \
                     const ts_block_q8a *ab =                                                        \
                         (const ts_block_q8a *)((const uint8_t *)a + c * as) + 8 * b + k;            \
-                    ia[c] = ts_iacc_u8x32(ia[c], w8 + 32 * k, ab->qs, ks);                          \
+                    /* LANE_OFF: the offset leaves each lane with its own products (the lanes  \
+                     * of the signed codes, as Q3_K's vec_dot subtracts it), from p4 prepared   \
+                     * per call for one column. */                                              \
+                    if ((LANE_OFF) && !tiled) {                                                     \
+                        int16_t p4k[16];                                                            \
+                        if (!p4) ts_p4(ab->qs, p4k);                                                \
+                        ia[c] = ts_iacc_u8x32_off(ia[c], w8 + 32 * k, ab->qs, ks,                   \
+                                                  p4 ? p4 + (b * 8 + k) * 16 : p4k);                \
+                    } else {                                                                        \
+                        ia[c] = ts_iacc_u8x32(ia[c], w8 + 32 * k, ab->qs, ks);                      \
+                    }                                                                               \
                 }                                                                                   \
             }                                                                                       \
             for (int c = 0; c < nc; c++) {                                                          \
@@ -864,7 +923,7 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                     if (!(SAME)) r = __builtin_fmaf(dmin, (float)im, r);                            \
                     sacc[c] = __builtin_fmaf(r, dc, sacc[c]);                                       \
                 } else if (SAME) {                                                                  \
-                    acc[c] = ts_acc_fma_iacc(acc[c], ts_iacc_dot16(i, mn16, s16), d * dc);          \
+                    acc[c] = ts_acc_fma_iacc(acc[c], (LANE_OFF) ? i : ts_iacc_dot16(i, mn16, s16), d * dc); \
                 } else {                                                                            \
                     acc[c] = ts_acc_fma_iacc(acc[c], i, d * dc);                                    \
                     acc[c] = ts_acc_fma_iacc(acc[c], ts_iacc_dot16(ts_iacc_zero(), mn16, s16),      \
@@ -883,6 +942,7 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
         const int64_t nsb_all = n / TS_QK_K;                                                        \
         int16_t bs[TS_COLS * TS_KSB * 16];                                                          \
         float da[TS_COLS * TS_KSB];                                                                 \
+        int16_t p4buf[(LANE_OFF) ? TS_KSB * 8 * 16 : 1]; /* LANE_OFF decode: ts_p4 per chunk */     \
         /* Columns of whole groups of four take the GEMM order (K_REPACK); eight or more columns   \
          * the tiled GEMM's (K_LANES). */                                                           \
         const int tiled = (ORDER) == K_LANES && ncols >= 8;                                         \
@@ -906,15 +966,20 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
                         }                                                                           \
                     }                                                                               \
                 }                                                                                   \
+                const int16_t *p4 = NULL;                                                           \
+                if ((LANE_OFF) && ncols == 1) {                                                     \
+                    for (int64_t k = 0; k < 8 * nsb; k++) ts_p4(ac[k].qs, p4buf + 16 * k);          \
+                    p4 = p4buf;                                                                     \
+                }                                                                                   \
                 for (int64_t r = 0; r < nrows; r++) {                                               \
                     const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws) + s0;            \
                     float *yr = y + c0 * ys + r;                                                    \
                     if (nc == TS_COLS)                                                              \
-                        TS_FN(mk_row_##T)(wr, nsb, ac, as, TS_COLS, bs, da, yr, ys, s0 > 0, per64, tiled); \
+                        TS_FN(mk_row_##T)(wr, nsb, ac, as, TS_COLS, bs, da, yr, ys, s0 > 0, per64, tiled, p4); \
                     else if (nc == 1)                                                               \
-                        TS_FN(mk_row_##T)(wr, nsb, ac, as, 1, bs, da, yr, ys, s0 > 0, per64, tiled);       \
+                        TS_FN(mk_row_##T)(wr, nsb, ac, as, 1, bs, da, yr, ys, s0 > 0, per64, tiled, p4);       \
                     else                                                                            \
-                        TS_FN(mk_row_##T)(wr, nsb, ac, as, nc, bs, da, yr, ys, s0 > 0, per64, tiled);      \
+                        TS_FN(mk_row_##T)(wr, nsb, ac, as, nc, bs, da, yr, ys, s0 > 0, per64, tiled, p4);      \
                 }                                                                                   \
             }                                                                                       \
         }                                                                                           \
@@ -934,13 +999,13 @@ DEFINE_Q8A_KERNELS(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0)
 DEFINE_Q8A_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32, 0)
 DEFINE_Q8A_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0)
 DEFINE_Q8A_KERNELS(q2_0, 64, ts_block_q2_0, KIND_U32, 1)
-DEFINE_Q32_KERNELS(q4_0, 32, ts_block_q4_0, KIND_U32, 8)
-DEFINE_Q32_KERNELS(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0)
-DEFINE_Q32_KERNELS(q5_0, 32, ts_block_q5_0, KIND_U32, 16)
-DEFINE_Q32_KERNELS(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0)
-DEFINE_Q32_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32, 0)
-DEFINE_Q32_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0)
-DEFINE_Q32_KERNELS(q2_0, 64, ts_block_q2_0, KIND_U32, 1)
+DEFINE_Q32_KERNELS(q4_0, 32, ts_block_q4_0, KIND_U32, 8, Q4_0_ORDER)
+DEFINE_Q32_KERNELS(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0, Q32_LANES)
+DEFINE_Q32_KERNELS(q5_0, 32, ts_block_q5_0, KIND_U32, 16, Q32_LANES)
+DEFINE_Q32_KERNELS(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0, Q32_LANES)
+DEFINE_Q32_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32, 0, Q32_LANES)
+DEFINE_Q32_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0, Q32_LANES)
+DEFINE_Q32_KERNELS(q2_0, 64, ts_block_q2_0, KIND_U32, 1, Q2_0_ORDER)
 DEFINE_QUANT_KERNELS(tq2_0, 256, ts_block_tq2_0, KIND_U16, 1)
 DEFINE_DEQUANT_KERNELS(q2_k, 256, ts_block_q2_k, 0)
 DEFINE_DEQUANT_KERNELS(q3_k, 256, ts_block_q3_k, 4)
@@ -950,11 +1015,11 @@ DEFINE_DEQUANT_KERNELS(q6_k, 256, ts_block_q6_k, 32)
 /* Each type sums in the order of the kernel llama.cpp's x86 CPU backend runs for it (Q4_K is
  * repacked into 8x8 interleaved blocks at load; Q2_K is too where AVX-512 is present, an order
  * not reproduced here: none of the reference models has Q2_K tensors to check it against). */
-DEFINE_K_KERNELS(q2_k, ts_block_q2_k, 0, K_LANES)
-DEFINE_K_KERNELS(q3_k, ts_block_q3_k, 1, K_LANES)
-DEFINE_K_KERNELS(q4_k, ts_block_q4_k, 0, K_REPACK)
-DEFINE_K_KERNELS(q5_k, ts_block_q5_k, 0, K_LANES)
-DEFINE_K_KERNELS(q6_k, ts_block_q6_k, 1, K_LANES)
+DEFINE_K_KERNELS(q2_k, ts_block_q2_k, 0, K_LANES, 0)
+DEFINE_K_KERNELS(q3_k, ts_block_q3_k, 1, K_LANES, Q3_K_LANE_OFF)
+DEFINE_K_KERNELS(q4_k, ts_block_q4_k, 0, K_REPACK, 0)
+DEFINE_K_KERNELS(q5_k, ts_block_q5_k, 0, K_LANES, 0)
+DEFINE_K_KERNELS(q6_k, ts_block_q6_k, 1, K_LANES, 0)
 
 /* ---- float weight types (f32 activations only) --------------------------------------- */
 

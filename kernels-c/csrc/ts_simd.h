@@ -245,25 +245,32 @@ static inline ts_iacc ts_iacc_zero(void) { return _mm256_setzero_si256(); }
 static inline ts_ksc ts_ksc_make(int16_t lo, int16_t hi) {
     return _mm256_set_m128i(_mm_set1_epi16(hi), _mm_set1_epi16(lo));
 }
-/* acc += lo*dot(w[0:16], a[0:16]) + hi*dot(w[16:32], a[16:32]) for unsigned codes w (0..63): the
- * pair sums of maddubs stay below 2*63*127 (no saturation), then one int16 multiply-add. */
-static inline ts_iacc ts_iacc_u8x32(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s) {
-    const __m256i p = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)w),
-                                           _mm256_loadu_si256((const __m256i *)a));
+/* acc += the int16 lanes of p times those of s, summed in pairs into int32 lanes. */
+static inline ts_iacc ts_iacc_madd16(ts_iacc acc, __m256i p, __m256i s) {
 #if defined(TS_ISA_AVX512)
     return _mm256_dpwssd_epi32(acc, p, s);
 #else
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, s));
 #endif
 }
+/* acc += lo*dot(w[0:16], a[0:16]) + hi*dot(w[16:32], a[16:32]) for unsigned codes w (0..63): the
+ * pair sums of maddubs stay below 2*63*127 (no saturation), then one int16 multiply-add. */
+static inline ts_iacc ts_iacc_u8x32(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s) {
+    return ts_iacc_madd16(acc, _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)w), _mm256_loadu_si256((const __m256i *)a)), s);
+}
 /* acc += sum of m[i]*s[i] over 16 int16 pairs. */
 static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t *s) {
-    const __m256i mv = _mm256_loadu_si256((const __m256i *)m), sv = _mm256_loadu_si256((const __m256i *)s);
-#if defined(TS_ISA_AVX512)
-    return _mm256_dpwssd_epi32(acc, mv, sv);
-#else
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(mv, sv));
-#endif
+    return ts_iacc_madd16(acc, _mm256_loadu_si256((const __m256i *)m), _mm256_loadu_si256((const __m256i *)s));
+}
+/* An offset of 4 per code as Q3_K's vec_dot takes it off, inside each pair of products:
+ * p4[i] = 4*(a[2i] + a[2i+1]). */
+static inline void ts_p4(const int8_t *a, int16_t *p4) {
+    _mm256_storeu_si256((__m256i *)p4, _mm256_maddubs_epi16(_mm256_set1_epi8(4), _mm256_loadu_si256((const __m256i *)a)));
+}
+/* ts_iacc_u8x32 of the codes minus that offset (pair sums stay within int16). */
+static inline ts_iacc ts_iacc_u8x32_off(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s, const int16_t *p4) {
+    const __m256i p = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)w), _mm256_loadu_si256((const __m256i *)a));
+    return ts_iacc_madd16(acc, _mm256_sub_epi16(p, _mm256_loadu_si256((const __m256i *)p4)), s);
 }
 /* The integer total of an accumulator's lanes (exact). */
 static inline int32_t ts_iacc_hsum(ts_iacc i) { return ts_hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(i), _mm256_extracti128_si256(i, 1))); }
@@ -413,5 +420,38 @@ static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t
 static inline int32_t ts_iacc_hsum(ts_iacc i) { return i; }
 static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) { return f + s * (float)i; }
 #endif
+
+#if !defined(TS_ISA_AVX2) && !defined(TS_ISA_AVX512)
+static inline void ts_p4(const int8_t *a, int16_t *p4) {
+    for (int i = 0; i < 16; i++) p4[i] = (int16_t)(4 * (a[2 * i] + a[2 * i + 1]));
+}
+static inline ts_iacc ts_iacc_u8x32_off(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s, const int16_t *p4) {
+    int32_t lo, hi, plo = 0, phi = 0;
+    ts_dot_s8x32(w, a, &lo, &hi);
+    for (int i = 0; i < 8; i++) {
+        plo += p4[i];
+        phi += p4[8 + i];
+    }
+#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+    return vaddq_s32(acc, vsetq_lane_s32(s.lo * (lo - plo) + s.hi * (hi - phi), vdupq_n_s32(0), 0));
+#else
+    return acc + s.lo * (lo - plo) + s.hi * (hi - phi);
+#endif
+}
+#endif
+
+/* The whole integer dot product of 32 codes with 32 activations, plus c: signed codes (SIGNED)
+ * or unsigned codes 0..255 (where the tier's unsigned dot takes full bytes; 0..63 elsewhere). */
+static inline int32_t ts_dot32_total(const int8_t *w, const int8_t *a, int sgn, int32_t c) {
+#if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
+    const __m256i d = sgn ? ts_dot_s8s8(w, a) : ts_dot_u8s8_from(w, a, _mm256_setzero_si256());
+    return ts_hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1))) + c;
+#else
+    (void)sgn;
+    int32_t lo, hi;
+    ts_dot_s8x32(w, a, &lo, &hi);
+    return lo + hi + c;
+#endif
+}
 
 #endif
