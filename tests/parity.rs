@@ -57,20 +57,20 @@ const EXPECTED: [Expected; 5] = [
     exp("smollm2-135m-q2_0", 0.999999, true, 0),
 ];
 
-/// Tiers whose products sum in their own order: the scalar C tier (one float chain per row), the
-/// AMX tier (exact int32 block sums from the tiles, then one scale per block: prefill batches of
-/// 16 or more tokens), NEON/dotprod. Worst of scalar and AMX, measured 2026-11-24.
+/// Tiers whose products sum partly in their own order: the scalar C tier (one float chain per
+/// row for the lane-order types), the AMX tier (prefill batches of 8 or more tokens: the tile
+/// sums reproduce llama.cpp's Q4_0, Q2_0 and tiled K-quant orders, not the int32 lanes of Q4_1 /
+/// Q8_0 nor the repacked Q4_K), NEON/dotprod. Worst of scalar and AMX, measured 2026-11-24.
 const EXPECTED_OWN_ORDER: [Expected; 5] = [
     // Worst 0.99986 (scalar, prompt 0, which swaps two of the top 8); 2 (AMX) to 3 mismatches.
     exp("qwen2.5-coder-0.5b-q4_k_m", 0.9995, false, 4),
-    // Worst 0.99937 (scalar); 0 (AMX) to 2 mismatches.
+    // Worst 0.99937 (scalar); 1 (AMX) to 2 mismatches.
     exp("gemma3-270m-q4_k_m", 0.999, true, 3),
     // Worst 0.99911 (scalar, whose prompt 0 swaps two of the top 8); 1 (AMX) to 2 mismatches.
     exp("smollm2-135m-q4_1", 0.999, false, 3),
-    // Worst 0.99888 (scalar); 3 (AMX) to 7 (scalar) mismatches (NEON measured under 12).
+    // AMX exact; scalar 0.99888, 7 mismatches (NEON measured under 12).
     exp("smollm2-135m-q2_k", 0.995, false, 12),
-    // The scalar tier takes llama.cpp's Q2_0 order (exact); the AMX tiles do not (0.99276 on
-    // prompt 1, 92 mismatches); NEON keeps its lanes (measured under 170).
+    // Scalar and AMX exact (llama.cpp's Q2_0 order); NEON keeps its lanes (measured under 170).
     exp("smollm2-135m-q2_0", 0.99, false, 170),
 ];
 

@@ -6,9 +6,11 @@
  * One tile product per 32-element chunk: the activations of 16 columns (tile A, 16 rows of 32
  * bytes, loaded straight from the q8a blocks with the column stride) times the codes of 16 weight
  * rows (tile B, 8 rows of 64 bytes in the VNNI order: row kk holds elements 4kk..4kk+3 of each
- * weight row) gives a 16 x 16 block of exact int32 chunk dot products. Each is then scaled as the
- * AVX-512 kernels do it, acc += float(dot) * (dw * da), one fma per chunk in chunk order, so a
- * result does not depend on the tiling or the thread count. The offset types are packed as signed
+ * weight row) gives a 16 x 16 block of exact int32 chunk dot products. Each is then scaled as
+ * llama.cpp's repacked Q4_0 kernels do, acc += float(dot) * (dw * da), one fma per chunk in chunk
+ * order through the whole row (Q2_0: its generic loop's pair order, Q32_PAIR), so a result does
+ * not depend on the tiling or the thread count, and Q4_0 and Q2_0 match llama.cpp's x86 results
+ * bit for bit (the types it sums in int32 lanes do not). The offset types are packed as signed
  * codes (code - OFF) for the signed-by-signed product; Q4_1 / Q5_1 keep their unsigned codes
  * (signed-by-unsigned product) and add their min terms through the activation sums like the
  * other tiers.
@@ -72,6 +74,26 @@ static inline void amx_store(float *y, size_t ys, const __m512 *v, int nc, int n
     }
 }
 
+/* The output vectors of nc columns as a chain's start (rows past nr zero). */
+static inline void amx_load(const float *y, size_t ys, __m512 *v, int nc, int nr) {
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    for (int c = 0; c < nc; c++) v[c] = _mm512_maskz_loadu_ps(m, y + c * ys);
+}
+
+/* Q2_0's pair of chunks as ggml's generic loop sums them (Q32_PAIR): per column
+ * acc += dw * (da0*float(dot0) + da1*float(dot1)), every product rounded. */
+static inline __attribute__((always_inline)) void amx_scale_pair(__m512 *acc, const int32_t *dot0, const int32_t *dot1,
+                                                                __m512 dw, const uint8_t *da0, const uint8_t *da1,
+                                                                size_t as, int nc) {
+    for (int c = 0; c < nc; c++) {
+        const __m512 p0 = _mm512_mul_ps(_mm512_set1_ps(*(const float *)(da0 + c * as)),
+                                        _mm512_cvtepi32_ps(_mm512_load_si512(dot0 + 16 * c)));
+        const __m512 p1 = _mm512_mul_ps(_mm512_set1_ps(*(const float *)(da1 + c * as)),
+                                        _mm512_cvtepi32_ps(_mm512_load_si512(dot1 + 16 * c)));
+        acc[c] = _mm512_add_ps(acc[c], _mm512_mul_ps(dw, _mm512_add_ps(p0, p1)));
+    }
+}
+
 /* acc[c] += float(dot[c]) * (dw * da[c]) for the columns of one chunk; dot holds the stored
  * product tile (row c = activation column c, lane r = weight row r). */
 static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const int32_t *dot, __m512 dw,
@@ -82,7 +104,7 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
     }
 }
 
-#define DEFINE_AMX_Q32(T, QK, BLOCK, KIND, OFF)                                                     \
+#define DEFINE_AMX_Q32(T, QK, BLOCK, KIND, OFF, ORDER)                                                \
     /* Rows [0, nr) of a row tile, chunks [k0, k0 + nch), into tile-B order: bp[k*512 + kk*64 +  \
      * r*4 + j] = code 4kk+j of chunk k of row r (zero for rows past nr); dw, mw: the chunk      \
      * scales and mins, 16 per chunk. */                                                         \
@@ -119,9 +141,10 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
         const uint8_t *a, size_t as, int nc, float *y, size_t ys, int first) {                     \
         __m512 acc[16];                                                                            \
         float mins[16][16] __attribute__((aligned(64)));                                           \
-        int32_t dot[256] __attribute__((aligned(64)));                                             \
+        int32_t dots[2][256] __attribute__((aligned(64))); /* Q32_PAIR: both chunks of a block */ \
         int8_t stage[16 * 32] __attribute__((aligned(64)));                                        \
         for (int c = 0; c < 16; c++) acc[c] = _mm512_setzero_ps();                                 \
+        if (!first) amx_load(y, ys, acc, nc, nr); /* one chain through every chunk range */       \
         if ((KIND) == KIND_U32_MIN) memset(mins, 0, sizeof mins);                                  \
         if (nc < 16) memset(stage, 0, sizeof stage);                                               \
         for (int k = 0; k < nch; k++) {                                                            \
@@ -134,9 +157,14 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
                 _tile_dpbsud(TS_AMX_C, TS_AMX_A, TS_AMX_B);                                        \
             else                                                                                   \
                 _tile_dpbssd(TS_AMX_C, TS_AMX_A, TS_AMX_B);                                        \
+            int32_t *dot = dots[(ORDER) == Q32_PAIR ? k & 1 : 0];                                  \
             _tile_stored(TS_AMX_C, dot, 64);                                                       \
             const __m512 dwv = _mm512_loadu_ps(dw + 16 * k);                                       \
-            if (nc == 16)                                                                          \
+            if ((ORDER) == Q32_PAIR) {                                                             \
+                if (k & 1)                                                                         \
+                    amx_scale_pair(acc, dots[0], dots[1], dwv, (const uint8_t *)&a0[-1].d,          \
+                                   (const uint8_t *)&a0->d, as, nc);                               \
+            } else if (nc == 16)                                                                   \
                 amx_scale(acc, dot, dwv, (const uint8_t *)&a0->d, as, 16);                         \
             else                                                                                   \
                 amx_scale(acc, dot, dwv, (const uint8_t *)&a0->d, as, nc);                         \
@@ -151,7 +179,7 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
         }                                                                                          \
         if ((KIND) == KIND_U32_MIN)                                                                \
             for (int c = 0; c < nc; c++) acc[c] = _mm512_add_ps(acc[c], _mm512_load_ps(mins[c]));  \
-        amx_store(y, ys, acc, nc, nr, first);                                                      \
+        amx_store(y, ys, acc, nc, nr, 1);                                                          \
     }                                                                                              \
     /* Returns 0 (nothing done) for too few columns. */                                           \
     static int amx_gemm_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as, \
@@ -185,7 +213,21 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
  * as signed codes (code - OFF); the others keep unsigned codes and add their min term
  * dmin * da * sum_j min_j * s_j, the sums of 16 activations s_j taken two at a time by an int16
  * pair product (the mins packed as pairs to match). */
-#define DEFINE_AMX_K(T, BLOCK, SAME, OFF, SUB)                                                     \
+/* The integer min term of super-block b for one column: the rows' negated mins (mnp, int16
+ * pairs) times the column's activation sums of 16. */
+static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int b) {
+    __m512i m = _mm512_setzero_si512();
+    for (int jp = 0; jp < 8; jp++) {
+        int32_t sp;
+        memcpy(&sp, col[jp].s, 4);
+        m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512(mnp + (b * 8 + jp) * 16), _mm512_set1_epi32(sp));
+    }
+    return m;
+}
+
+/* TILED: the scaling of llama.cpp's tiled K-quant GEMM (the K_LANES types); otherwise one fma
+ * with d * da per super-block. */
+#define DEFINE_AMX_K(T, BLOCK, SAME, OFF, SUB, TILED)                                                     \
     static void amx_kpack_##T(const void *w, size_t ws, int nr, int64_t s0, int nsb, int8_t *bp,   \
                               int32_t *scv, int32_t *mnp, float *dv, float *dmv) {                 \
         for (int r = 0; r < 16; r++) {                                                             \
@@ -226,6 +268,7 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
         int32_t dot[256] __attribute__((aligned(64)));                                             \
         int8_t stage[16 * 32] __attribute__((aligned(64)));                                        \
         for (int c = 0; c < 16; c++) acc[c] = _mm512_setzero_ps();                                 \
+        if (!first) amx_load(y, ys, acc, nc, nr); /* one chain through every super-block range */ \
         if (nc < 16) memset(stage, 0, sizeof stage);                                               \
         for (int b = 0; b < nsb; b++) {                                                            \
             const uint8_t *ab = a + (s0 + b) * 8 * sizeof(ts_block_q8a);                           \
@@ -260,21 +303,24 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
             for (int c = 0; c < nc; c++) {                                                         \
                 const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);                     \
                 const __m512 dc = _mm512_set1_ps(col->d);                                          \
+                if (TILED) {                                                                       \
+                    /* llama.cpp's tiled K-quant GEMM (8+ columns, as here): r = float(total)*d,    \
+                     * r = fma(dmin, mins, r), acc = fma(r, da, acc). */                           \
+                    __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[c]), dvv);                    \
+                    if (!(SAME)) r = _mm512_fmadd_ps(_mm512_loadu_ps(dmv + 16 * b),                \
+                                                     _mm512_cvtepi32_ps(amx_kmins(mnp, col, b)), r); \
+                    acc[c] = _mm512_fmadd_ps(r, dc, acc[c]);                                       \
+                    continue;                                                                      \
+                }                                                                                  \
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dvv, dc), acc[c]); \
                 if (!(SAME)) {                                                                     \
-                    __m512i m = _mm512_setzero_si512();                                            \
-                    for (int jp = 0; jp < 8; jp++) {                                               \
-                        int32_t sp;                                                                \
-                        memcpy(&sp, col[jp].s, 4);                                                 \
-                        m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512(mnp + (b * 8 + jp) * 16),    \
-                                                _mm512_set1_epi32(sp));                            \
-                    }                                                                              \
+                    const __m512i m = amx_kmins(mnp, col, b);                                      \
                     acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(m),                                \
                                              _mm512_mul_ps(_mm512_loadu_ps(dmv + 16 * b), dc), acc[c]); \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        amx_store(y, ys, acc, nc, nr, first);                                                      \
+        amx_store(y, ys, acc, nc, nr, 1);                                                          \
     }                                                                                              \
     static int amx_kgemm_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a,        \
                              size_t as, int64_t ncols, float *y, size_t ys, int64_t n) {           \

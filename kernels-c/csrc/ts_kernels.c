@@ -553,20 +553,42 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
     return mins;
 }
 
+/* The orders in which the per-32 types' chunk products are summed (see DEFINE_Q32_KERNELS). */
+#define Q32_LANES 0 /* vec_dot / tinyBLAS: eight int32 lanes per chunk, one 8-lane fma chain */
+#define Q32_BLOCK 1 /* llama.cpp's repacked 8x8 kernels (Q4_0 on x86): per chunk the integer  \
+                     * total, acc = fma(float(total), dw*da, acc), one scalar chain per column */
+#define Q32_PAIR 2  /* ggml's generic vec_dot of Q2_0 (x86 has no other): per 64-block          \
+                     * sumi = d1*total0 + d1'*total1, acc += d0*sumi, every product rounded (not \
+                     * fused: the reference's build does not contract this C loop; a build that \
+                     * does, like llama-cpp-python 0.3.36's here, differs in the last bits) */
+
+/* llama.cpp's x86 orders where they differ from the lanes (the scalar tier follows them too);
+ * the NEON tiers keep the lanes, their fastest. */
+#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+#define Q4_0_ORDER Q32_LANES
+#define Q2_0_ORDER Q32_LANES
+#else
+#define Q4_0_ORDER Q32_BLOCK
+#define Q2_0_ORDER Q32_PAIR
+#endif
+/* The per-32 types: name, elements per block, block, kind, code offset, summation order. */
+#define Q32_TYPES(X)                                                                               \
+    X(q4_0, 32, ts_block_q4_0, KIND_U32, 8, Q4_0_ORDER)                                            \
+    X(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0, Q32_LANES)                                         \
+    X(q5_0, 32, ts_block_q5_0, KIND_U32, 16, Q32_LANES)                                            \
+    X(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0, Q32_LANES)                                         \
+    X(q8_0, 32, ts_block_q8_0, KIND_S32, 0, Q32_LANES)                                             \
+    X(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0, Q32_LANES)                                         \
+    X(q2_0, 64, ts_block_q2_0, KIND_U32, 1, Q2_0_ORDER)
+
 #if defined(TS_ISA_AMX)
 #include "ts_amx.h"
-DEFINE_AMX_Q32(q4_0, 32, ts_block_q4_0, KIND_U32, 8)
-DEFINE_AMX_Q32(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0)
-DEFINE_AMX_Q32(q5_0, 32, ts_block_q5_0, KIND_U32, 16)
-DEFINE_AMX_Q32(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0)
-DEFINE_AMX_Q32(q8_0, 32, ts_block_q8_0, KIND_S32, 0)
-DEFINE_AMX_Q32(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0)
-DEFINE_AMX_Q32(q2_0, 64, ts_block_q2_0, KIND_U32, 1)
-DEFINE_AMX_K(q2_k, ts_block_q2_k, 0, 0, 16)
-DEFINE_AMX_K(q3_k, ts_block_q3_k, 1, 4, 16)
-DEFINE_AMX_K(q4_k, ts_block_q4_k, 0, 0, 32)
-DEFINE_AMX_K(q5_k, ts_block_q5_k, 0, 0, 32)
-DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
+Q32_TYPES(DEFINE_AMX_Q32)
+DEFINE_AMX_K(q2_k, ts_block_q2_k, 0, 0, 16, 1)
+DEFINE_AMX_K(q3_k, ts_block_q3_k, 1, 4, 16, 1)
+DEFINE_AMX_K(q4_k, ts_block_q4_k, 0, 0, 32, 0)
+DEFINE_AMX_K(q5_k, ts_block_q5_k, 0, 0, 32, 1)
+DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16, 1)
 #define TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) amx_gemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
 #define TS_K_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) amx_kgemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
 #else
@@ -675,22 +697,6 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16)
 #define TS_KB 128 /* 32-chunks of activation data prepared per column tile */
 #define Q32_SIGNED(KIND) ((KIND) == KIND_S32 && !TS_U8_FULL)
 #define Q32_OFF(KIND, OFF) ((KIND) == KIND_S32 ? (TS_U8_FULL ? 128 : 0) : (OFF))
-#define Q32_LANES 0 /* vec_dot / tinyBLAS: eight int32 lanes per chunk, one 8-lane fma chain */
-#define Q32_BLOCK 1 /* llama.cpp's repacked 8x8 kernels (Q4_0 on x86): per chunk the integer  \
-                     * total, acc = fma(float(total), dw*da, acc), one scalar chain per column */
-#define Q32_PAIR 2  /* ggml's generic vec_dot of Q2_0 (x86 has no other): per 64-block          \
-                     * sumi = d1*total0 + d1'*total1, acc += d0*sumi, every product rounded (not \
-                     * fused: the reference's build does not contract this C loop; a build that \
-                     * does, like llama-cpp-python 0.3.36's here, differs in the last bits) */
-/* llama.cpp's x86 orders where they differ from the lanes (the scalar tier follows them too);
- * the NEON tiers keep the lanes, their fastest. */
-#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
-#define Q4_0_ORDER Q32_LANES
-#define Q2_0_ORDER Q32_LANES
-#else
-#define Q4_0_ORDER Q32_BLOCK
-#define Q2_0_ORDER Q32_PAIR
-#endif
 #include "ts_bsum.h"
 DEFINE_BSUM_KERNELS(q4_0, 32, ts_block_q4_0, 8, Q4_0_ORDER)
 DEFINE_BSUM_KERNELS(q2_0, 64, ts_block_q2_0, 1, Q2_0_ORDER)
@@ -999,13 +1005,7 @@ DEFINE_Q8A_KERNELS(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0)
 DEFINE_Q8A_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32, 0)
 DEFINE_Q8A_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0)
 DEFINE_Q8A_KERNELS(q2_0, 64, ts_block_q2_0, KIND_U32, 1)
-DEFINE_Q32_KERNELS(q4_0, 32, ts_block_q4_0, KIND_U32, 8, Q4_0_ORDER)
-DEFINE_Q32_KERNELS(q4_1, 32, ts_block_q4_1, KIND_U32_MIN, 0, Q32_LANES)
-DEFINE_Q32_KERNELS(q5_0, 32, ts_block_q5_0, KIND_U32, 16, Q32_LANES)
-DEFINE_Q32_KERNELS(q5_1, 32, ts_block_q5_1, KIND_U32_MIN, 0, Q32_LANES)
-DEFINE_Q32_KERNELS(q8_0, 32, ts_block_q8_0, KIND_S32, 0, Q32_LANES)
-DEFINE_Q32_KERNELS(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0, Q32_LANES)
-DEFINE_Q32_KERNELS(q2_0, 64, ts_block_q2_0, KIND_U32, 1, Q2_0_ORDER)
+Q32_TYPES(DEFINE_Q32_KERNELS)
 DEFINE_QUANT_KERNELS(tq2_0, 256, ts_block_tq2_0, KIND_U16, 1)
 DEFINE_DEQUANT_KERNELS(q2_k, 256, ts_block_q2_k, 0)
 DEFINE_DEQUANT_KERNELS(q3_k, 256, ts_block_q3_k, 4)
