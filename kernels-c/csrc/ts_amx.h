@@ -64,14 +64,10 @@ static inline void amx_done(void) { _tile_release(); }
         }                                                                                           \
     } while (0)
 
-/* Writes (or adds) the 16-row output vectors of nc columns, rows past nr untouched. */
-static inline void amx_store(float *y, size_t ys, const __m512 *v, int nc, int nr, int first) {
+/* Writes the 16-row output vectors of nc columns, rows past nr untouched. */
+static inline void amx_store(float *y, size_t ys, const __m512 *v, int nc, int nr) {
     const __mmask16 m = (__mmask16)((1u << nr) - 1);
-    for (int c = 0; c < nc; c++) {
-        __m512 x = v[c];
-        if (!first) x = _mm512_add_ps(_mm512_maskz_loadu_ps(m, y + c * ys), x);
-        _mm512_mask_storeu_ps(y + c * ys, m, x);
-    }
+    for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(y + c * ys, m, v[c]);
 }
 
 /* The output vectors of nc columns as a chain's start (rows past nr zero). */
@@ -117,9 +113,7 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
                 float sc[(QK) / 16], mn[(QK) / 16];                                                \
                 if (r < nr) {                                                                      \
                     unpack_##T(wr + (k0 + k) / ((QK) / 32), w8, sc, mn);                           \
-                    if ((OFF) != 0 && (KIND) != KIND_U32_MIN)                                      \
-                        for (int i = 0; i < (QK); i += 32)                                         \
-                            st32(w8 + i, ld32((const uint8_t *)w8 + i) - (OFF));                   \
+                    if ((OFF) != 0 && (KIND) != KIND_U32_MIN) w8_sub(w8, (QK), (OFF));              \
                 } else {                                                                           \
                     memset(w8, 0, sizeof w8);                                                      \
                     memset(sc, 0, sizeof sc);                                                      \
@@ -179,7 +173,7 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
         }                                                                                          \
         if ((KIND) == KIND_U32_MIN)                                                                \
             for (int c = 0; c < nc; c++) acc[c] = _mm512_add_ps(acc[c], _mm512_load_ps(mins[c]));  \
-        amx_store(y, ys, acc, nc, nr, 1);                                                          \
+        amx_store(y, ys, acc, nc, nr);                                                             \
     }                                                                                              \
     /* Returns 0 (nothing done) for too few columns. */                                           \
     static int amx_gemm_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as, \
@@ -238,9 +232,7 @@ static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int
                 float d = 0.0f, dmin = 0.0f;                                                       \
                 if (r < nr) {                                                                      \
                     kunpack_##T(wr + s0 + b, w8, sc16, mn16, &d, &dmin);                           \
-                    if (SAME)                                                                      \
-                        for (int i = 0; i < TS_QK_K; i += 32)                                      \
-                            st32(w8 + i, ld32((const uint8_t *)w8 + i) - (OFF));                   \
+                    if (SAME) w8_sub(w8, TS_QK_K, (OFF));                                          \
                 } else {                                                                           \
                     memset(w8, 0, sizeof w8);                                                      \
                     memset(sc16, 0, sizeof sc16);                                                  \
@@ -320,7 +312,7 @@ static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        amx_store(y, ys, acc, nc, nr, 1);                                                          \
+        amx_store(y, ys, acc, nc, nr);                                                             \
     }                                                                                              \
     static int amx_kgemm_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a,        \
                              size_t as, int64_t ncols, float *y, size_t ys, int64_t n) {           \

@@ -57,6 +57,10 @@ static inline void st32(int8_t *p, u8x32 v) { memcpy(p, &v, 32); }
 /* One 32-byte store of two halves (two 16-byte stores followed by a 32-byte load would defeat
  * store-to-load forwarding). */
 static inline void st16x2(int8_t *p, u8x16 lo, u8x16 hi) { st32(p, __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31)); }
+/* Takes off from n codes (a multiple of 32) the offset off, making them signed. */
+static inline void w8_sub(int8_t *w8, int n, int off) {
+    for (int i = 0; i < n; i += 32) st32(w8 + i, ld32((const uint8_t *)w8 + i) - (uint8_t)off);
+}
 
 /* Q5 high bits: bit j of the 32-bit little-endian qh, as 0x10 in byte j. */
 static inline u8x32 q5_high(const uint8_t *qh) {
@@ -356,9 +360,9 @@ static inline void q32_lane_offsets(const int8_t *qs, int off, int32_t *c8) {
 #if defined(TS_ISA_AVX512)
 /* ---- AVX-512 GEMV of Q5_0 and Q8_0 ------------------------------------------------------ */
 /* Decode (one activation column) reads every weight once, so the work per byte decides whether
- * the kernel keeps up with memory. Two Q5_0 blocks (44 bytes) are one masked
- * 64-byte load (Q8_0's codes two 32-byte loads); one word permute lays their codes out as [low nibbles | high nibbles] per block,
- * a per-word shift and a mask make the 64 unsigned codes, the Q5 high bits enter as a byte mask
+ * the kernel keeps up with memory. Two Q5_0 blocks (44 bytes) are one masked 64-byte load
+ * (Q8_0's codes two 32-byte loads); one word permute lays their codes out as [low nibbles |
+ * high nibbles] per block, a per-word shift and a mask make the 64 unsigned codes, the Q5 high bits enter as a byte mask
  * (kmov from the two qh words, a masked add of 16), and a second permute spreads the two f16
  * scales over their eight int32 lanes. The activations are prepared once per call: codes
  * contiguous, the block scales and the offset start values (-OFF times the block sum) already
@@ -395,10 +399,9 @@ static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *
     _mm256_set_epi16(d1, d1, d1, d1, d1, d1, d1, d1, d0, d0, d0, d0, d0, d0, d0, d0)
 
 /* One block pair of a weight row (TWO: whether the second block exists) against the prepared
- * activations of pair pi, added to acc. KIND: GV_Q4_0 (nibbles only), GV_Q5_0 (the high bits: 4 bytes at
- * offset 2 of each block) or GV_Q8_0 (34-byte blocks: the codes as two 32-byte loads, biased by
+ * activations of pair pi, added to acc. KIND: GV_Q5_0 (the high bits: 4 bytes at offset 2 of
+ * each block) or GV_Q8_0 (34-byte blocks: the codes as two 32-byte loads, biased by
  * 128 to unsigned). */
-#define GV_Q4_0 0
 #define GV_Q5_0 1
 #define GV_Q8_0 2
 static inline __attribute__((always_inline)) __m256 gv_pair(__m256 acc, const uint8_t *pb, int two, const ts_gv_act *p,
@@ -644,7 +647,7 @@ DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16, 1)
              * lanes (four products each) are the ones llama.cpp converts and scales. */         \
             const int to_signed = (OFF) != 0;                                                   \
             if (to_signed)                                                                      \
-                for (int i = 0; i < (QK); i += 32) st32(w8 + i, ld32((const uint8_t *)w8 + i) - (OFF)); \
+                w8_sub(w8, (QK), (OFF));                                                      \
             for (int c = 0; c < nc; c++) {                                                      \
                 const ts_block_q8a *ab =                                                        \
                     (const ts_block_q8a *)((const uint8_t *)a + c * as) + b * ((QK) / 32);      \
@@ -825,7 +828,7 @@ DEFINE_BSUM_NONE(iq4_nl)
 /* Q3_K's vec_dot subtracts its offset inside each int32 lane (x86); the NEON tiers keep the
  * cheaper per-16 offset sums. */
 #if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
-#define Q3_K_LANE_OFF 1
+#define Q3_K_LANE_OFF 0
 #else
 #define Q3_K_LANE_OFF 1
 #endif

@@ -444,8 +444,7 @@ static inline ts_iacc ts_iacc_u8x32_off(ts_iacc acc, const int8_t *w, const int8
  * or unsigned codes 0..255 (where the tier's unsigned dot takes full bytes; 0..63 elsewhere). */
 static inline int32_t ts_dot32_total(const int8_t *w, const int8_t *a, int sgn, int32_t c) {
 #if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
-    const __m256i d = sgn ? ts_dot_s8s8(w, a) : ts_dot_u8s8_from(w, a, _mm256_setzero_si256());
-    return ts_hsum_i32x4(_mm_add_epi32(_mm256_castsi256_si128(d), _mm256_extracti128_si256(d, 1))) + c;
+    return ts_iacc_hsum(sgn ? ts_dot_s8s8(w, a) : ts_dot_u8s8_from(w, a, _mm256_setzero_si256())) + c;
 #else
     (void)sgn;
     int32_t lo, hi;
