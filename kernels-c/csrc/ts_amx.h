@@ -219,9 +219,28 @@ static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int
     return m;
 }
 
-/* TILED: the scaling of llama.cpp's tiled K-quant GEMM (the K_LANES types); otherwise one fma
- * with d * da per super-block. */
-#define DEFINE_AMX_K(T, BLOCK, SAME, OFF, SUB, TILED)                                                     \
+/* The same for the 64 elements of sub-block pair g only. */
+static inline __m512i amx_kmins_pair(const int32_t *mnp, const ts_block_q8a *col, int b, int g) {
+    __m512i m = _mm512_setzero_si512();
+    for (int jp = 2 * g; jp < 2 * g + 2; jp++) {
+        int32_t sp;
+        memcpy(&sp, col[jp].s, 4);
+        m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512(mnp + (b * 8 + jp) * 16), _mm512_set1_epi32(sp));
+    }
+    return m;
+}
+
+/* How a super-block's integer sums are scaled (ORDER):
+ *   AMX_K_TILED:  llama.cpp's tiled K-quant GEMM (the K_LANES types): r = float(total)*d,
+ *                 r = fma(dmin, mins, r), acc = fma(r, da, acc);
+ *   AMX_K_REPACK: its repacked 8x8 kernels (Q4_K, K_REPACK): two chains, the scaled sums and the
+ *                 min terms, fed per 64 elements for the columns of whole groups of four and per
+ *                 super-block for the rest, added at the end. A row tile's min chains wait in
+ *                 `ms` between super-block ranges, so the columns go in groups of AMX_CG. */
+#define AMX_K_TILED 1
+#define AMX_K_REPACK 2
+#define AMX_CG 64 /* columns per group (AMX_K_REPACK) */
+#define DEFINE_AMX_K(T, BLOCK, SAME, OFF, SUB, ORDER)                                                     \
     static void amx_kpack_##T(const void *w, size_t ws, int nr, int64_t s0, int nsb, int8_t *bp,   \
                               int32_t *scv, int32_t *mnp, float *dv, float *dmv) {                 \
         for (int r = 0; r < 16; r++) {                                                             \
@@ -255,12 +274,15 @@ static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int
     static inline __attribute__((always_inline)) void amx_ktile_##T(                               \
         const int8_t *bp, const int32_t *scv, const int32_t *mnp, const float *dv, const float *dmv, \
         int nr, int64_t s0, int nsb, const uint8_t *a, size_t as, int nc, float *y, size_t ys,     \
-        int first) {                                                                               \
+        int first, int last, unsigned per64, float *ms) {                                          \
         __m512 acc[16] __attribute__((aligned(64)));                                               \
+        __m512 macc[16] __attribute__((aligned(64))); /* AMX_K_REPACK: the min chains */          \
         int32_t dot[256] __attribute__((aligned(64)));                                             \
         int8_t stage[16 * 32] __attribute__((aligned(64)));                                        \
-        for (int c = 0; c < 16; c++) acc[c] = _mm512_setzero_ps();                                 \
+        for (int c = 0; c < 16; c++) acc[c] = macc[c] = _mm512_setzero_ps();                       \
         if (!first) amx_load(y, ys, acc, nc, nr); /* one chain through every super-block range */ \
+        if ((ORDER) == AMX_K_REPACK && !first)                                                     \
+            for (int c = 0; c < nc; c++) macc[c] = _mm512_load_ps(ms + 16 * c);                    \
         if (nc < 16) memset(stage, 0, sizeof stage);                                               \
         for (int b = 0; b < nsb; b++) {                                                            \
             const uint8_t *ab = a + (s0 + b) * 8 * sizeof(ts_block_q8a);                           \
@@ -290,12 +312,33 @@ static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int
                 const __m512i sv = _mm512_loadu_si512(scv + (b * 16 + j) * 16);                   \
                 for (int c = 0; c < nc; c++)                                                       \
                     isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(_mm512_load_si512(dot + 16 * c), sv)); \
+                if ((ORDER) == AMX_K_REPACK && (j & 1) && per64) {                                 \
+                    /* The columns in whole groups of four: one integer sum per 64 elements. */   \
+                    const __m512 dvv = _mm512_loadu_ps(dv + 16 * b), dmv_ = _mm512_loadu_ps(dmv + 16 * b); \
+                    for (int c = 0; c < nc; c++) {                                                 \
+                        if (!(per64 >> c & 1)) continue;                                           \
+                        const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);             \
+                        const __m512 dc = _mm512_set1_ps(col->d);                                  \
+                        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dvv, dc), acc[c]); \
+                        macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(amx_kmins_pair(mnp, col, b, j / 2)), \
+                                                  _mm512_mul_ps(dmv_, dc), macc[c]);               \
+                        isum[c] = _mm512_setzero_si512();                                          \
+                    }                                                                              \
+                }                                                                                  \
             }                                                                                      \
             const __m512 dvv = _mm512_loadu_ps(dv + 16 * b);                                       \
             for (int c = 0; c < nc; c++) {                                                         \
                 const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);                     \
                 const __m512 dc = _mm512_set1_ps(col->d);                                          \
-                if (TILED) {                                                                       \
+                if ((ORDER) == AMX_K_REPACK) {                                                     \
+                    /* The other columns: one integer sum per super-block. */                     \
+                    if (per64 >> c & 1) continue;                                                  \
+                    acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dvv, dc), acc[c]); \
+                    macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(amx_kmins(mnp, col, b)),          \
+                                              _mm512_mul_ps(_mm512_loadu_ps(dmv + 16 * b), dc), macc[c]); \
+                    continue;                                                                      \
+                }                                                                                  \
+                if ((ORDER) == AMX_K_TILED) {                                                      \
                     /* llama.cpp's tiled K-quant GEMM (8+ columns, as here): r = float(total)*d,    \
                      * r = fma(dmin, mins, r), acc = fma(r, da, acc). */                           \
                     __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[c]), dvv);                    \
@@ -312,6 +355,14 @@ static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
+        if ((ORDER) == AMX_K_REPACK) {                                                             \
+            for (int c = 0; c < nc; c++) {                                                         \
+                if (last)                                                                          \
+                    acc[c] = _mm512_add_ps(acc[c], macc[c]);                                       \
+                else                                                                               \
+                    _mm512_store_ps(ms + 16 * c, macc[c]);                                         \
+            }                                                                                      \
+        }                                                                                          \
         amx_store(y, ys, acc, nc, nr);                                                             \
     }                                                                                              \
     static int amx_kgemm_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a,        \
@@ -322,17 +373,28 @@ static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int
         int32_t mnp[TS_AMX_KSB * 8 * 16] __attribute__((aligned(64)));                             \
         float dv[TS_AMX_KSB * 16] __attribute__((aligned(64)));                                    \
         float dmv[TS_AMX_KSB * 16] __attribute__((aligned(64)));                                   \
+        float ms[AMX_CG * 16] __attribute__((aligned(64)));                                        \
         const int64_t nsb_all = n / TS_QK_K;                                                       \
+        /* AMX_K_REPACK: llama.cpp's GEMM takes the columns of whole groups of four. */            \
+        const int64_t ngemm = ncols - ncols % 4;                                                   \
+        const int64_t cg = (ORDER) == AMX_K_REPACK && nsb_all > TS_AMX_KSB ? AMX_CG : ncols;       \
         amx_begin();                                                                               \
-        for (int64_t r0 = 0; r0 < nrows; r0 += 16) {                                               \
-            const int nr = (int)(nrows - r0 < 16 ? nrows - r0 : 16);                               \
-            for (int64_t s0 = 0; s0 < nsb_all; s0 += TS_AMX_KSB) {                                 \
-                const int nsb = (int)(nsb_all - s0 < TS_AMX_KSB ? nsb_all - s0 : TS_AMX_KSB);      \
-                amx_kpack_##T((const uint8_t *)w + r0 * ws, ws, nr, s0, nsb, bp, scv, mnp, dv, dmv); \
-                for (int64_t c0 = 0; c0 < ncols; c0 += 16) {                                       \
-                    const int nc = (int)(ncols - c0 < 16 ? ncols - c0 : 16);                       \
-                    amx_ktile_##T(bp, scv, mnp, dv, dmv, nr, s0, nsb, (const uint8_t *)a + c0 * as, \
-                                  as, nc, y + c0 * ys + r0, ys, s0 == 0);                          \
+        for (int64_t g0 = 0; g0 < ncols; g0 += cg) {                                               \
+            const int64_t g1 = ncols - g0 < cg ? ncols : g0 + cg;                                  \
+            for (int64_t r0 = 0; r0 < nrows; r0 += 16) {                                           \
+                const int nr = (int)(nrows - r0 < 16 ? nrows - r0 : 16);                           \
+                for (int64_t s0 = 0; s0 < nsb_all; s0 += TS_AMX_KSB) {                             \
+                    const int nsb = (int)(nsb_all - s0 < TS_AMX_KSB ? nsb_all - s0 : TS_AMX_KSB);  \
+                    amx_kpack_##T((const uint8_t *)w + r0 * ws, ws, nr, s0, nsb, bp, scv, mnp, dv, dmv); \
+                    for (int64_t c0 = g0; c0 < g1; c0 += 16) {                                     \
+                        const int nc = (int)(g1 - c0 < 16 ? g1 - c0 : 16);                         \
+                        const unsigned per64 = c0 >= ngemm ? 0u                                    \
+                                               : c0 + nc <= ngemm ? (1u << nc) - 1                 \
+                                                                  : (1u << (ngemm - c0)) - 1;      \
+                        amx_ktile_##T(bp, scv, mnp, dv, dmv, nr, s0, nsb, (const uint8_t *)a + c0 * as, \
+                                      as, nc, y + c0 * ys + r0, ys, s0 == 0, s0 + nsb == nsb_all,  \
+                                      per64, ms + (c0 - g0) * 16);                                 \
+                    }                                                                              \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \

@@ -584,14 +584,17 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
     X(iq4_nl, 32, ts_block_iq4_nl, KIND_S32, 0, Q32_LANES)                                         \
     X(q2_0, 64, ts_block_q2_0, KIND_U32, 1, Q2_0_ORDER)
 
+#include "ts_lanes.h"
+Q32_TYPES(DEFINE_LANES_GEMM)
+
 #if defined(TS_ISA_AMX)
 #include "ts_amx.h"
 Q32_TYPES(DEFINE_AMX_Q32)
-DEFINE_AMX_K(q2_k, ts_block_q2_k, 0, 0, 16, 1)
-DEFINE_AMX_K(q3_k, ts_block_q3_k, 1, 4, 16, 1)
-DEFINE_AMX_K(q4_k, ts_block_q4_k, 0, 0, 32, 0)
-DEFINE_AMX_K(q5_k, ts_block_q5_k, 0, 0, 32, 1)
-DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16, 1)
+DEFINE_AMX_K(q2_k, ts_block_q2_k, 0, 0, 16, AMX_K_TILED)
+DEFINE_AMX_K(q3_k, ts_block_q3_k, 1, 4, 16, AMX_K_TILED)
+DEFINE_AMX_K(q4_k, ts_block_q4_k, 0, 0, 32, AMX_K_REPACK)
+DEFINE_AMX_K(q5_k, ts_block_q5_k, 0, 0, 32, AMX_K_TILED)
+DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16, AMX_K_TILED)
 #define TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) amx_gemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
 #define TS_K_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) amx_kgemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
 #else
@@ -779,6 +782,7 @@ DEFINE_BSUM_NONE(iq4_nl)
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
+        if ((ORDER) == Q32_LANES && TS_Q32_LG(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 lanes */ \
         if (TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AMX tiles (prefill) */ \
         if ((ORDER) != Q32_LANES && TS_Q32_BSUM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return;  \
         if ((ORDER) == Q32_LANES && TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 pair kernels */ \

@@ -6,40 +6,14 @@
 //! tile, full tile, tile plus tail) and 35 rows by 37 columns (full and partial AMX tiles). The
 //! 8-bit-activation product must equal the plain-Rust reference on the same quantized activations within 1e-5 of the row's magnitude.
 
-use tensorsharp_kernels::{reference, BlockQ8a, Kernels, Tier, WType};
+use tensorsharp_kernels::{reference, BlockQ8a, Kernels, Tier};
 
 mod common;
-use common::{f16_fields, rng_bytes};
-
-/// `rows` random rows of `n` elements with finite scales between ~0.004 and ~0.03.
-fn random_weights(t: WType, rows: usize, n: usize) -> Vec<u8> {
-    let mut w = rng_bytes(t.row_bytes(n).unwrap() * rows, t as u64 + n as u64);
-    for (b, blk) in w.chunks_exact_mut(t.block_bytes()).enumerate() {
-        for &o in f16_fields(t) {
-            let h = (0x1c00 + ((b * 37) & 0x3ff) + ((b & 3) << 10)) as u16;
-            blk[o..o + 2].copy_from_slice(&h.to_le_bytes());
-        }
-    }
-    w
-}
+use common::{random_weights, QUANT_TYPES};
 
 #[test]
 fn ragged_and_long_rows_match_the_reference_on_every_tier() {
-    let quant = [
-        WType::Q4_0,
-        WType::Q4_1,
-        WType::Q5_0,
-        WType::Q5_1,
-        WType::Q8_0,
-        WType::IQ4_NL,
-        WType::Q2_0,
-        WType::Q2_K,
-        WType::Q3_K,
-        WType::Q4_K,
-        WType::Q5_K,
-        WType::Q6_K,
-        WType::TQ2_0,
-    ];
+    let quant = QUANT_TYPES;
     // (rows, columns): GEMV, partial and full tiles of the AVX-512 kernels, and for the AMX
     // tiles (16 rows x 16 columns) two full and one partial tile each way.
     let shapes = [(3usize, 1usize), (3, 3), (3, 8), (3, 11), (35, 37)];

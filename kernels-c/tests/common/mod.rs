@@ -27,3 +27,34 @@ pub fn f16_fields(t: WType) -> &'static [usize] {
         _ => &[0],
     }
 }
+
+/// `rows` random rows of `n` elements with finite scales between ~0.004 and ~0.03.
+#[allow(dead_code)] // not every includer uses it
+pub fn random_weights(t: WType, rows: usize, n: usize) -> Vec<u8> {
+    let mut w = rng_bytes(t.row_bytes(n).unwrap() * rows, t as u64 + n as u64);
+    for (b, blk) in w.chunks_exact_mut(t.block_bytes()).enumerate() {
+        for &o in f16_fields(t) {
+            let h = (0x1c00 + ((b * 37) & 0x3ff) + ((b & 3) << 10)) as u16;
+            blk[o..o + 2].copy_from_slice(&h.to_le_bytes());
+        }
+    }
+    w
+}
+
+/// Every quantized weight type with a q8a kernel.
+#[allow(dead_code)] // not every includer uses it
+pub const QUANT_TYPES: [WType; 13] = [
+    WType::Q4_0,
+    WType::Q4_1,
+    WType::Q5_0,
+    WType::Q5_1,
+    WType::Q8_0,
+    WType::IQ4_NL,
+    WType::Q2_0,
+    WType::Q2_K,
+    WType::Q3_K,
+    WType::Q4_K,
+    WType::Q5_K,
+    WType::Q6_K,
+    WType::TQ2_0,
+];

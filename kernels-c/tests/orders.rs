@@ -1,0 +1,110 @@
+//! The summation orders, bit for bit. The x86 SIMD tiers sum every product in the order of the
+//! kernel llama.cpp's CPU backend runs for that type and batch (the parity test checks the result
+//! on real models); these tests pin the properties that order has, on shapes the models do not
+//! reach:
+//! - the per-32 types llama.cpp sums in int32 lanes (vec_dot and tinyBLAS share the order) give
+//!   every column of a GEMM exactly what the GEMV gives that column alone;
+//! - the AMX tier, whose prefill tiles and lane GEMM reproduce the same orders, equals the
+//!   AVX-512 tier bit for bit on every type, for column counts across its tile and column-group
+//!   edges (8, 16, 64) and group-of-four tails, and for K-quant rows longer than one packed
+//!   super-block range.
+
+use tensorsharp_kernels::{reference, Kernels, Tier, WType};
+
+mod common;
+use common::{random_weights, QUANT_TYPES};
+
+const ROWS: usize = 35;
+
+fn activations(t: WType, n: usize, ncols: usize) -> Vec<tensorsharp_kernels::BlockQ8a> {
+    let x: Vec<f32> = (0..n * ncols)
+        .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * (1.0 + (i % 5) as f32))
+        .collect();
+    reference::quantize_for(t, &x)
+}
+
+fn matmul(k: &Kernels, t: WType, w: &[u8], a: &[tensorsharp_kernels::BlockQ8a], ncols: usize) -> Vec<f32> {
+    let mut y = vec![0f32; ROWS * ncols];
+    k.matmul_q8a(t, w, ROWS, a, ncols, &mut y).unwrap();
+    y
+}
+
+/// The tiers that claim llama.cpp's x86 orders.
+fn ordered_tiers() -> Vec<Tier> {
+    Tier::supported()
+        .into_iter()
+        .filter(|t| matches!(t, Tier::Avx2 | Tier::Avx512 | Tier::Amx))
+        .collect()
+}
+
+#[test]
+fn lane_order_gemm_columns_equal_the_gemv() {
+    let tiers = ordered_tiers();
+    if tiers.is_empty() {
+        eprintln!("no x86 SIMD tier on this host: nothing to check");
+        return;
+    }
+    let lane_types = [WType::Q4_1, WType::Q5_0, WType::Q5_1, WType::Q8_0, WType::IQ4_NL];
+    for tier in tiers {
+        let k = Kernels::new(tier).unwrap();
+        for t in lane_types {
+            for n in [96usize, 640, 896, 2048, 4096] {
+                let w = random_weights(t, ROWS, n);
+                for ncols in [2usize, 5, 8, 16, 19, 37] {
+                    let a = activations(t, n, ncols);
+                    let y = matmul(&k, t, &w, &a, ncols);
+                    let per = n / 32;
+                    for c in 0..ncols {
+                        let yc = matmul(&k, t, &w, &a[c * per..(c + 1) * per], 1);
+                        for r in 0..ROWS {
+                            assert_eq!(
+                                y[c * ROWS + r].to_bits(),
+                                yc[r].to_bits(),
+                                "{} {} n {n} ncols {ncols}: column {c} row {r}: GEMM {} GEMV {}",
+                                tier.name(),
+                                t.name(),
+                                y[c * ROWS + r],
+                                yc[r]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn amx_tier_equals_the_avx512_tier_bit_for_bit() {
+    if !Tier::Amx.is_supported() {
+        eprintln!("no AMX on this host: nothing to check");
+        return;
+    }
+    let (amx, avx512) = (Kernels::new(Tier::Amx).unwrap(), Kernels::new(Tier::Avx512).unwrap());
+    let types = QUANT_TYPES;
+    for t in types {
+        // K-quants: one and several packed super-block ranges (19 super-blocks: Qwen2.5's FFN).
+        let lens: &[usize] = match t.block_elems() {
+            256 => &[256, 2048, 4864],
+            64 => &[640, 4096 + 640],
+            _ => &[96, 896, 4096 + 640],
+        };
+        for &n in lens {
+            let w = random_weights(t, ROWS, n);
+            for ncols in [7usize, 8, 13, 16, 37, 64, 67, 130] {
+                let a = activations(t, n, ncols);
+                let (ya, yb) = (matmul(&amx, t, &w, &a, ncols), matmul(&avx512, t, &w, &a, ncols));
+                for (i, (p, q)) in ya.iter().zip(&yb).enumerate() {
+                    assert_eq!(
+                        p.to_bits(),
+                        q.to_bits(),
+                        "{} n {n} ncols {ncols}: column {} row {}: amx {p} avx512 {q}",
+                        t.name(),
+                        i / ROWS,
+                        i % ROWS
+                    );
+                }
+            }
+        }
+    }
+}
