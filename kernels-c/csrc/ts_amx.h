@@ -10,7 +10,8 @@
  * llama.cpp's repacked Q4_0 kernels do, acc += float(dot) * (dw * da), one fma per chunk in chunk
  * order through the whole row (Q2_0: its generic loop's pair order, Q32_PAIR), so a result does
  * not depend on the tiling or the thread count, and Q4_0 and Q2_0 match llama.cpp's x86 results
- * bit for bit (the types it sums in int32 lanes do not). The offset types are packed as signed
+ * bit for bit. The types it sums in int32 lanes (Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) come here only
+ * for rows too long for the lane GEMM of ts_lanes.h, which keeps that order. The offset types are packed as signed
  * codes (code - OFF) for the signed-by-signed product; Q4_1 / Q5_1 keep their unsigned codes
  * (signed-by-unsigned product) and add their min terms through the activation sums like the
  * other tiers.
@@ -207,22 +208,12 @@ static inline __attribute__((always_inline)) void amx_scale(__m512 *acc, const i
  * as signed codes (code - OFF); the others keep unsigned codes and add their min term
  * dmin * da * sum_j min_j * s_j, the sums of 16 activations s_j taken two at a time by an int16
  * pair product (the mins packed as pairs to match). */
-/* The integer min term of super-block b for one column: the rows' negated mins (mnp, int16
- * pairs) times the column's activation sums of 16. */
-static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int b) {
+/* The integer min term of super-block b for one column over the activation 16-sum pairs
+ * [jp0, jp1) (0..8: the whole super-block; 2g..2g+2: sub-block pair g): the rows' negated mins
+ * (mnp, int16 pairs) times the column's sums. */
+static inline __m512i amx_kmins(const int32_t *mnp, const ts_block_q8a *col, int b, int jp0, int jp1) {
     __m512i m = _mm512_setzero_si512();
-    for (int jp = 0; jp < 8; jp++) {
-        int32_t sp;
-        memcpy(&sp, col[jp].s, 4);
-        m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512(mnp + (b * 8 + jp) * 16), _mm512_set1_epi32(sp));
-    }
-    return m;
-}
-
-/* The same for the 64 elements of sub-block pair g only. */
-static inline __m512i amx_kmins_pair(const int32_t *mnp, const ts_block_q8a *col, int b, int g) {
-    __m512i m = _mm512_setzero_si512();
-    for (int jp = 2 * g; jp < 2 * g + 2; jp++) {
+    for (int jp = jp0; jp < jp1; jp++) {
         int32_t sp;
         memcpy(&sp, col[jp].s, 4);
         m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512(mnp + (b * 8 + jp) * 16), _mm512_set1_epi32(sp));
@@ -320,7 +311,7 @@ static inline __m512i amx_kmins_pair(const int32_t *mnp, const ts_block_q8a *col
                         const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);             \
                         const __m512 dc = _mm512_set1_ps(col->d);                                  \
                         acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dvv, dc), acc[c]); \
-                        macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(amx_kmins_pair(mnp, col, b, j / 2)), \
+                        macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(amx_kmins(mnp, col, b, j - 1, j + 1)), \
                                                   _mm512_mul_ps(dmv_, dc), macc[c]);               \
                         isum[c] = _mm512_setzero_si512();                                          \
                     }                                                                              \
@@ -334,7 +325,7 @@ static inline __m512i amx_kmins_pair(const int32_t *mnp, const ts_block_q8a *col
                     /* The other columns: one integer sum per super-block. */                     \
                     if (per64 >> c & 1) continue;                                                  \
                     acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dvv, dc), acc[c]); \
-                    macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(amx_kmins(mnp, col, b)),          \
+                    macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(amx_kmins(mnp, col, b, 0, 8)),          \
                                               _mm512_mul_ps(_mm512_loadu_ps(dmv + 16 * b), dc), macc[c]); \
                     continue;                                                                      \
                 }                                                                                  \
@@ -343,13 +334,13 @@ static inline __m512i amx_kmins_pair(const int32_t *mnp, const ts_block_q8a *col
                      * r = fma(dmin, mins, r), acc = fma(r, da, acc). */                           \
                     __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[c]), dvv);                    \
                     if (!(SAME)) r = _mm512_fmadd_ps(_mm512_loadu_ps(dmv + 16 * b),                \
-                                                     _mm512_cvtepi32_ps(amx_kmins(mnp, col, b)), r); \
+                                                     _mm512_cvtepi32_ps(amx_kmins(mnp, col, b, 0, 8)), r); \
                     acc[c] = _mm512_fmadd_ps(r, dc, acc[c]);                                       \
                     continue;                                                                      \
                 }                                                                                  \
                 acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dvv, dc), acc[c]); \
                 if (!(SAME)) {                                                                     \
-                    const __m512i m = amx_kmins(mnp, col, b);                                      \
+                    const __m512i m = amx_kmins(mnp, col, b, 0, 8);                                      \
                     acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(m),                                \
                                              _mm512_mul_ps(_mm512_loadu_ps(dmv + 16 * b), dc), acc[c]); \
                 }                                                                                  \

@@ -172,11 +172,11 @@ static inline __attribute__((always_inline)) void lg_mins(const lg_block *wb, in
             }                                                                                        \
         }                                                                                            \
     }                                                                                                \
-    /* Returns 0 (nothing done) for one column, another order, or rows too long. */                 \
+    /* Returns 0 (nothing done) for one column or rows too long; called for Q32_LANES only. */      \
     static __attribute__((unused)) int TS_FN(lg_##T)(const void *w, size_t ws, int64_t nrows,        \
                                                       const ts_block_q8a *a, size_t as, int64_t ncols, \
                                                       float *y, size_t ys, int64_t n) {              \
-        if ((ORDER) != Q32_LANES || ncols < 2 || 2 * n > LG_WBYTES) return 0;                        \
+        if (ncols < 2 || 2 * n > LG_WBYTES) return 0;                                                \
         const int off = LG_OFF(KIND, OFF);                                                           \
         const int64_t nch = n / 32;                                                                  \
         const int rb = (int)(LG_WBYTES / n < LG_ROWS ? (LG_WBYTES / n) & ~(int64_t)1 : LG_ROWS);     \

@@ -9,21 +9,14 @@
 //!   edges (8, 16, 64) and group-of-four tails, and for K-quant rows longer than one packed
 //!   super-block range.
 
-use tensorsharp_kernels::{reference, Kernels, Tier, WType};
+use tensorsharp_kernels::{BlockQ8a, Kernels, Tier, WType};
 
 mod common;
-use common::{random_weights, QUANT_TYPES};
+use common::{activations, random_weights, QUANT_TYPES};
 
 const ROWS: usize = 35;
 
-fn activations(t: WType, n: usize, ncols: usize) -> Vec<tensorsharp_kernels::BlockQ8a> {
-    let x: Vec<f32> = (0..n * ncols)
-        .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * (1.0 + (i % 5) as f32))
-        .collect();
-    reference::quantize_for(t, &x)
-}
-
-fn matmul(k: &Kernels, t: WType, w: &[u8], a: &[tensorsharp_kernels::BlockQ8a], ncols: usize) -> Vec<f32> {
+fn matmul(k: &Kernels, t: WType, w: &[u8], a: &[BlockQ8a], ncols: usize) -> Vec<f32> {
     let mut y = vec![0f32; ROWS * ncols];
     k.matmul_q8a(t, w, ROWS, a, ncols, &mut y).unwrap();
     y

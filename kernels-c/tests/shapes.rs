@@ -9,7 +9,7 @@
 use tensorsharp_kernels::{reference, BlockQ8a, Kernels, Tier};
 
 mod common;
-use common::{random_weights, QUANT_TYPES};
+use common::{activations, random_weights, QUANT_TYPES};
 
 #[test]
 fn ragged_and_long_rows_match_the_reference_on_every_tier() {
@@ -29,10 +29,7 @@ fn ragged_and_long_rows_match_the_reference_on_every_tier() {
             let w = random_weights(t, 35, n);
             let rb = t.row_bytes(n).unwrap();
             for (rows, ncols) in shapes {
-                let x: Vec<f32> = (0..n * ncols)
-                    .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * (1.0 + (i % 5) as f32))
-                    .collect();
-                let aq = reference::quantize_for(t, &x);
+                let aq = activations(t, n, ncols);
                 let per = n / 32;
                 for tier in Tier::supported() {
                     let k = Kernels::new(tier).unwrap();

@@ -41,6 +41,16 @@ pub fn random_weights(t: WType, rows: usize, n: usize) -> Vec<u8> {
     w
 }
 
+/// `ncols` activation columns of `n` values (a fixed pattern of mixed magnitudes), quantized the
+/// way `t`'s kernels take them.
+#[allow(dead_code)] // not every includer uses it
+pub fn activations(t: WType, n: usize, ncols: usize) -> Vec<tensorsharp_kernels::BlockQ8a> {
+    let x: Vec<f32> = (0..n * ncols)
+        .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * (1.0 + (i % 5) as f32))
+        .collect();
+    tensorsharp_kernels::reference::quantize_for(t, &x)
+}
+
 /// Every quantized weight type with a q8a kernel.
 #[allow(dead_code)] // not every includer uses it
 pub const QUANT_TYPES: [WType; 13] = [
