@@ -70,6 +70,47 @@ static inline __m512 ts_v_expf(__m512 x) {
 }
 #endif
 
+#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+/* ggml_v_expf's polynomial on four lanes (the ARM tiers keep no x86 order: this is our own vector
+ * form, within 2.5 ulp like the scalar one): 2^n built in the exponent bits from z (whose low
+ * mantissa bits hold n), lanes outside |n| <= 126 through ts_ggml_expf. */
+static inline float32x4_t ts_v_expf(float32x4_t x) {
+    const float32x4_t r = vdupq_n_f32(0x1.8p23f);
+    const float32x4_t z = vfmaq_f32(r, x, vdupq_n_f32(0x1.715476p+0f));
+    const float32x4_t n = vsubq_f32(z, r);
+    const float32x4_t b = vfmsq_f32(vfmsq_f32(x, n, vdupq_n_f32(0x1.62e4p-1f)), n, vdupq_n_f32(0x1.7f7d1cp-20f));
+    const float32x4_t u = vmulq_f32(b, b);
+    const float32x4_t t1 = vfmaq_f32(vdupq_n_f32(0x1.573e2ep-5f), vdupq_n_f32(0x1.0e4020p-7f), b);
+    const float32x4_t t2 = vfmaq_f32(vdupq_n_f32(0x1.fffdb6p-2f), vdupq_n_f32(0x1.555e66p-3f), b);
+    const float32x4_t t4 = vfmaq_f32(vdupq_n_f32(1.0f), vdupq_n_f32(0x1.ffffecp-1f), b);
+    const float32x4_t j = vfmaq_f32(t4, vfmaq_f32(t2, t1, u), u);
+    const uint32x4_t k = vaddq_u32(vshlq_n_u32(vreinterpretq_u32_f32(z), 23), vreinterpretq_u32_f32(vdupq_n_f32(1.0f)));
+    const float32x4_t res = vmulq_f32(j, vreinterpretq_f32_u32(k));
+    const uint32x4_t big = vcagtq_f32(n, vdupq_n_f32(126.0f));
+    if (vmaxvq_u32(big) == 0) return res;
+    float xs[4], ys[4];
+    uint32_t bs[4];
+    vst1q_f32(xs, x);
+    vst1q_f32(ys, res);
+    vst1q_u32(bs, big);
+    for (int l = 0; l < 4; l++)
+        if (bs[l]) ys[l] = ts_ggml_expf(xs[l]);
+    return vld1q_f32(ys);
+}
+
+/* g[i] = silu(g[i]) * u[i] = (x / (1 + e^-x)) * u over every whole group of four (our vector
+ * expf; the ARM tiers keep no x86 order, so n_vec does not apply), libm's expf for the rest. */
+static void TS_FN(swiglu)(float *g, const float *u, int64_t n, int64_t n_vec) {
+    (void)n_vec;
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float32x4_t x = vld1q_f32(g + i);
+        const float32x4_t e = ts_v_expf(vnegq_f32(x));
+        vst1q_f32(g + i, vmulq_f32(vdivq_f32(x, vaddq_f32(vdupq_n_f32(1.0f), e)), vld1q_f32(u + i)));
+    }
+    for (; i < n; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
+}
+#else
 /* g[i] = silu(g[i]) * u[i] as ggml_vec_swiglu_f32 computes it: x / (1 + e^-x) with the vector
  * expf for the first n_vec elements (the row's whole chunks of 16), libm's expf past them. */
 static void TS_FN(swiglu)(float *g, const float *u, int64_t n, int64_t n_vec) {
@@ -85,6 +126,7 @@ static void TS_FN(swiglu)(float *g, const float *u, int64_t n, int64_t n_vec) {
     for (; i < n_vec; i++) g[i] = (g[i] / (1.0f + ts_ggml_expf(0.0f - g[i]))) * u[i];
     for (; i < n; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
 }
+#endif
 
 /* dot(x[0..n), y[0..n)) of f16 x and f32 y (f16 values), in tinyBLAS order (n % 16 == 0). */
 static inline float ts_dot_tiny(const ts_half *x, const float *y, int64_t n) {
@@ -166,6 +208,82 @@ static inline void ts_pv_block(const float *p, const ts_half *v, size_t v_stride
     }
 }
 
+#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+/* The ARM tiers: the same arithmetic (q and the probabilities rounded to f16, f32 products of f16
+ * values) in our own vector order, as llama.cpp's ARM build has its own too: scores as four
+ * four-lane chains per key, the softmax sum in four lanes, P.V with one four-lane accumulator per
+ * four output values (32 at a time). */
+static inline float32x4_t nv_round_f16(float32x4_t x) { return vcvt_f32_f16(vcvt_f16_f32(x)); }
+
+static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, const ts_half *v, size_t v_stride,
+                            int64_t first, int64_t npos, int64_t hd, int64_t hdv, float scale, int batched,
+                            float *scores, float *out) {
+    (void)first;
+    (void)batched;
+    float q16[TS_ATTN_MAX_HEAD] __attribute__((aligned(16)));
+    if (hd > TS_ATTN_MAX_HEAD || npos <= 0) return;
+    const int64_t hd16 = hd & ~(int64_t)15, hd4 = hd & ~(int64_t)3;
+    int64_t d = 0;
+    for (; d < hd4; d += 4) vst1q_f32(q16 + d, nv_round_f16(vld1q_f32(q + d)));
+    for (; d < hd; d++) q16[d] = ts_h2f(ts_f2h(q[d]));
+    float m = -INFINITY;
+    for (int64_t j = 0; j < npos; j++) {
+        const ts_half *kj = k + j * k_stride;
+        float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+        for (d = 0; d < hd16; d += 16) {
+            const float16x8_t k0 = vreinterpretq_f16_u16(vld1q_u16(kj + d)), k1 = vreinterpretq_f16_u16(vld1q_u16(kj + d + 8));
+            a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(k0)), vld1q_f32(q16 + d));
+            a1 = vfmaq_f32(a1, vcvt_high_f32_f16(k0), vld1q_f32(q16 + d + 4));
+            a2 = vfmaq_f32(a2, vcvt_f32_f16(vget_low_f16(k1)), vld1q_f32(q16 + d + 8));
+            a3 = vfmaq_f32(a3, vcvt_high_f32_f16(k1), vld1q_f32(q16 + d + 12));
+        }
+        float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+        for (; d < hd; d++) s += ts_h2f(kj[d]) * q16[d];
+        s *= scale;
+        scores[j] = s;
+        m = s > m ? s : m;
+    }
+    /* exp(s - max), summed in four lanes; probabilities times (1 / sum), rounded to f16. */
+    const float32x4_t mv = vdupq_n_f32(m);
+    float32x4_t sv = vdupq_n_f32(0);
+    int64_t j = 0;
+    for (; j + 4 <= npos; j += 4) {
+        const float32x4_t e = ts_v_expf(vsubq_f32(vld1q_f32(scores + j), mv));
+        vst1q_f32(scores + j, e);
+        sv = vaddq_f32(sv, e);
+    }
+    float sum = vaddvq_f32(sv);
+    for (; j < npos; j++) {
+        scores[j] = ts_ggml_expf(scores[j] - m);
+        sum += scores[j];
+    }
+    const float32x4_t inv = vdupq_n_f32(1.0f / sum);
+    for (j = 0; j + 4 <= npos; j += 4) vst1q_f32(scores + j, nv_round_f16(vmulq_f32(vld1q_f32(scores + j), inv)));
+    for (; j < npos; j++) scores[j] = ts_h2f(ts_f2h(scores[j] * (1.0f / sum)));
+    /* out = P.V, 32 output values at a time. */
+    for (int64_t d0 = 0; d0 < hdv; d0 += 32) {
+        const int nd = (int)(hdv - d0 < 32 ? hdv - d0 : 32);
+        if (nd == 32) {
+            float32x4_t acc[8];
+            for (int a = 0; a < 8; a++) acc[a] = vdupq_n_f32(0);
+            for (j = 0; j < npos; j++) {
+                const ts_half *vj = v + j * v_stride + d0;
+                const float p = scores[j];
+                for (int h = 0; h < 4; h++) {
+                    const float16x8_t x = vreinterpretq_f16_u16(vld1q_u16(vj + 8 * h));
+                    acc[2 * h] = vfmaq_n_f32(acc[2 * h], vcvt_f32_f16(vget_low_f16(x)), p);
+                    acc[2 * h + 1] = vfmaq_n_f32(acc[2 * h + 1], vcvt_high_f32_f16(x), p);
+                }
+            }
+            for (int a = 0; a < 8; a++) vst1q_f32(out + d0 + 4 * a, acc[a]);
+        } else {
+            for (int e = 0; e < nd; e++) out[d0 + e] = 0.0f;
+            for (j = 0; j < npos; j++)
+                for (int e = 0; e < nd; e++) out[d0 + e] += scores[j] * ts_h2f(v[j * v_stride + d0 + e]);
+        }
+    }
+}
+#else
 static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, const ts_half *v, size_t v_stride,
                             int64_t first, int64_t npos, int64_t hd, int64_t hdv, float scale, int batched,
                             float *scores, float *out) {
@@ -209,3 +327,4 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
     for (int64_t d0 = 0; d0 < hdv; d0 += 16)
         ts_pv_block(scores, v, v_stride, first, npos, d0, (int)(hdv - d0 < 16 ? hdv - d0 : 16), na, out);
 }
+#endif

@@ -505,6 +505,8 @@ GX_NONE(q2_0)
 #define TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
 #endif
 
+#include "ts_neon.h"
+
 /* ---- kernel templates ---------------------------------------------------------------- */
 
 /* How a type's codes, scales and offsets are laid out, so the inner loop does only what it needs.
@@ -586,20 +588,24 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
 
 #include "ts_lanes.h"
 Q32_TYPES(DEFINE_LANES_GEMM)
+#include "ts_kvec.h"
 
 #if defined(TS_ISA_AMX)
 #include "ts_amx.h"
+#endif
+#include "ts_kgemm.h"
+#if defined(TS_ISA_AMX)
 Q32_TYPES(DEFINE_AMX_Q32)
-DEFINE_AMX_K(q2_k, ts_block_q2_k, 0, 0, 16, AMX_K_TILED)
-DEFINE_AMX_K(q3_k, ts_block_q3_k, 1, 4, 16, AMX_K_TILED)
-DEFINE_AMX_K(q4_k, ts_block_q4_k, 0, 0, 32, AMX_K_REPACK)
-DEFINE_AMX_K(q5_k, ts_block_q5_k, 0, 0, 32, AMX_K_TILED)
-DEFINE_AMX_K(q6_k, ts_block_q6_k, 1, 32, 16, AMX_K_TILED)
 #define TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) amx_gemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
-#define TS_K_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) amx_kgemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
 #else
 #define TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
-#define TS_K_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
+#endif
+#if defined(TS_ISA_AVX512)
+DEFINE_KGEMM(q2_k, ts_block_q2_k, 0, 0, 16, KG_TILED)
+DEFINE_KGEMM(q3_k, ts_block_q3_k, 1, 4, 16, KG_TILED)
+DEFINE_KGEMM(q4_k, ts_block_q4_k, 0, 0, 32, KG_REPACK)
+DEFINE_KGEMM(q5_k, ts_block_q5_k, 0, 0, 32, KG_TILED)
+DEFINE_KGEMM(q6_k, ts_block_q6_k, 1, 32, 16, KG_TILED)
 #endif
 
 #define DEFINE_DEQUANT_KERNELS(T, QK, BLOCK, OFF)                                                    \
@@ -782,6 +788,7 @@ DEFINE_BSUM_NONE(iq4_nl)
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
+        if (TS_NEON_MM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* aarch64: ts_neon.h */        \
         if ((ORDER) == Q32_LANES && TS_Q32_LG(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 lanes */ \
         if (TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AMX tiles (prefill) */ \
         if ((ORDER) != Q32_LANES && TS_Q32_BSUM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return;  \
@@ -951,7 +958,9 @@ DEFINE_BSUM_NONE(iq4_nl)
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
                                      size_t ys, int64_t n) {                                        \
-        if (TS_K_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AMX tiles (prefill) */   \
+        if (TS_NEON_MM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* aarch64: ts_neon.h */  \
+        if (TS_K_GEMV(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 vec_dot GEMV */ \
+        if (TS_K_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* tile GEMM (prefill) */ \
         const int64_t nsb_all = n / TS_QK_K;                                                        \
         int16_t bs[TS_COLS * TS_KSB * 16];                                                          \
         float da[TS_COLS * TS_KSB];                                                                 \

@@ -27,7 +27,7 @@
 static inline float ts_h2f(ts_half h) {
 #if defined(TS_ISA_AVX2) || defined(TS_ISA_AVX512)
     return _cvtsh_ss(h); /* F16C: exact, like the bit manipulation below */
-#elif defined(TS_ISA_DOTPROD)
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD) /* FCVT from half: base ARMv8 */
     __fp16 v;
     memcpy(&v, &h, 2);
     return (float)v;

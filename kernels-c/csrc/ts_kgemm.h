@@ -1,0 +1,275 @@
+/* The K-quant prefill GEMM (8 or more columns) of the x86 AVX-512 tiers, in llama.cpp's x86
+ * orders. Included by ts_kernels.c after the unpackers, when TS_ISA_AVX512 is defined (the
+ * avx512 and amx tiers).
+ *
+ * Sixteen weight rows are unpacked once per super-block range into the VNNI order (64 bytes hold
+ * four consecutive codes of each of the 16 rows) and reused for every tile of up to 16 columns.
+ * Per sub-block of SUB elements (16, or 32 where the scales are per 32) one tile product gives
+ * the exact int32 dot products of the 16 rows with the 16 columns: on the amx tier an AMX tile
+ * product, on the avx512 tier SUB/4 vpdpbusd per column (the 16 rows' codes times the column's
+ * four activations, broadcast), each row's dot in its own lane. These are multiplied by the rows'
+ * integer sub-block scales and summed in int32 per super-block; then llama.cpp's float order
+ * for the type (ORDER) scales them, with the rows in the sixteen float lanes, so that a result
+ * does not depend on the tiling or the thread count.
+ *
+ * The AMX engine packs the offset types (Q3_K, Q6_K: SAME) as signed codes (code - OFF) for its
+ * signed-by-signed product; vpdpbusd takes unsigned codes, so the avx512 engine keeps them
+ * unsigned and adds the offset term -OFF * sum_j sc_j * s_j through the same activation 16-sums
+ * as the mins: the super-block's integer total, the only thing llama.cpp's tiled order scales,
+ * is the same. The other types keep unsigned codes and add their min term
+ * dmin * da * sum_j min_j * s_j, the sums of 16 activations s_j taken two at a time by an int16
+ * pair product (the mins packed as pairs to match). */
+#ifndef TS_KGEMM_H
+#define TS_KGEMM_H
+
+#if defined(TS_ISA_AVX512)
+
+#define KG_MIN_COLS 8 /* fewer columns take vec_dot's order (the GEMV kernels) */
+#define KG_KSB 8      /* super-blocks of one row tile packed at a time (32 KiB) */
+
+/* Writes the 16-row output vectors of nc columns, rows past nr untouched. */
+static inline void kg_store(float *y, size_t ys, const __m512 *v, int nc, int nr) {
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    for (int c = 0; c < nc; c++) _mm512_mask_storeu_ps(y + c * ys, m, v[c]);
+}
+
+/* The output vectors of nc columns as a chain's start (rows past nr zero). */
+static inline void kg_load(const float *y, size_t ys, __m512 *v, int nc, int nr) {
+    const __mmask16 m = (__mmask16)((1u << nr) - 1);
+    for (int c = 0; c < nc; c++) v[c] = _mm512_maskz_loadu_ps(m, y + c * ys);
+}
+
+#if defined(TS_ISA_AMX)
+#define KG_SIGNED 1 /* offset codes packed signed */
+#define KG_BEGIN() amx_begin()
+#define KG_DONE() amx_done()
+/* dot[c*16 + r]: sub-block product of row r with column c, from the AMX tiles. */
+#define KG_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot)                                           \
+    do {                                                                                           \
+        _tile_zero(TS_AMX_C);                                                                      \
+        if ((SUB) == 16) {                                                                         \
+            AMX_LOAD_ACT(TS_AMX_A16, q, as, nc, 16, stage);                                        \
+            _tile_loadd(TS_AMX_B16, wb, 64);                                                       \
+            if (SAME)                                                                              \
+                _tile_dpbssd(TS_AMX_C, TS_AMX_A16, TS_AMX_B16);                                    \
+            else                                                                                   \
+                _tile_dpbsud(TS_AMX_C, TS_AMX_A16, TS_AMX_B16);                                    \
+        } else {                                                                                   \
+            AMX_LOAD_ACT(TS_AMX_A, q, as, nc, 32, stage);                                          \
+            _tile_loadd(TS_AMX_B, wb, 64);                                                         \
+            if (SAME)                                                                              \
+                _tile_dpbssd(TS_AMX_C, TS_AMX_A, TS_AMX_B);                                        \
+            else                                                                                   \
+                _tile_dpbsud(TS_AMX_C, TS_AMX_A, TS_AMX_B);                                        \
+        }                                                                                          \
+        _tile_stored(TS_AMX_C, dot, 64);                                                           \
+    } while (0)
+#else
+#define KG_SIGNED 0
+#define KG_BEGIN() ((void)0)
+#define KG_DONE() ((void)0)
+/* The same from vpdpbusd: the rows' unsigned codes (SUB/4 vectors of 64 bytes) times each
+ * column's activations, four at a time broadcast to every lane. */
+static inline __attribute__((always_inline)) void kg_vnni_product(int sub, const uint8_t *q, size_t as, int nc,
+                                                                 const int8_t *wb, int32_t *dot) {
+    __m512i wv[8];
+    for (int kk = 0; kk < sub / 4; kk++) wv[kk] = _mm512_load_si512(wb + 64 * kk);
+    for (int c = 0; c < nc; c++) {
+        const uint8_t *qc = q + c * as;
+        __m512i d = _mm512_setzero_si512();
+        for (int kk = 0; kk < sub / 4; kk++) {
+            int32_t a4;
+            memcpy(&a4, qc + 4 * kk, 4);
+            d = _mm512_dpbusd_epi32(d, wv[kk], _mm512_set1_epi32(a4));
+        }
+        _mm512_store_si512(dot + 16 * c, d);
+    }
+}
+#define KG_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot)                                           \
+    do {                                                                                           \
+        (void)(stage);                                                                             \
+        if ((nc) == 16)                                                                            \
+            kg_vnni_product((SUB), (q), (as), 16, (wb), (dot));                                    \
+        else                                                                                       \
+            kg_vnni_product((SUB), (q), (as), (nc), (wb), (dot));                                  \
+    } while (0)
+#endif
+
+/* The integer min term of super-block b for one column over the activation 16-sum pairs
+ * [jp0, jp1) (0..8: the whole super-block; 2g..2g+2: sub-block pair g): the rows' negated mins
+ * (mnp, int16 pairs) times the column's sums. */
+static inline __m512i kg_mins(const int32_t *mnp, const ts_block_q8a *col, int b, int jp0, int jp1) {
+    __m512i m = _mm512_setzero_si512();
+    for (int jp = jp0; jp < jp1; jp++) {
+        int32_t sp;
+        memcpy(&sp, col[jp].s, 4);
+        m = _mm512_dpwssd_epi32(m, _mm512_loadu_si512(mnp + (b * 8 + jp) * 16), _mm512_set1_epi32(sp));
+    }
+    return m;
+}
+
+/* How a super-block's integer sums are scaled (ORDER):
+ *   KG_TILED:  llama.cpp's tiled K-quant GEMM (the K_LANES types): r = float(total)*d,
+ *                 r = fma(dmin, mins, r), acc = fma(r, da, acc);
+ *   KG_REPACK: its repacked 8x8 kernels (Q4_K, K_REPACK): two chains, the scaled sums and the
+ *                 min terms, fed per 64 elements for the columns of whole groups of four and per
+ *                 super-block for the rest, added at the end. A row tile's min chains wait in
+ *                 `ms` between super-block ranges, so the columns go in groups of KG_CG. */
+#define KG_TILED 1
+#define KG_REPACK 2
+#define KG_CG 64 /* columns per group (KG_REPACK) */
+#define DEFINE_KGEMM(T, BLOCK, SAME, OFF, SUB, ORDER)                                                     \
+    static void kg_pack_##T(const void *w, size_t ws, int nr, int64_t s0, int nsb, int8_t *bp,   \
+                              int32_t *scv, int32_t *mnp, float *dv, float *dmv) {                 \
+        for (int r = 0; r < 16; r++) {                                                             \
+            const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + (r < nr ? r : 0) * ws);         \
+            for (int b = 0; b < nsb; b++) {                                                        \
+                int8_t w8[TS_QK_K];                                                                \
+                int16_t sc16[16], mn16[16];                                                        \
+                float d = 0.0f, dmin = 0.0f;                                                       \
+                if (r < nr) {                                                                      \
+                    kunpack_##T(wr + s0 + b, w8, sc16, mn16, &d, &dmin);                           \
+                    if ((SAME) && KG_SIGNED) w8_sub(w8, TS_QK_K, (OFF));                           \
+                } else {                                                                           \
+                    memset(w8, 0, sizeof w8);                                                      \
+                    memset(sc16, 0, sizeof sc16);                                                  \
+                    memset(mn16, 0, sizeof mn16);                                                  \
+                }                                                                                  \
+                dv[b * 16 + r] = d;                                                                \
+                dmv[b * 16 + r] = dmin;                                                            \
+                for (int j = 0; j < TS_QK_K / (SUB); j++) {                                        \
+                    scv[(b * 16 + j) * 16 + r] = sc16[j * (SUB) / 16];                             \
+                    for (int kk = 0; kk < (SUB) / 4; kk++)                                         \
+                        memcpy(bp + (b * TS_QK_K + j * (SUB)) * 16 + kk * 64 + r * 4,              \
+                               w8 + j * (SUB) + 4 * kk, 4);                                        \
+                }                                                                                  \
+                for (int jp = 0; jp < 8; jp++)                                                     \
+                    mnp[(b * 8 + jp) * 16 + r] =                                                   \
+                        (int32_t)((uint32_t)(uint16_t)mn16[2 * jp] | ((uint32_t)(uint16_t)mn16[2 * jp + 1] << 16)); \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+    static inline __attribute__((always_inline)) void kg_tile_##T(                               \
+        const int8_t *bp, const int32_t *scv, const int32_t *mnp, const float *dv, const float *dmv, \
+        int nr, int64_t s0, int nsb, const uint8_t *a, size_t as, int nc, float *y, size_t ys,     \
+        int first, int last, unsigned per64, float *ms) {                                          \
+        __m512 acc[16] __attribute__((aligned(64)));                                               \
+        __m512 macc[16] __attribute__((aligned(64))); /* KG_REPACK: the min chains */          \
+        int32_t dot[256] __attribute__((aligned(64)));                                             \
+        int8_t stage[16 * 32] __attribute__((aligned(64)));                                        \
+        for (int c = 0; c < 16; c++) acc[c] = macc[c] = _mm512_setzero_ps();                       \
+        if (!first) kg_load(y, ys, acc, nc, nr); /* one chain through every super-block range */ \
+        if ((ORDER) == KG_REPACK && !first)                                                     \
+            for (int c = 0; c < nc; c++) macc[c] = _mm512_load_ps(ms + 16 * c);                    \
+        if (nc < 16) memset(stage, 0, sizeof stage);                                               \
+        for (int b = 0; b < nsb; b++) {                                                            \
+            const uint8_t *ab = a + (s0 + b) * 8 * sizeof(ts_block_q8a);                           \
+            __m512i isum[16];                                                                      \
+            for (int c = 0; c < 16; c++) isum[c] = _mm512_setzero_si512();                         \
+            for (int j = 0; j < TS_QK_K / (SUB); j++) {                                            \
+                const uint8_t *q = (const uint8_t *)((const ts_block_q8a *)ab + j * (SUB) / 32)->qs + \
+                                   (j * (SUB)) % 32;                                               \
+                const int8_t *wb = bp + (b * TS_QK_K + j * (SUB)) * 16;                            \
+                KG_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot);                                   \
+                const __m512i sv = _mm512_loadu_si512(scv + (b * 16 + j) * 16);                   \
+                for (int c = 0; c < nc; c++)                                                       \
+                    isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(_mm512_load_si512(dot + 16 * c), sv)); \
+                if ((ORDER) == KG_REPACK && (j & 1) && per64) {                                 \
+                    /* The columns in whole groups of four: one integer sum per 64 elements. */   \
+                    const __m512 dvv = _mm512_loadu_ps(dv + 16 * b), dmv_ = _mm512_loadu_ps(dmv + 16 * b); \
+                    for (int c = 0; c < nc; c++) {                                                 \
+                        if (!(per64 >> c & 1)) continue;                                           \
+                        const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);             \
+                        const __m512 dc = _mm512_set1_ps(col->d);                                  \
+                        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dvv, dc), acc[c]); \
+                        macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(kg_mins(mnp, col, b, j - 1, j + 1)), \
+                                                  _mm512_mul_ps(dmv_, dc), macc[c]);               \
+                        isum[c] = _mm512_setzero_si512();                                          \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+            const __m512 dvv = _mm512_loadu_ps(dv + 16 * b);                                       \
+            for (int c = 0; c < nc; c++) {                                                         \
+                const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);                     \
+                const __m512 dc = _mm512_set1_ps(col->d);                                          \
+                if ((ORDER) == KG_REPACK) {                                                     \
+                    /* The other columns: one integer sum per super-block. */                     \
+                    if (per64 >> c & 1) continue;                                                  \
+                    acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dvv, dc), acc[c]); \
+                    macc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(kg_mins(mnp, col, b, 0, 8)),          \
+                                              _mm512_mul_ps(_mm512_loadu_ps(dmv + 16 * b), dc), macc[c]); \
+                    continue;                                                                      \
+                }                                                                                  \
+                if ((ORDER) == KG_TILED) {                                                      \
+                    /* llama.cpp's tiled K-quant GEMM (8+ columns, as here): r = float(total)*d,    \
+                     * r = fma(dmin, mins, r), acc = fma(r, da, acc). */                           \
+                    /* unsigned offset codes (VNNI): the offset enters with the mins' pair sums */ \
+                    const __m512i tot = (SAME) && !KG_SIGNED                                       \
+                                            ? _mm512_add_epi32(isum[c], kg_mins(mnp, col, b, 0, 8)) \
+                                            : isum[c];                                             \
+                    __m512 r = _mm512_mul_ps(_mm512_cvtepi32_ps(tot), dvv);                        \
+                    if (!(SAME)) r = _mm512_fmadd_ps(_mm512_loadu_ps(dmv + 16 * b),                \
+                                                     _mm512_cvtepi32_ps(kg_mins(mnp, col, b, 0, 8)), r); \
+                    acc[c] = _mm512_fmadd_ps(r, dc, acc[c]);                                       \
+                    continue;                                                                      \
+                }                                                                                  \
+                acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[c]), _mm512_mul_ps(dvv, dc), acc[c]); \
+                if (!(SAME)) {                                                                     \
+                    const __m512i m = kg_mins(mnp, col, b, 0, 8);                                      \
+                    acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(m),                                \
+                                             _mm512_mul_ps(_mm512_loadu_ps(dmv + 16 * b), dc), acc[c]); \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        if ((ORDER) == KG_REPACK) {                                                             \
+            for (int c = 0; c < nc; c++) {                                                         \
+                if (last)                                                                          \
+                    acc[c] = _mm512_add_ps(acc[c], macc[c]);                                       \
+                else                                                                               \
+                    _mm512_store_ps(ms + 16 * c, macc[c]);                                         \
+            }                                                                                      \
+        }                                                                                          \
+        kg_store(y, ys, acc, nc, nr);                                                             \
+    }                                                                                              \
+    static int kg_gemm_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a,        \
+                             size_t as, int64_t ncols, float *y, size_t ys, int64_t n) {           \
+        if (ncols < KG_MIN_COLS) return 0;                                                     \
+        int8_t bp[KG_KSB * TS_QK_K * 16] __attribute__((aligned(64)));                         \
+        int32_t scv[KG_KSB * 16 * 16] __attribute__((aligned(64)));                            \
+        int32_t mnp[KG_KSB * 8 * 16] __attribute__((aligned(64)));                             \
+        float dv[KG_KSB * 16] __attribute__((aligned(64)));                                    \
+        float dmv[KG_KSB * 16] __attribute__((aligned(64)));                                   \
+        float ms[KG_CG * 16] __attribute__((aligned(64)));                                        \
+        const int64_t nsb_all = n / TS_QK_K;                                                       \
+        /* KG_REPACK: llama.cpp's GEMM takes the columns of whole groups of four. */            \
+        const int64_t ngemm = ncols - ncols % 4;                                                   \
+        const int64_t cg = (ORDER) == KG_REPACK && nsb_all > KG_KSB ? KG_CG : ncols;       \
+        KG_BEGIN();                                                                                \
+        for (int64_t g0 = 0; g0 < ncols; g0 += cg) {                                               \
+            const int64_t g1 = ncols - g0 < cg ? ncols : g0 + cg;                                  \
+            for (int64_t r0 = 0; r0 < nrows; r0 += 16) {                                           \
+                const int nr = (int)(nrows - r0 < 16 ? nrows - r0 : 16);                           \
+                for (int64_t s0 = 0; s0 < nsb_all; s0 += KG_KSB) {                             \
+                    const int nsb = (int)(nsb_all - s0 < KG_KSB ? nsb_all - s0 : KG_KSB);  \
+                    kg_pack_##T((const uint8_t *)w + r0 * ws, ws, nr, s0, nsb, bp, scv, mnp, dv, dmv); \
+                    for (int64_t c0 = g0; c0 < g1; c0 += 16) {                                     \
+                        const int nc = (int)(g1 - c0 < 16 ? g1 - c0 : 16);                         \
+                        const unsigned per64 = c0 >= ngemm ? 0u                                    \
+                                               : c0 + nc <= ngemm ? (1u << nc) - 1                 \
+                                                                  : (1u << (ngemm - c0)) - 1;      \
+                        kg_tile_##T(bp, scv, mnp, dv, dmv, nr, s0, nsb, (const uint8_t *)a + c0 * as, \
+                                      as, nc, y + c0 * ys + r0, ys, s0 == 0, s0 + nsb == nsb_all,  \
+                                      per64, ms + (c0 - g0) * 16);                                 \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        KG_DONE();                                                                                 \
+        return 1;                                                                                  \
+    }
+#define TS_K_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n) kg_gemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
+#else
+#define TS_K_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
+#endif
+
+#endif

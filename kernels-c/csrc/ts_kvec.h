@@ -1,0 +1,182 @@
+/* AVX-512 GEMV of Q6_K and Q4_K in the exact orders of llama.cpp's x86 kernels for few columns.
+ * Included by ts_kernels.c on the avx512 and amx tiers.
+ *
+ * Q6_K: llama.cpp's vec_dot (ggml_vec_dot_q6_K_q8_K, its AVX2 body, which the reference's AVX-512
+ * build runs for one to seven columns).
+ *
+ * vec_dot keeps eight int32 lanes per super-block: lane l sums, over the two halves j and the
+ * four 32-byte code vectors k of each half, scale(j, k, byte group) times the four products of
+ * bytes 4l..4l+3 of vector k (maddubs pairs, madd with the int16 scales), minus 32 times the
+ * scale-weighted activation sums of 16-element groups 2l and 2l+1 (q8sclsub); then
+ * acc[l] = fma(d_y * d_x, float(lane l), acc[l]) per super-block and hsum_float_8 at the end.
+ * The lanes are integers, so only their contents must match, not how they are summed: here one
+ * zmm holds both halves' vector k (half 0 in lanes 0-7, half 1 in 8-15), maddubs and one
+ * vpdpwssd per vector with the scales laid out to match, and the two halves of the zmm are added
+ * at the end of the super-block. That is four maddubs, four vpdpwssd and about twelve decode
+ * operations per 256 weights (the AVX2 body: eight of each plus twice the decode), enough to
+ * keep up with memory. The activations are laid out once per call in the zmm order. */
+#ifndef TS_KVEC_H
+#define TS_KVEC_H
+
+#if defined(TS_ISA_AVX512)
+
+#define KV_MAX_SB 64 /* super-blocks of one row prepared at once (rows up to 16384) */
+
+typedef struct {
+    int8_t q[KV_MAX_SB][4][64] __attribute__((aligned(64))); /* the codes, in the row kernel's order */
+    int16_t bs[KV_MAX_SB][16] __attribute__((aligned(32)));  /* activation sums: per 16 (Q6_K) or 32 (Q4_K) */
+    float d[KV_MAX_SB];
+} kv_act;
+
+static void kv_prepare(const ts_block_q8a *a, int64_t nsb, kv_act *p) {
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const ts_block_q8a *b = a + 8 * sb;
+        for (int k = 0; k < 4; k++) {
+            memcpy(p->q[sb][k], b[k].qs, 32);
+            memcpy(p->q[sb][k] + 32, b[4 + k].qs, 32);
+        }
+        for (int i = 0; i < 8; i++) {
+            p->bs[sb][2 * i] = b[i].s[0];
+            p->bs[sb][2 * i + 1] = b[i].s[1];
+        }
+        p->d[sb] = b[0].d;
+    }
+}
+
+/* One row of nsb Q6_K super-blocks against the prepared column, in vec_dot's order. */
+static inline float kv_row_q6_k(const ts_block_q6_k *x, int64_t nsb, const kv_act *p) {
+    const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), m12 = _mm512_set1_epi8(12);
+    const __m512i m48 = _mm512_set1_epi8(48), m192 = _mm512_set1_epi8((char)0xC0);
+    /* The scales of vector k: sc[2k] for bytes 0-15 of half 0, sc[2k+1] for 16-31, sc[8+2k] and
+     * sc[9+2k] for half 1 (get_scale_shuffle(4j+k) of vec_dot). */
+    __m512i sidx[4];
+    for (int k = 0; k < 4; k++) {
+        int16_t ix[32];
+        for (int i = 0; i < 32; i++) ix[i] = (int16_t)((i >= 16 ? 8 : 0) + 2 * k + ((i >> 3) & 1));
+        sidx[k] = _mm512_loadu_si512(ix);
+    }
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const ts_block_q6_k *b = x + sb;
+        for (int pf = 0; pf < (int)sizeof *b; pf += 64) __builtin_prefetch((const uint8_t *)b + TS_PREFETCH + pf);
+        const __m512i A = _mm512_loadu_si512(b->ql), B = _mm512_loadu_si512(b->ql + 64);
+        const __m512i H = _mm512_loadu_si512(b->qh);
+        const __m512i q1 = _mm512_shuffle_i64x2(A, B, 0x44); /* ql[0..32] | ql[64..96] */
+        const __m512i q2 = _mm512_shuffle_i64x2(A, B, 0xEE); /* ql[32..64] | ql[96..128] */
+        const __m512i c0 = _mm512_or_si512(_mm512_and_si512(q1, m15), _mm512_slli_epi16(_mm512_and_si512(H, m3), 4));
+        const __m512i c1 = _mm512_or_si512(_mm512_and_si512(q2, m15), _mm512_slli_epi16(_mm512_and_si512(H, m12), 2));
+        const __m512i c2 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q1, 4), m15), _mm512_and_si512(H, m48));
+        const __m512i c3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q2, 4), m15),
+                                           _mm512_srli_epi16(_mm512_and_si512(H, m192), 2));
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+        const __m512i sc = _mm512_castsi256_si512(sc16);
+        __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(c0, _mm512_load_si512(p->q[sb][0])),
+                                        _mm512_permutexvar_epi16(sidx[0], sc));
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(c1, _mm512_load_si512(p->q[sb][1])),
+                                _mm512_permutexvar_epi16(sidx[1], sc));
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(c2, _mm512_load_si512(p->q[sb][2])),
+                                _mm512_permutexvar_epi16(sidx[2], sc));
+        s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(c3, _mm512_load_si512(p->q[sb][3])),
+                                _mm512_permutexvar_epi16(sidx[3], sc));
+        const __m256i sub = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_load_si256((const __m256i *)p->bs[sb]), sc16), 5);
+        const __m256i s8 = _mm256_sub_epi32(_mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1)), sub);
+        const float d = p->d[sb] * ts_h2f(b->d);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s8), acc);
+    }
+    return ts_acc_sum(acc);
+}
+
+/* Q4_K for one column in the order of llama.cpp's repacked GEMV (ggml_gemv_q4_K_8x8_q8_K): per
+ * super-block one integer sum of the sub-block scales times the sub-block dot products and one of
+ * the mins times the activation sums of 32, each taken into its own float chain,
+ * sacc = fma(float(sum), d * d_y, sacc) and macc = fma(float(mins), dmin * d_y, macc), the row's
+ * result sacc - macc. The integer sums are exact, so they are computed the fast way: the 128
+ * code bytes are two zmm, whose low and high nibbles are four zmm of codes (sub-blocks 0/2, 1/3,
+ * 4/6, 5/7 in the two 256-bit halves) against the activations laid out to match, maddubs, and one
+ * vpdpwssd each with the two sub-block scales spread over their halves. */
+static inline float kv_row_q4_k(const ts_block_q4_k *x, int64_t nsb, const kv_act *p) {
+    const __m512i m15 = _mm512_set1_epi8(15);
+    __m512i sidx[4]; /* vector k: sub-blocks (k/2)*4 + k%2 and that plus 2 */
+    for (int k = 0; k < 4; k++) {
+        int16_t ix[32];
+        for (int i = 0; i < 32; i++) ix[i] = (int16_t)((k >> 1) * 4 + (k & 1) + (i >= 16 ? 2 : 0));
+        sidx[k] = _mm512_loadu_si512(ix);
+    }
+    float sacc = 0.0f, macc = 0.0f;
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const ts_block_q4_k *b = x + sb;
+        for (int pf = 0; pf < (int)sizeof *b; pf += 64) __builtin_prefetch((const uint8_t *)b + TS_PREFETCH + pf);
+        uint32_t A, B, C;
+        memcpy(&A, b->scales, 4);
+        memcpy(&B, b->scales + 4, 4);
+        memcpy(&C, b->scales + 8, 4);
+        const uint64_t scb = (uint64_t)(A & 0x3f3f3f3fu) | (uint64_t)((C & 0x0f0f0f0fu) | ((A >> 2) & 0x30303030u)) << 32;
+        const uint64_t mnb = (uint64_t)(B & 0x3f3f3f3fu) | (uint64_t)(((C >> 4) & 0x0f0f0f0fu) | ((B >> 2) & 0x30303030u)) << 32;
+        const __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
+        const __m128i mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb));
+        const __m512i q0 = _mm512_loadu_si512(b->qs), q1 = _mm512_loadu_si512(b->qs + 64);
+        const __m512i c[4] = {_mm512_and_si512(q0, m15), _mm512_and_si512(_mm512_srli_epi16(q0, 4), m15),
+                              _mm512_and_si512(q1, m15), _mm512_and_si512(_mm512_srli_epi16(q1, 4), m15)};
+        __m512i s = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++)
+            s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(c[k], _mm512_load_si512(p->q[sb][k])),
+                                    _mm512_permutexvar_epi16(sidx[k], sc));
+        const __m128i m4 = _mm_madd_epi16(mn, _mm_load_si128((const __m128i *)p->bs[sb]));
+        const int32_t is = _mm512_reduce_add_epi32(s), im = ts_hsum_i32x4(m4);
+        const float dy = p->d[sb];
+        sacc = __builtin_fmaf((float)is, ts_h2f(b->d) * dy, sacc);
+        macc = __builtin_fmaf((float)im, ts_h2f(b->dmin) * dy, macc);
+    }
+    return sacc - macc;
+}
+
+/* The column's activations in the zmm order of the type's row kernel: Q6_K's vector k is
+ * [a[32k..] | a[128+32k..]] with the 16-sums; Q4_K's vector k is the 64 codes of its two
+ * sub-blocks (32 each) with the 32-sums. */
+static void kv_prepare_q4_k(const ts_block_q8a *a, int64_t nsb, kv_act *p) {
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const ts_block_q8a *b = a + 8 * sb;
+        for (int k = 0; k < 4; k++) {
+            const int s0 = (k >> 1) * 4 + (k & 1);
+            memcpy(p->q[sb][k], b[s0].qs, 32);
+            memcpy(p->q[sb][k] + 32, b[s0 + 2].qs, 32);
+        }
+        for (int j = 0; j < 8; j++) p->bs[sb][j] = (int16_t)(b[j].s[0] + b[j].s[1]);
+        p->d[sb] = b[0].d;
+    }
+}
+#define kv_prepare_q6_k kv_prepare
+
+/* Whether the product was done here: one column at a time, as llama.cpp's vec_dot (Q6_K, below
+ * eight columns) or repacked GEMV (Q4_K, below four: from four on its GEMM's per-64 order
+ * applies), rows up to KV_MAX_SB super-blocks. */
+#define KV_GEMV(T, MAXC)                                                                               \
+    static int kv_gemv_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,   \
+                           int64_t ncols, float *y, size_t ys, int64_t n) {                            \
+        const int64_t nsb = n / TS_QK_K;                                                               \
+        if (ncols >= (MAXC) || nsb > KV_MAX_SB) return 0;                                              \
+        kv_act p;                                                                                      \
+        for (int64_t c = 0; c < ncols; c++) {                                                          \
+            kv_prepare_##T((const ts_block_q8a *)((const uint8_t *)a + c * as), nsb, &p);              \
+            for (int64_t r = 0; r < nrows; r++)                                                        \
+                y[c * ys + r] = kv_row_##T((const ts_block_##T *)((const uint8_t *)w + r * ws), nsb, &p); \
+        }                                                                                              \
+        return 1;                                                                                      \
+    }
+KV_GEMV(q6_k, 8)
+KV_GEMV(q4_k, 4)
+#define TS_K_GEMV(T, w, ws, nrows, a, as, ncols, y, ys, n) kv_gemv_##T(w, ws, nrows, a, as, ncols, y, ys, n)
+#define KV_NONE(T)                                                                                   \
+    static int kv_gemv_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as, \
+                           int64_t ncols, float *y, size_t ys, int64_t n) {                          \
+        (void)w; (void)ws; (void)nrows; (void)a; (void)as; (void)ncols; (void)y; (void)ys; (void)n;  \
+        return 0;                                                                                    \
+    }
+KV_NONE(q2_k)
+KV_NONE(q3_k)
+KV_NONE(q5_k)
+#else
+#define TS_K_GEMV(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
+#endif
+
+#endif
