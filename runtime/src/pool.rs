@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 type Job = dyn Fn(usize, usize) + Sync;
 
+/// Spins between two reads of the clock while an idle worker waits for work.
+const SPIN_CHECK: u32 = 64;
+
 /// How the pool's threads are set up.
 #[derive(Debug, Clone, Default)]
 pub struct PoolOptions {
@@ -216,6 +219,8 @@ impl ThreadPool {
         }
         s.remaining.store(n - 1, Ordering::Relaxed);
         s.generation.fetch_add(1, Ordering::SeqCst);
+        // Pairs with the worker's fence: the new generation is visible before `parked` is read.
+        std::sync::atomic::fence(Ordering::SeqCst);
         for (i, t) in self.threads.iter().enumerate() {
             if s.parked[i + 1].load(Ordering::SeqCst) {
                 t.unpark();
@@ -245,11 +250,23 @@ fn worker(s: &Shared, i: usize) {
         // Wait for a new generation: spin, then park.
         let start = Instant::now();
         let mut gen = s.generation.load(Ordering::Acquire);
+        let mut spins = 0u32;
         while gen == seen && !s.stop.load(Ordering::Relaxed) {
-            if start.elapsed() < s.spin {
+            // The clock is read once per SPIN_CHECK spins: a spinning worker executes a few
+            // instructions per spin instead of a clock read each (it shares the core's issue
+            // slots with a sibling thread, and on a busy board with other work).
+            spins = spins.wrapping_add(1);
+            if !spins.is_multiple_of(SPIN_CHECK) || start.elapsed() < s.spin {
                 std::hint::spin_loop();
             } else {
                 s.parked[i].store(true, Ordering::SeqCst);
+                // The store above must be visible before the generation is read again (else
+                // `run` may read `parked` false after we read the old generation, and nobody
+                // unparks us). SeqCst store + load order that on real ARMv8 (STLR, LDAR), but
+                // qemu-user's translation for x86 hosts does not (it left a worker parked and
+                // the caller spinning forever under qemu-aarch64); a full fence orders it
+                // everywhere, and costs nothing here: the worker is about to park.
+                std::sync::atomic::fence(Ordering::SeqCst);
                 if s.generation.load(Ordering::SeqCst) == seen && !s.stop.load(Ordering::SeqCst) {
                     thread::park();
                 }
