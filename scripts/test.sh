@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up what is missing, then runs every test on the host and the aarch64
-# kernel and model-file tests cross-compiled and run under qemu-aarch64 (-cpu max: NEON, dotprod).
+# kernel and model-file tests and the end-to-end parity test (two models) cross-compiled and run
+# under qemu-aarch64 (-cpu max: NEON, dotprod).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -16,3 +17,10 @@ for tier in $(target/debug/tsharp kernels | awk '$2 == "supported" {print $1}');
 done
 echo "== aarch64 tests under qemu-aarch64"
 cargo test --target aarch64-unknown-linux-gnu -p tensorsharp-kernels -p tensorsharp-models
+# End-to-end parity with llama.cpp on ARM: the whole forward pass on the dotprod tier (-cpu max
+# picks it), two models (the other three are measured in the README; minutes each under qemu);
+# then SmolLM2 on the NEON-only tier (a Cortex-A72 / Raspberry Pi 4 class core).
+TSHARP_PARITY_MODELS=smollm2-135m-q4_1,qwen2.5-coder-0.5b-q4_k_m \
+  cargo test --target aarch64-unknown-linux-gnu --test parity
+TSHARP_KERNELS=neon TSHARP_PARITY_MODELS=smollm2-135m-q4_1 \
+  cargo test --target aarch64-unknown-linux-gnu --test parity

@@ -107,6 +107,26 @@ pub fn test_models() -> Vec<TestModel> {
     ]
 }
 
+/// The test models named (by reference name, e.g. `smollm2-135m-q4_1`) in the comma-separated
+/// `TSHARP_PARITY_MODELS`, or all of them when it is unset or empty (the aarch64 CI run under
+/// qemu checks two models to keep its time down). Panics on a name that is not a test model.
+pub fn parity_models() -> Vec<TestModel> {
+    let all = test_models();
+    let want = std::env::var("TSHARP_PARITY_MODELS").unwrap_or_default();
+    let names: Vec<&str> = want.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    if names.is_empty() {
+        return all;
+    }
+    for n in &names {
+        assert!(
+            all.iter().any(|m| m.reference == *n),
+            "TSHARP_PARITY_MODELS: {n} is not a test model ({:?})",
+            all.iter().map(|m| m.reference).collect::<Vec<_>>()
+        );
+    }
+    all.into_iter().filter(|m| names.contains(&m.reference)).collect()
+}
+
 /// A JSON list of token ids.
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
     v.as_array()
