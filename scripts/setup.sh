@@ -34,13 +34,7 @@ command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v readelf >/dev/null 2>&1 || need+=(binutils)
-if [ "${#need[@]}" -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  say "installing Debian packages: ${need[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+scripts/apt-install.sh "${need[@]}"
 
 # 3. Python test dependency: gguf-py, llama.cpp's reference GGUF reader (tests compare against it).
 if ! python3 -c 'import gguf' >/dev/null 2>&1; then

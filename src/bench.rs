@@ -38,6 +38,46 @@ pub struct BenchArgs {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    /// Also measure how fast this machine reads memory with the same threads (a 512 MiB buffer,
+    /// best of five passes) and report decode's weight traffic as a share of it: the decode
+    /// roofline.
+    #[arg(long)]
+    roofline: bool,
+}
+
+/// Bytes per second that `threads` threads read from a buffer far larger than the caches (the
+/// best of five passes): the most decode can stream its weights at.
+fn read_bandwidth(threads: usize) -> f64 {
+    const BYTES: usize = 512 << 20;
+    let buf = vec![1u64; BYTES / 8]; // written once, so every page is resident
+    let per = buf.len().div_ceil(threads.max(1));
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let sum = std::thread::scope(|s| {
+            let parts: Vec<_> = buf
+                .chunks(per)
+                .map(|part| {
+                    s.spawn(move || {
+                        let mut acc = [0u64; 8];
+                        for x in part.chunks_exact(8) {
+                            for (a, v) in acc.iter_mut().zip(x) {
+                                *a = a.wrapping_add(*v);
+                            }
+                        }
+                        acc.iter().fold(0u64, |a, v| a.wrapping_add(*v))
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .map(|h| h.join().unwrap_or(0))
+                .fold(0u64, u64::wrapping_add)
+        });
+        std::hint::black_box(sum);
+        best = best.max(BYTES as f64 / t0.elapsed().as_secs_f64());
+    }
+    best
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -128,12 +168,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let bytes = model.weight_bytes_per_token();
     let (pp_med, tg_med) = (median(&pp), median(&tg));
     let gbps = bytes as f64 * tg_med / 1e9;
+    let threads = session.params().n_threads;
+    let read_gbps = if a.roofline { read_bandwidth(threads) / 1e9 } else { 0.0 };
     let l = latency_summary(&lat);
     let name = path
         .file_name()
         .map(|f| f.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let threads = session.params().n_threads;
     let tier = model.kernels().tier().name();
     let total_ns: u64 = prof.iter().sum();
     if a.json {
@@ -155,6 +196,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "decode_latency_ms": {"p50": l[0], "p90": l[1], "p99": l[2], "max": l[3]},
             "weight_bytes_per_token": bytes,
             "implied_gb_per_s": gbps,
+            "read_bandwidth_gb_per_s": if a.roofline { json!(read_gbps) } else { json!(null) },
+            "roofline_fraction": if a.roofline && read_gbps > 0.0 { json!(gbps / read_gbps) } else { json!(null) },
             "peak_rss_bytes": peak_rss,
             "profile": if a.profile { json!(profile) } else { json!(null) },
         });
@@ -198,6 +241,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "weights read per token: {:.1} MiB -> {gbps:.1} GB/s at the median tg rate",
             bytes as f64 / 1048576.0
         );
+        if a.roofline {
+            println!(
+                "memory read bandwidth with {threads} threads: {read_gbps:.1} GB/s -> decode at {:.0}% of the roofline",
+                100.0 * gbps / read_gbps.max(1e-9)
+            );
+        }
     }
     println!("peak RSS: {:.1} MiB", peak_rss as f64 / 1048576.0);
     if a.profile {
