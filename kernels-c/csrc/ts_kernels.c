@@ -594,12 +594,8 @@ Q32_TYPES(DEFINE_LANES_GEMM)
 #include "ts_amx.h"
 #endif
 #include "ts_kgemm.h"
-#if defined(TS_ISA_AMX)
-Q32_TYPES(DEFINE_AMX_Q32)
-#define TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) amx_gemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
-#else
-#define TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
-#endif
+#include "ts_qgemm.h"
+Q32_TYPES(DEFINE_QGEMM)
 #if defined(TS_ISA_AVX512)
 DEFINE_KGEMM(q2_k, ts_block_q2_k, 0, 0, 16, KG_TILED)
 DEFINE_KGEMM(q3_k, ts_block_q3_k, 1, 4, 16, KG_TILED)
@@ -790,7 +786,7 @@ DEFINE_BSUM_NONE(iq4_nl)
                                      size_t ys, int64_t n) {                                        \
         if (TS_NEON_MM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* aarch64: ts_neon.h */        \
         if ((ORDER) == Q32_LANES && TS_Q32_LG(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 lanes */ \
-        if (TS_Q32_AMX(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AMX tiles (prefill) */ \
+        if (TS_Q32_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* tile GEMM (prefill) */ \
         if ((ORDER) != Q32_LANES && TS_Q32_BSUM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return;  \
         if ((ORDER) == Q32_LANES && TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 pair kernels */ \
         if ((ORDER) == Q32_LANES && ncols == 1) { /* GEMV: the block-at-a-time kernel streams best */ \

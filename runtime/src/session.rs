@@ -787,18 +787,30 @@ impl Session {
             ];
             self.project(&jobs, xn.as_ptr(), e, t_n);
             self.lap(2, &mut clk);
-            for t in 0..t_n {
-                let (qt, kt, vt) = (
-                    &mut q[t * q_dim..(t + 1) * q_dim],
-                    &mut k[t * kv_dim..(t + 1) * kv_dim],
-                    &mut v[t * v_dim..(t + 1) * v_dim],
-                );
+            // Per token: biases, QK-norm, RoPE, the K/V rows into the cache. Tokens are
+            // independent, so a prompt's are split over the pool (decode stays on this thread).
+            let (qp, kp, vp) = (P(q.as_mut_ptr()), P(k.as_mut_ptr()), P(v.as_mut_ptr()));
+            // SAFETY: the kv slot is disjoint from the activation slots taken above.
+            let kvp = P(unsafe { a.slice(s.kv) }[il * self.kv_layer..(il + 1) * self.kv_layer].as_mut_ptr());
+            let kv_k_len = self.params.n_ctx * nkv * self.kv_row_k;
+            let (row_k, row_v, kv_type) = (self.kv_row_k, self.kv_row_v, self.params.kv_type);
+            let rope_base = self.layer_rope[il] * self.params.n_batch;
+            let per_token = |t: usize| {
+                // SAFETY: token t's q, k and v rows and its K/V cache rows (position pos0 + t) are
+                // touched by this call alone; q, k, v hold t_n rows and the cache n_ctx.
+                let (qt, kt, vt) = unsafe {
+                    (
+                        std::slice::from_raw_parts_mut(qp.get().add(t * q_dim), q_dim),
+                        std::slice::from_raw_parts_mut(kp.get().add(t * kv_dim), kv_dim),
+                        std::slice::from_raw_parts_mut(vp.get().add(t * v_dim), v_dim),
+                    )
+                };
                 for (dst, b) in [(&mut *qt, &lw.bq), (&mut *kt, &lw.bk), (&mut *vt, &lw.bv)] {
                     if let Some(b) = b {
                         dst.iter_mut().zip(b).for_each(|(d, b)| *d += b);
                     }
                 }
-                let cs = &rope[(self.layer_rope[il] * self.params.n_batch + t) * half..][..half];
+                let cs = &rope[(rope_base + t) * half..][..half];
                 for h in qt.chunks_exact_mut(hd) {
                     if let Some(n) = &lw.q_norm {
                         ops::rms_norm_inplace(h, n, eps);
@@ -811,25 +823,28 @@ impl Session {
                     }
                     ops::rope(h, cs, neox);
                 }
-                // Store K and V rows of this position.
-                // SAFETY: the kv slot is disjoint from the activation slots taken above.
-                let kv = unsafe { a.slice(s.kv) };
-                let layer = &mut kv[il * self.kv_layer..(il + 1) * self.kv_layer];
-                let (kreg, vreg) = layer.split_at_mut(self.params.n_ctx * nkv * self.kv_row_k);
                 for g in 0..nkv {
-                    let kr = ((pos0 + t) * nkv + g) * self.kv_row_k;
-                    store_row(
-                        self.params.kv_type,
-                        &kt[g * hd..(g + 1) * hd],
-                        &mut kreg[kr..kr + self.kv_row_k],
-                    );
-                    let vr = ((pos0 + t) * nkv + g) * self.kv_row_v;
-                    store_row(
-                        self.params.kv_type,
-                        &vt[g * hdv..(g + 1) * hdv],
-                        &mut vreg[vr..vr + self.kv_row_v],
-                    );
+                    let kr = ((pos0 + t) * nkv + g) * row_k;
+                    let vr = kv_k_len + ((pos0 + t) * nkv + g) * row_v;
+                    // SAFETY: rows kr and vr of this layer's K and V regions belong to position
+                    // pos0 + t, which is this call's alone, and lie inside the layer.
+                    let (kd, vd) = unsafe {
+                        (
+                            std::slice::from_raw_parts_mut(kvp.get().add(kr), row_k),
+                            std::slice::from_raw_parts_mut(kvp.get().add(vr), row_v),
+                        )
+                    };
+                    store_row(kv_type, &kt[g * hd..(g + 1) * hd], kd);
+                    store_row(kv_type, &vt[g * hdv..(g + 1) * hdv], vd);
                 }
+            };
+            if t_n < 4 {
+                (0..t_n).for_each(per_token);
+            } else {
+                self.pool.run(&|i, nt| {
+                    let (t0, t1) = split(t_n, i, nt, 1);
+                    (t0..t1).for_each(per_token);
+                });
             }
             self.lap(3, &mut clk);
             self.attention(il, t_n, pos0, q, att);
