@@ -26,6 +26,26 @@
 #define QG_MIN_COLS 8 /* fewer columns take the GEMV / lane kernels */
 #define QG_KC 64      /* 32-chunks of one row tile packed at a time (32 KiB) */
 
+/* One chunk of the block order (Q32_BLOCK) on the vpdpbusd engine, nothing through memory:
+ * per column the 16 rows' unsigned-code dot products start from -off * sum(a) (exact integers,
+ * the same totals as the signed tile product), then acc[c] += float(dot) * (dw * da) as
+ * qg_scale does. */
+static inline __attribute__((always_inline)) void qg_vnni_block(__m512 *acc, const int8_t *wb, const uint8_t *ak,
+                                                               size_t as, int nc, __m512 dw, int off) {
+    __m512i wv[8];
+    for (int kk = 0; kk < 8; kk++) wv[kk] = _mm512_load_si512(wb + 64 * kk);
+    for (int c = 0; c < nc; c++) {
+        const ts_block_q8a *ab = (const ts_block_q8a *)(ak + c * as);
+        __m512i d = _mm512_set1_epi32(-off * (ab->s[0] + ab->s[1]));
+        for (int kk = 0; kk < 8; kk++) {
+            int32_t a4;
+            memcpy(&a4, ab->qs + 4 * kk, 4);
+            d = _mm512_dpbusd_epi32(d, wv[kk], _mm512_set1_epi32(a4));
+        }
+        acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), acc[c]);
+    }
+}
+
 /* dot[c*16 + r] -= off * (integer sum of column c's activation block), for nc columns. */
 static inline void qg_offset(int32_t *dot, const uint8_t *ak, size_t as, int nc, int off) {
     for (int c = 0; c < nc; c++) {
@@ -103,6 +123,15 @@ static inline __attribute__((always_inline)) void qg_scale(__m512 *acc, const in
         for (int k = 0; k < nch; k++) {                                                            \
             const uint8_t *ak = a + (k0 + k) * sizeof(ts_block_q8a);                               \
             const ts_block_q8a *a0 = (const ts_block_q8a *)ak;                                     \
+            if (!KG_SIGNED && (ORDER) == Q32_BLOCK && (KIND) == KIND_U32) {                        \
+                /* vpdpbusd engine, block order: the product and its scaling in registers. */      \
+                const __m512 dwk = _mm512_loadu_ps(dw + 16 * k);                                   \
+                if (nc == 16)                                                                      \
+                    qg_vnni_block(acc, bp + k * 512, ak, as, 16, dwk, (OFF));                      \
+                else                                                                               \
+                    qg_vnni_block(acc, bp + k * 512, ak, as, nc, dwk, (OFF));                      \
+                continue;                                                                          \
+            }                                                                                      \
             int32_t *dot = dots[(ORDER) == Q32_PAIR ? k & 1 : 0];                                  \
             KG_PRODUCT(32, (KIND) != KIND_U32_MIN, (const uint8_t *)a0->qs, as, nc, bp + k * 512, stage, dot); \
             if (!KG_SIGNED && (OFF) != 0 && (KIND) != KIND_U32_MIN)                                \
