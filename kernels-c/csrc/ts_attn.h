@@ -144,6 +144,43 @@ static inline float ts_dot_tiny(const ts_half *x, const float *y, int64_t n) {
 #endif
 }
 
+#if defined(TS_ISA_AVX512)
+/* r[j] = _mm512_reduce_add_ps(v[j]) for 16 vectors at once, by the same pairs of additions
+ * (halves, quarters, then (0+2) + (1+3)): two vectors share each add, so the 16 sums cost 15
+ * adds and 30 shuffles instead of 16 full reductions. Lane 4q+m ends with vector 4m+q and the
+ * last permute puts it back. Additions are commutative, so the bits equal the reduction's. */
+static inline __m512 ts_reduce16x16(const __m512 *v) {
+    __m512 c[8], e[4], f[2];
+    for (int p = 0; p < 8; p++) /* t3: chunk pairs (0,2), (1,3) of each vector */
+        c[p] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_f32x4(v[2 * p], v[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int p = 0; p < 4; p++) /* t6: the two chunks of each vector's t3 */
+        e[p] = _mm512_add_ps(_mm512_shuffle_f32x4(c[2 * p], c[2 * p + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(c[2 * p], c[2 * p + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int p = 0; p < 2; p++) /* t6[0] + t6[2], t6[1] + t6[3] */
+        f[p] = _mm512_add_ps(_mm512_shuffle_ps(e[2 * p], e[2 * p + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm512_shuffle_ps(e[2 * p], e[2 * p + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(f[0], f[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                   _mm512_shuffle_ps(f[0], f[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    const __m512i back = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    return _mm512_permutexvar_ps(back, r);
+}
+
+/* s[j] = ts_dot_tiny(k_j, q, hd) * scale for 16 consecutive keys j (hd % 16 == 0). */
+static inline void ts_dot_tiny16(const ts_half *k, size_t k_stride, const float *q, int64_t hd, float scale,
+                                 float *s) {
+    __m512 acc[16];
+    for (int j = 0; j < 16; j++) acc[j] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < hd; i += 16) {
+        const __m512 qv = _mm512_loadu_ps(q + i);
+        for (int j = 0; j < 16; j++)
+            acc[j] = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(k + j * k_stride + i))),
+                                     qv, acc[j]);
+    }
+    _mm512_storeu_ps(s, _mm512_mul_ps(ts_reduce16x16(acc), _mm512_set1_ps(scale)));
+}
+#endif
+
 /* The same in ggml_vec_dot_f16 order. */
 static inline float ts_dot_vec(const ts_half *x, const float *y, int64_t n) {
     const int64_t np = n & ~(int64_t)63;
@@ -175,6 +212,35 @@ static inline float ts_dot_vec(const ts_half *x, const float *y, int64_t n) {
 static inline void ts_pv_block(const float *p, const ts_half *v, size_t v_stride, int64_t first, int64_t npos,
                                int64_t d0, int nd, int na, float *out) {
 #if defined(TS_ISA_AVX512)
+    if (nd == 16 && na == 16) {
+        /* Lane = cell mod 16: whole groups of 16 cells with the lane a constant of the unrolled
+         * loop, so the 16 chains stay in registers. */
+        __m512 a16[16];
+        for (int t = 0; t < 16; t++) a16[t] = _mm512_setzero_ps();
+        const int64_t cend = first + npos;
+        for (int64_t c0 = first & ~(int64_t)15; c0 < cend; c0 += 16) {
+            const int64_t j0 = c0 - first;
+            if (c0 >= first && c0 + 16 <= cend) {
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++)
+                    a16[t] = _mm512_fmadd_ps(
+                        _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + (j0 + t) * v_stride + d0))),
+                        _mm512_set1_ps(p[j0 + t]), a16[t]);
+            } else {
+#pragma GCC unroll 16
+                for (int t = 0; t < 16; t++)
+                    if (j0 + t >= 0 && j0 + t < npos)
+                        a16[t] = _mm512_fmadd_ps(
+                            _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(v + (j0 + t) * v_stride + d0))),
+                            _mm512_set1_ps(p[j0 + t]), a16[t]);
+            }
+        }
+        __m512 t3[8], t6[4];
+        for (int i = 0; i < 8; i++) t3[i] = _mm512_add_ps(a16[i + 8], a16[i]);
+        for (int i = 0; i < 4; i++) t6[i] = _mm512_add_ps(t3[i + 4], t3[i]);
+        _mm512_storeu_ps(out + d0, _mm512_add_ps(_mm512_add_ps(t6[0], t6[2]), _mm512_add_ps(t6[1], t6[3])));
+        return;
+    }
     if (nd == 16) {
         __m512 acc[64];
         for (int a = 0; a < na; a++) acc[a] = _mm512_setzero_ps();
@@ -293,12 +359,16 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
     /* Scores, scaled (the causal mask adds zeros to the kept cells). */
     const int tiny_kq = batched && hd % 16 == 0;
     float m = -INFINITY;
-    for (int64_t j = 0; j < npos; j++) {
+    int64_t j16 = 0;
+#if defined(TS_ISA_AVX512)
+    if (tiny_kq)
+        for (; j16 + 16 <= npos; j16 += 16) ts_dot_tiny16(k + j16 * k_stride, k_stride, q16, hd, scale, scores + j16);
+#endif
+    for (int64_t j = j16; j < npos; j++) {
         const ts_half *kj = k + j * k_stride;
-        const float s = (tiny_kq ? ts_dot_tiny(kj, q16, hd) : ts_dot_vec(kj, q16, hd)) * scale;
-        scores[j] = s;
-        m = s > m ? s : m; /* MAX(max, x) */
+        scores[j] = (tiny_kq ? ts_dot_tiny(kj, q16, hd) : ts_dot_vec(kj, q16, hd)) * scale;
     }
+    for (int64_t j = 0; j < npos; j++) m = scores[j] > m ? scores[j] : m; /* MAX(max, x) */
     /* exp(s - max) per chunk of 16 cells (cell e = first + j), chunk sums in double. */
     double sum = 0.0;
     for (int64_t c0 = first & ~(int64_t)15; c0 < first + npos; c0 += 16) {
@@ -322,7 +392,14 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
     }
     /* Probabilities times (float)(1 / sum), then rounded to f16. */
     const float inv = (float)(1.0 / sum);
-    for (int64_t j = 0; j < npos; j++) scores[j] = ts_h2f(ts_f2h(scores[j] * inv));
+    int64_t jr = 0;
+#if defined(TS_ISA_AVX512)
+    for (; jr + 16 <= npos; jr += 16) /* F16C rounds to nearest even, as ts_f2h */
+        _mm512_storeu_ps(scores + jr,
+                         _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(scores + jr), _mm512_set1_ps(inv)),
+                                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+#endif
+    for (int64_t j = jr; j < npos; j++) scores[j] = ts_h2f(ts_f2h(scores[j] * inv));
     const int na = batched && hdv % 4 == 0 ? 16 : 64;
     for (int64_t d0 = 0; d0 < hdv; d0 += 16)
         ts_pv_block(scores, v, v_stride, first, npos, d0, (int)(hdv - d0 < 16 ? hdv - d0 : 16), na, out);
