@@ -64,6 +64,13 @@ static inline void kg_load(const float *y, size_t ys, __m512 *v, int nc, int nr)
         }                                                                                          \
         _tile_stored(TS_AMX_C, dot, 64);                                                           \
     } while (0)
+/* isum[c] += sv * (the sub-block product of column c), through the stored product tile. */
+#define KG_SCALED_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot, sv, isum)                          \
+    do {                                                                                           \
+        KG_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot);                                          \
+        for (int c_ = 0; c_ < (nc); c_++)                                                          \
+            (isum)[c_] = _mm512_add_epi32((isum)[c_], _mm512_mullo_epi32(_mm512_load_si512((dot) + 16 * c_), (sv))); \
+    } while (0)
 #else
 #define KG_SIGNED 0
 #define KG_BEGIN() ((void)0)
@@ -85,6 +92,22 @@ static inline __attribute__((always_inline)) void kg_vnni_product(int sub, const
         _mm512_store_si512(dot + 16 * c, d);
     }
 }
+/* isum[c] += sv * (the sub-block product of column c), the product never leaving registers. */
+static inline __attribute__((always_inline)) void kg_vnni_scaled(int sub, const uint8_t *q, size_t as, int nc,
+                                                                const int8_t *wb, __m512i sv, __m512i *isum) {
+    __m512i wv[8];
+    for (int kk = 0; kk < sub / 4; kk++) wv[kk] = _mm512_load_si512(wb + 64 * kk);
+    for (int c = 0; c < nc; c++) {
+        const uint8_t *qc = q + c * as;
+        __m512i d = _mm512_setzero_si512();
+        for (int kk = 0; kk < sub / 4; kk++) {
+            int32_t a4;
+            memcpy(&a4, qc + 4 * kk, 4);
+            d = _mm512_dpbusd_epi32(d, wv[kk], _mm512_set1_epi32(a4));
+        }
+        isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(d, sv));
+    }
+}
 #define KG_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot)                                           \
     do {                                                                                           \
         (void)(stage);                                                                             \
@@ -92,6 +115,15 @@ static inline __attribute__((always_inline)) void kg_vnni_product(int sub, const
             kg_vnni_product((SUB), (q), (as), 16, (wb), (dot));                                    \
         else                                                                                       \
             kg_vnni_product((SUB), (q), (as), (nc), (wb), (dot));                                  \
+    } while (0)
+#define KG_SCALED_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot, sv, isum)                          \
+    do {                                                                                           \
+        (void)(stage);                                                                             \
+        (void)(dot);                                                                               \
+        if ((nc) == 16)                                                                            \
+            kg_vnni_scaled((SUB), (q), (as), 16, (wb), (sv), (isum));                              \
+        else                                                                                       \
+            kg_vnni_scaled((SUB), (q), (as), (nc), (wb), (sv), (isum));                            \
     } while (0)
 #endif
 
@@ -170,10 +202,8 @@ static inline __m512i kg_mins(const int32_t *mnp, const ts_block_q8a *col, int b
                 const uint8_t *q = (const uint8_t *)((const ts_block_q8a *)ab + j * (SUB) / 32)->qs + \
                                    (j * (SUB)) % 32;                                               \
                 const int8_t *wb = bp + (b * TS_QK_K + j * (SUB)) * 16;                            \
-                KG_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot);                                   \
                 const __m512i sv = _mm512_loadu_si512(scv + (b * 16 + j) * 16);                   \
-                for (int c = 0; c < nc; c++)                                                       \
-                    isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(_mm512_load_si512(dot + 16 * c), sv)); \
+                KG_SCALED_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot, sv, isum);                  \
                 if ((ORDER) == KG_REPACK && (j & 1) && per64) {                                 \
                     /* The columns in whole groups of four: one integer sum per 64 elements. */   \
                     const __m512 dvv = _mm512_loadu_ps(dv + 16 * b), dmv_ = _mm512_loadu_ps(dmv + 16 * b); \
