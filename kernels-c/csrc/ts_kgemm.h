@@ -39,6 +39,19 @@ static inline void kg_load(const float *y, size_t ys, __m512 *v, int nc, int nr)
     for (int c = 0; c < nc; c++) v[c] = _mm512_maskz_loadu_ps(m, y + c * ys);
 }
 
+/* The vpdpbusd tile product of one column: start plus the 16 rows' dot products of nk*4 unsigned
+ * codes (wv[kk]: codes 4kk..4kk+3 of each row, the VNNI order) with the column's activations
+ * qc, four at a time broadcast to every lane. */
+static inline __attribute__((always_inline)) __m512i kg_vnni_dot(const __m512i *wv, int nk, const uint8_t *qc,
+                                                                __m512i start) {
+    for (int kk = 0; kk < nk; kk++) {
+        int32_t a4;
+        memcpy(&a4, qc + 4 * kk, 4);
+        start = _mm512_dpbusd_epi32(start, wv[kk], _mm512_set1_epi32(a4));
+    }
+    return start;
+}
+
 #if defined(TS_ISA_AMX)
 #define KG_SIGNED 1 /* offset codes packed signed */
 #define KG_BEGIN() amx_begin()
@@ -75,38 +88,22 @@ static inline void kg_load(const float *y, size_t ys, __m512 *v, int nc, int nr)
 #define KG_SIGNED 0
 #define KG_BEGIN() ((void)0)
 #define KG_DONE() ((void)0)
-/* The same from vpdpbusd: the rows' unsigned codes (SUB/4 vectors of 64 bytes) times each
- * column's activations, four at a time broadcast to every lane. */
+/* The same from vpdpbusd (kg_vnni_dot per column), the rows' codes unsigned. */
 static inline __attribute__((always_inline)) void kg_vnni_product(int sub, const uint8_t *q, size_t as, int nc,
                                                                  const int8_t *wb, int32_t *dot) {
     __m512i wv[8];
     for (int kk = 0; kk < sub / 4; kk++) wv[kk] = _mm512_load_si512(wb + 64 * kk);
-    for (int c = 0; c < nc; c++) {
-        const uint8_t *qc = q + c * as;
-        __m512i d = _mm512_setzero_si512();
-        for (int kk = 0; kk < sub / 4; kk++) {
-            int32_t a4;
-            memcpy(&a4, qc + 4 * kk, 4);
-            d = _mm512_dpbusd_epi32(d, wv[kk], _mm512_set1_epi32(a4));
-        }
-        _mm512_store_si512(dot + 16 * c, d);
-    }
+    for (int c = 0; c < nc; c++)
+        _mm512_store_si512(dot + 16 * c, kg_vnni_dot(wv, sub / 4, q + c * as, _mm512_setzero_si512()));
 }
 /* isum[c] += sv * (the sub-block product of column c), the product never leaving registers. */
 static inline __attribute__((always_inline)) void kg_vnni_scaled(int sub, const uint8_t *q, size_t as, int nc,
                                                                 const int8_t *wb, __m512i sv, __m512i *isum) {
     __m512i wv[8];
     for (int kk = 0; kk < sub / 4; kk++) wv[kk] = _mm512_load_si512(wb + 64 * kk);
-    for (int c = 0; c < nc; c++) {
-        const uint8_t *qc = q + c * as;
-        __m512i d = _mm512_setzero_si512();
-        for (int kk = 0; kk < sub / 4; kk++) {
-            int32_t a4;
-            memcpy(&a4, qc + 4 * kk, 4);
-            d = _mm512_dpbusd_epi32(d, wv[kk], _mm512_set1_epi32(a4));
-        }
-        isum[c] = _mm512_add_epi32(isum[c], _mm512_mullo_epi32(d, sv));
-    }
+    for (int c = 0; c < nc; c++)
+        isum[c] = _mm512_add_epi32(
+            isum[c], _mm512_mullo_epi32(kg_vnni_dot(wv, sub / 4, q + c * as, _mm512_setzero_si512()), sv));
 }
 #define KG_PRODUCT(SUB, SAME, q, as, nc, wb, stage, dot)                                           \
     do {                                                                                           \

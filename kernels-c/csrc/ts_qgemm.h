@@ -36,12 +36,8 @@ static inline __attribute__((always_inline)) void qg_vnni_block(__m512 *acc, con
     for (int kk = 0; kk < 8; kk++) wv[kk] = _mm512_load_si512(wb + 64 * kk);
     for (int c = 0; c < nc; c++) {
         const ts_block_q8a *ab = (const ts_block_q8a *)(ak + c * as);
-        __m512i d = _mm512_set1_epi32(-off * (ab->s[0] + ab->s[1]));
-        for (int kk = 0; kk < 8; kk++) {
-            int32_t a4;
-            memcpy(&a4, ab->qs + 4 * kk, 4);
-            d = _mm512_dpbusd_epi32(d, wv[kk], _mm512_set1_epi32(a4));
-        }
+        const __m512i d =
+            kg_vnni_dot(wv, 8, (const uint8_t *)ab->qs, _mm512_set1_epi32(-off * (ab->s[0] + ab->s[1])));
         acc[c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw, _mm512_set1_ps(ab->d)), acc[c]);
     }
 }

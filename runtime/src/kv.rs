@@ -8,27 +8,23 @@ use crate::error::{Result, RuntimeError};
 use crate::ops::f32_to_f16;
 
 /// f32 → f16 (round to nearest even, as [`f32_to_f16`] and ggml's x86 build) with F16C, eight
-/// values per instruction; the rest one by one.
+/// values per instruction, for the whole groups of eight; returns how many it converted.
 ///
 /// # Safety
 /// The CPU must support F16C (and AVX, which it implies).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "f16c,avx")]
-unsafe fn store_f16_f16c(x: &[f32], dst: &mut [u8]) {
+unsafe fn store_f16_f16c(x: &[f32], dst: &mut [u8]) -> usize {
     use std::arch::x86_64::{__m128i, _mm256_cvtps_ph, _mm256_loadu_ps, _mm_storeu_si128, _MM_FROUND_TO_NEAREST_INT};
-    let n = x.len().min(dst.len() / 2);
-    let mut i = 0;
-    while i + 8 <= n {
+    let n = x.len().min(dst.len() / 2) & !7;
+    for i in (0..n).step_by(8) {
         // SAFETY: x[i..i+8] and dst[2i..2i+16] are in bounds (i + 8 <= n); unaligned load/store.
         unsafe {
             let h = _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(_mm256_loadu_ps(x.as_ptr().add(i)));
             _mm_storeu_si128(dst.as_mut_ptr().add(2 * i) as *mut __m128i, h);
         }
-        i += 8;
     }
-    for (d, v) in dst[2 * i..].chunks_exact_mut(2).zip(&x[i..n]) {
-        d.copy_from_slice(&f32_to_f16(*v).to_le_bytes());
-    }
+    n
 }
 
 /// Element type of the KV cache.
@@ -90,12 +86,15 @@ pub fn store_row(ty: KvType, x: &[f32], dst: &mut [u8]) {
         }
         KvType::F16 => {
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("f16c") {
+            let done = if std::arch::is_x86_feature_detected!("f16c") {
                 // SAFETY: the CPU has F16C, checked just above.
-                unsafe { store_f16_f16c(x, dst) };
-                return;
-            }
-            for (d, v) in dst.chunks_exact_mut(2).zip(x) {
+                unsafe { store_f16_f16c(x, dst) }
+            } else {
+                0
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let done = 0;
+            for (d, v) in dst[2 * done..].chunks_exact_mut(2).zip(&x[done..]) {
                 d.copy_from_slice(&f32_to_f16(*v).to_le_bytes());
             }
         }

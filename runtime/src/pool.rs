@@ -218,9 +218,9 @@ impl ThreadPool {
             >(short));
         }
         s.remaining.store(n - 1, Ordering::Relaxed);
+        // A read-modify-write: a full barrier on every target and under qemu, so the new
+        // generation is visible before `parked` is read (the worker's side needs its fence).
         s.generation.fetch_add(1, Ordering::SeqCst);
-        // Pairs with the worker's fence: the new generation is visible before `parked` is read.
-        std::sync::atomic::fence(Ordering::SeqCst);
         for (i, t) in self.threads.iter().enumerate() {
             if s.parked[i + 1].load(Ordering::SeqCst) {
                 t.unpark();
@@ -265,7 +265,8 @@ fn worker(s: &Shared, i: usize) {
                 // unparks us). SeqCst store + load order that on real ARMv8 (STLR, LDAR), but
                 // qemu-user's translation for x86 hosts does not (it left a worker parked and
                 // the caller spinning forever under qemu-aarch64); a full fence orders it
-                // everywhere, and costs nothing here: the worker is about to park.
+                // everywhere, and costs nothing here: the worker is about to park. `run`'s
+                // side is the generation's fetch_add, already a full barrier.
                 std::sync::atomic::fence(Ordering::SeqCst);
                 if s.generation.load(Ordering::SeqCst) == seen && !s.stop.load(Ordering::SeqCst) {
                     thread::park();
