@@ -70,6 +70,54 @@ static inline __m512 ts_v_expf(__m512 x) {
 }
 #endif
 
+#if defined(TS_ISA_AVX2)
+/* The AVX2 tier computes the AVX-512 build's 16-lane orders with two 8-lane halves (lanes 0-7
+ * and 8-15 of the AVX-512 vector). */
+
+/* _mm512_reduce_add_ps's pairs (ts_tree16) on the two halves of a 16-lane vector. */
+static inline float ts_tree16_v(__m256 lo, __m256 hi) {
+    const __m256 t3 = _mm256_add_ps(hi, lo);
+    const __m128 t6 = _mm_add_ps(_mm256_extractf128_ps(t3, 1), _mm256_castps256_ps128(t3));
+    const __m128 s = _mm_add_ps(t6, _mm_movehl_ps(t6, t6)); /* t6[0] + t6[2], t6[1] + t6[3] */
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+/* ggml_v_expf's AVX-512 form on eight lanes: the same fma sequence; _mm512_scalef_ps(j, n) is
+ * j * 2^n rounded once, which one multiply by 2^n gives wherever 2^n is a normal float. Lanes
+ * outside that range (masked cells, NaN, |x| > ~87) take the scalar form (ts_ggml_expf). */
+static inline __m256 ts_v_expf8(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0F)));
+    const __m256 in = _mm256_and_ps(_mm256_cmp_ps(n, _mm256_set1_ps(-126.0f), _CMP_GE_OQ),
+                                    _mm256_cmp_ps(n, _mm256_set1_ps(127.0f), _CMP_LE_OQ));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    const __m256 res = _mm256_mul_ps(j, _mm256_castsi256_ps(e));
+    const int ok = _mm256_movemask_ps(in);
+    if (ok == 0xff) return res;
+    float xs[8], rs[8];
+    _mm256_storeu_ps(xs, x);
+    _mm256_storeu_ps(rs, res);
+    for (int t = 0; t < 8; t++)
+        if (!(ok >> t & 1)) rs[t] = ts_ggml_expf(xs[t]);
+    return _mm256_loadu_ps(rs);
+}
+
+/* Rounds eight floats to f16 and back (F16C: nearest even, as ts_f2h). */
+static inline __m256 ts_round_f16x8(__m256 x) {
+    return _mm256_cvtph_ps(_mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
+static inline __m256 ts_load_h8(const ts_half *x) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)x)); }
+#endif
+
 #if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
 /* ggml_v_expf's polynomial on four lanes (the ARM tiers keep no x86 order: this is our own vector
  * form, within 2.5 ulp like the scalar one): 2^n built in the exponent bits from z (whose low
@@ -122,6 +170,13 @@ static void TS_FN(swiglu)(float *g, const float *u, int64_t n, int64_t n_vec) {
         const __m512 s = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
         _mm512_storeu_ps(g + i, _mm512_mul_ps(s, _mm512_loadu_ps(u + i)));
     }
+#elif defined(TS_ISA_AVX2)
+    for (; i + 8 <= n_vec; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = ts_v_expf8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        const __m256 s = _mm256_div_ps(x, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
 #endif
     for (; i < n_vec; i++) g[i] = (g[i] / (1.0f + ts_ggml_expf(0.0f - g[i]))) * u[i];
     for (; i < n; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
@@ -136,6 +191,13 @@ static inline float ts_dot_tiny(const ts_half *x, const float *y, int64_t n) {
         acc = _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x + i))), _mm512_loadu_ps(y + i),
                               acc);
     return _mm512_reduce_add_ps(acc);
+#elif defined(TS_ISA_AVX2)
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 16) {
+        lo = _mm256_fmadd_ps(ts_load_h8(x + i), _mm256_loadu_ps(y + i), lo);
+        hi = _mm256_fmadd_ps(ts_load_h8(x + i + 8), _mm256_loadu_ps(y + i + 8), hi);
+    }
+    return ts_tree16_v(lo, hi);
 #else
     float acc[16] = {0};
     for (int64_t i = 0; i < n; i += 16)
@@ -143,6 +205,24 @@ static inline float ts_dot_tiny(const ts_half *x, const float *y, int64_t n) {
     return ts_tree16(acc);
 #endif
 }
+
+#if defined(TS_ISA_AVX2)
+/* s[j] = ts_dot_tiny(k_j, q, hd) * scale for 4 consecutive keys j (hd % 16 == 0): q's halves
+ * loaded once for the four keys. */
+static inline void ts_dot_tiny4(const ts_half *k, size_t k_stride, const float *q, int64_t hd, float scale,
+                                float *s) {
+    __m256 lo[4], hi[4];
+    for (int j = 0; j < 4; j++) lo[j] = hi[j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < hd; i += 16) {
+        const __m256 ql = _mm256_loadu_ps(q + i), qh = _mm256_loadu_ps(q + i + 8);
+        for (int j = 0; j < 4; j++) {
+            lo[j] = _mm256_fmadd_ps(ts_load_h8(k + j * k_stride + i), ql, lo[j]);
+            hi[j] = _mm256_fmadd_ps(ts_load_h8(k + j * k_stride + i + 8), qh, hi[j]);
+        }
+    }
+    for (int j = 0; j < 4; j++) s[j] = ts_tree16_v(lo[j], hi[j]) * scale;
+}
+#endif
 
 #if defined(TS_ISA_AVX512)
 /* r[j] = _mm512_reduce_add_ps(v[j]) for 16 vectors at once, by the same pairs of additions
@@ -194,6 +274,15 @@ static inline float ts_dot_vec(const ts_half *x, const float *y, int64_t n) {
     s[0] = _mm512_add_ps(s[0], s[2]);
     s[1] = _mm512_add_ps(s[1], s[3]);
     r = _mm512_reduce_add_ps(_mm512_add_ps(s[0], s[1]));
+#elif defined(TS_ISA_AVX2)
+    __m256 s[8];
+    for (int a = 0; a < 8; a++) s[a] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < np; i += 64)
+        for (int a = 0; a < 8; a++) s[a] = _mm256_fmadd_ps(ts_load_h8(x + i + 8 * a), _mm256_loadu_ps(y + i + 8 * a), s[a]);
+    /* 16-lane accumulators a = (s[2a], s[2a+1]): (s0 + s2) + (s1 + s3) */
+    const __m256 lo = _mm256_add_ps(_mm256_add_ps(s[0], s[4]), _mm256_add_ps(s[2], s[6]));
+    const __m256 hi = _mm256_add_ps(_mm256_add_ps(s[1], s[5]), _mm256_add_ps(s[3], s[7]));
+    r = ts_tree16_v(lo, hi);
 #else
     float s[64] = {0}, l[16];
     for (int64_t i = 0; i < np; i += 64)
@@ -256,6 +345,40 @@ static inline void ts_pv_block(const float *p, const ts_half *v, size_t v_stride
         for (int i = 0; i < 8; i++) t3[i] = _mm512_add_ps(acc[i + 8], acc[i]);
         for (int i = 0; i < 4; i++) t6[i] = _mm512_add_ps(t3[i + 4], t3[i]);
         _mm512_storeu_ps(out + d0, _mm512_add_ps(_mm512_add_ps(t6[0], t6[2]), _mm512_add_ps(t6[1], t6[3])));
+        return;
+    }
+#elif defined(TS_ISA_AVX2)
+    if (nd == 16) {
+        /* One lane (cell mod na) at a time: its chain over the cells of that lane, in cell
+         * order, stays in two registers; the lanes are then combined as above. */
+        __m256 lo[64], hi[64];
+        const int64_t cend = first + npos;
+        for (int a = 0; a < na; a++) {
+            __m256 l = _mm256_setzero_ps(), h = _mm256_setzero_ps();
+            for (int64_t c = first + ((a - first) % na + na) % na; c < cend; c += na) {
+                const ts_half *vj = v + (c - first) * v_stride + d0;
+                const __m256 pj = _mm256_set1_ps(p[c - first]);
+                l = _mm256_fmadd_ps(ts_load_h8(vj), pj, l);
+                h = _mm256_fmadd_ps(ts_load_h8(vj + 8), pj, h);
+            }
+            lo[a] = l;
+            hi[a] = h;
+        }
+        if (na == 64)
+            for (int t = 0; t < 16; t++) {
+                lo[t] = _mm256_add_ps(_mm256_add_ps(lo[t], lo[32 + t]), _mm256_add_ps(lo[16 + t], lo[48 + t]));
+                hi[t] = _mm256_add_ps(_mm256_add_ps(hi[t], hi[32 + t]), _mm256_add_ps(hi[16 + t], hi[48 + t]));
+            }
+        for (int i = 0; i < 8; i++) {
+            lo[i] = _mm256_add_ps(lo[i + 8], lo[i]);
+            hi[i] = _mm256_add_ps(hi[i + 8], hi[i]);
+        }
+        for (int i = 0; i < 4; i++) {
+            lo[i] = _mm256_add_ps(lo[i + 4], lo[i]);
+            hi[i] = _mm256_add_ps(hi[i + 4], hi[i]);
+        }
+        _mm256_storeu_ps(out + d0, _mm256_add_ps(_mm256_add_ps(lo[0], lo[2]), _mm256_add_ps(lo[1], lo[3])));
+        _mm256_storeu_ps(out + d0 + 8, _mm256_add_ps(_mm256_add_ps(hi[0], hi[2]), _mm256_add_ps(hi[1], hi[3])));
         return;
     }
 #endif
@@ -363,6 +486,9 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
 #if defined(TS_ISA_AVX512)
     if (tiny_kq)
         for (; j16 + 16 <= npos; j16 += 16) ts_dot_tiny16(k + j16 * k_stride, k_stride, q16, hd, scale, scores + j16);
+#elif defined(TS_ISA_AVX2)
+    if (tiny_kq)
+        for (; j16 + 4 <= npos; j16 += 4) ts_dot_tiny4(k + j16 * k_stride, k_stride, q16, hd, scale, scores + j16);
 #endif
     for (int64_t j = j16; j < npos; j++) {
         const ts_half *kj = k + j * k_stride;
@@ -381,6 +507,13 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
         const __m512 e = ts_v_expf(_mm512_sub_ps(_mm512_loadu_ps(x), _mm512_set1_ps(m)));
         _mm512_storeu_ps(val, e);
         sum += (double)_mm512_reduce_add_ps(e);
+#elif defined(TS_ISA_AVX2)
+        const __m256 mv = _mm256_set1_ps(m);
+        const __m256 e0 = ts_v_expf8(_mm256_sub_ps(_mm256_loadu_ps(x), mv));
+        const __m256 e1 = ts_v_expf8(_mm256_sub_ps(_mm256_loadu_ps(x + 8), mv));
+        _mm256_storeu_ps(val, e0);
+        _mm256_storeu_ps(val + 8, e1);
+        sum += (double)ts_tree16_v(e0, e1);
 #else
         for (int t = 0; t < 16; t++) val[t] = x[t] == -INFINITY ? 0.0f : ts_ggml_expf(x[t] - m);
         sum += (double)ts_tree16(val);
@@ -398,6 +531,9 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
         _mm512_storeu_ps(scores + jr,
                          _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(scores + jr), _mm512_set1_ps(inv)),
                                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+#elif defined(TS_ISA_AVX2)
+    for (; jr + 8 <= npos; jr += 8)
+        _mm256_storeu_ps(scores + jr, ts_round_f16x8(_mm256_mul_ps(_mm256_loadu_ps(scores + jr), _mm256_set1_ps(inv))));
 #endif
     for (int64_t j = jr; j < npos; j++) scores[j] = ts_h2f(ts_f2h(scores[j] * inv));
     const int na = batched && hdv % 4 == 0 ? 16 : 64;

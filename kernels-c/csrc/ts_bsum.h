@@ -33,7 +33,80 @@ static inline __m256 bs_step(__m256 acc, const __m256 *t, __m256 dw, const __m25
 
 #define BS_KB 128 /* activation chunks prepared per column tile (GEMM) */
 
+#if defined(TS_ISA_AVX2)
+/* The avx2 tier's prefill GEMM of the block order (Q32_BLOCK, 8 or more columns): eight weight
+ * rows in the lanes, unpacked once per chunk range into the order of the K-quant tiles
+ * (ts_kgemm.h: 32 bytes hold four consecutive codes of each row) and used for every column
+ * tile; per column and chunk eight vpmaddubsw against the column's activations, broadcast four
+ * at a time, give the rows' exact totals (int16 pair sums, then one vpmaddwd), the code offset
+ * leaves through the column's block sum, and acc += float(total) * (dw * da) continues each
+ * output's one chain in chunk order, as bs_step does. */
+#define BS_TKC 64 /* chunks of one row tile unpacked at a time (16 KiB) */
+#define BS_TC 8   /* columns per tile */
+static inline __attribute__((always_inline)) void bs_tile(const int8_t *bp, const float *dwp, int nr, int64_t k0,
+                                                          int nch, const uint8_t *a, size_t as, int nc, int off,
+                                                          float *y, size_t ys, int first) {
+    __m256 acc[BS_TC];
+    for (int c = 0; c < BS_TC; c++) acc[c] = _mm256_setzero_ps();
+    if (!first) kg2_load(y, ys, acc, nc, nr);
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int k = 0; k < nch; k++) {
+        __m256i wv[8];
+        for (int kk = 0; kk < 8; kk++) wv[kk] = _mm256_load_si256((const __m256i *)(bp + k * 256 + 32 * kk));
+        const __m256 dw = _mm256_load_ps(dwp + 8 * k);
+        for (int c = 0; c < nc; c++) {
+            const ts_block_q8a *ab = (const ts_block_q8a *)(a + c * as) + k0 + k;
+            const __m256i tot = _mm256_add_epi32(kg2_dot(wv, 8, 8, (const uint8_t *)ab->qs, ones),
+                                                 _mm256_set1_epi32(-off * (ab->s[0] + ab->s[1])));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_mul_ps(dw, _mm256_set1_ps(ab->d)), acc[c]);
+        }
+    }
+    kg2_store(y, ys, acc, nc, nr);
+}
+#define DEFINE_BS_TILES(T, QK, BLOCK, OFF)                                                             \
+    static __attribute__((unused)) int TS_FN(bs_tiles_##T)(const void *w, size_t ws, int64_t nrows,  \
+                                   const ts_block_q8a *a, size_t as, int64_t ncols, float *y,       \
+                                   size_t ys, int64_t n) {                                          \
+        if ((QK) != 32) return 0; /* one chunk per weight block */                                  \
+        int8_t bp[BS_TKC * 256] __attribute__((aligned(32)));                                       \
+        float dwp[BS_TKC * 8] __attribute__((aligned(32)));                                         \
+        const int64_t nch_all = n / 32;                                                             \
+        for (int64_t r0 = 0; r0 < nrows; r0 += 8) {                                                 \
+            const int nr = (int)(nrows - r0 < 8 ? nrows - r0 : 8);                                  \
+            for (int64_t k0 = 0; k0 < nch_all; k0 += BS_TKC) {                                      \
+                const int nch = (int)(nch_all - k0 < BS_TKC ? nch_all - k0 : BS_TKC);               \
+                for (int r = 0; r < 8; r++) {                                                       \
+                    const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + (r0 + (r < nr ? r : 0)) * ws) + k0; \
+                    for (int k = 0; k < nch; k++) {                                                 \
+                        int8_t w8[QK];                                                              \
+                        float sc[(QK) / 16], mn[(QK) / 16];                                         \
+                        unpack_##T(wr + k, w8, sc, mn);                                             \
+                        if (r >= nr) memset(w8, 0, sizeof w8);                                      \
+                        dwp[8 * k + r] = r < nr ? sc[0] : 0.0f;                                     \
+                        for (int kk = 0; kk < 8; kk++) memcpy(bp + k * 256 + 32 * kk + 4 * r, w8 + 4 * kk, 4); \
+                    }                                                                               \
+                }                                                                                   \
+                for (int64_t c0 = 0; c0 < ncols; c0 += BS_TC) {                                     \
+                    const int nc = (int)(ncols - c0 < BS_TC ? ncols - c0 : BS_TC);                  \
+                    const uint8_t *ac = (const uint8_t *)a + c0 * as;                               \
+                    float *yt = y + c0 * ys + r0;                                                   \
+                    if (nc == BS_TC)                                                                \
+                        bs_tile(bp, dwp, nr, k0, nch, ac, as, BS_TC, (OFF), yt, ys, k0 == 0);       \
+                    else                                                                            \
+                        bs_tile(bp, dwp, nr, k0, nch, ac, as, nc, (OFF), yt, ys, k0 == 0);          \
+                }                                                                                   \
+            }                                                                                       \
+        }                                                                                           \
+        return 1;                                                                                   \
+    }
+#define TS_BS_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n) TS_FN(bs_tiles_##T)(w, ws, nrows, a, as, ncols, y, ys, n)
+#else
+#define DEFINE_BS_TILES(T, QK, BLOCK, OFF)
+#define TS_BS_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
+#endif
+
 #define DEFINE_BSUM_KERNELS(T, QK, BLOCK, OFF, ORDER)                                                  \
+    DEFINE_BS_TILES(T, QK, BLOCK, OFF)                                                                 \
     /* Decode: rows r0..r0+7 in the lanes (rows past nrows repeat the last one, not stored). */    \
     static inline void TS_FN(bs_rows8_##T)(const void *w, size_t ws, int64_t r0, int64_t nrows,      \
                                            const ts_block_q8a *a, float *y, int64_t n) {             \
@@ -122,6 +195,8 @@ static inline __m256 bs_step(__m256 acc, const __m256 *t, __m256 dw, const __m25
             for (int64_t r0 = 0; r0 < nrows; r0 += 8) TS_FN(bs_rows8_##T)(w, ws, r0, nrows, a, y, n); \
             return 1;                                                                                \
         }                                                                                            \
+        if ((ORDER) == Q32_BLOCK && ncols >= 8 && TS_BS_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n)) \
+            return 1;                                                                                \
         for (int64_t c0 = 0; c0 < ncols; c0 += 8) {                                                  \
             const int nc = (int)(ncols - c0 < 8 ? ncols - c0 : 8);                                   \
             if (nc == 8)                                                                             \

@@ -443,8 +443,11 @@ static inline __attribute__((always_inline)) __m256 gv_pair(__m256 acc, const ui
  * activation loads shared. */
 static inline __attribute__((always_inline)) void gv_rows_nr(const uint8_t *wr, size_t ws, int nr, int64_t nblk,
                                                              const ts_gv_act *p, int bytes, int kind, __m512i iqs,
-                                                             __m256i id, float *v) {
+                                                             __m256i id, __m256 *keep, int first, int last,
+                                                             float *v) {
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    if (!first)
+        for (int k = 0; k < nr; k++) acc[k] = keep[k];
     const int64_t npairs = nblk / 2;
     for (int64_t pi = 0; pi < npairs; pi++)
         for (int k = 0; k < nr; k++) {
@@ -454,23 +457,39 @@ static inline __attribute__((always_inline)) void gv_rows_nr(const uint8_t *wr, 
     if (nblk & 1)
         for (int k = 0; k < nr; k++)
             acc[k] = gv_pair(acc[k], wr + k * ws + (nblk - 1) * bytes, 0, p, npairs, bytes, kind, iqs, id);
-    for (int k = 0; k < nr; k++) v[k] = ts_acc_sum(acc[k]);
+    for (int k = 0; k < nr; k++) {
+        if (last)
+            v[k] = ts_acc_sum(acc[k]);
+        else
+            keep[k] = acc[k];
+    }
 }
 
+#define TS_GV_RB 64 /* rows whose chains wait in registers saved between passes (rows over TS_GV) */
 static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n,
                     int bytes, int kind, int off, __m512i iqs, __m256i id) {
     ts_gv_act p;
-    for (int64_t e0 = 0; e0 < n; e0 += TS_GV) {
-        const int64_t nblk = (n - e0 < TS_GV ? n - e0 : TS_GV) / 32;
-        gv_prepare(a + e0 / 32, nblk, off, &p);
-        const uint8_t *w0 = (const uint8_t *)w + (e0 / 32) * bytes;
-        for (int64_t r = 0; r < nrows; r += 2) {
-            float v[2];
-            if (r + 1 < nrows)
-                gv_rows_nr(w0 + r * ws, ws, 2, nblk, &p, bytes, kind, iqs, id, v);
-            else
-                gv_rows_nr(w0 + r * ws, ws, 1, nblk, &p, bytes, kind, iqs, id, v);
-            for (int k = 0; k < 2 && r + k < nrows; k++) y[r + k] = e0 ? y[r + k] + v[k] : v[k];
+    __m256 keep[TS_GV_RB];
+    /* A row longer than one pass keeps one chain through every pass: rows in blocks of TS_GV_RB,
+     * each block's chains saved between passes. */
+    const int64_t rb = n <= TS_GV ? nrows : TS_GV_RB;
+    for (int64_t rb0 = 0; rb0 < nrows; rb0 += rb) {
+        const int64_t r1 = nrows - rb0 < rb ? nrows : rb0 + rb;
+        for (int64_t e0 = 0; e0 < n; e0 += TS_GV) {
+            const int64_t nblk = (n - e0 < TS_GV ? n - e0 : TS_GV) / 32;
+            const int first = e0 == 0, last = e0 + TS_GV >= n;
+            gv_prepare(a + e0 / 32, nblk, off, &p);
+            const uint8_t *w0 = (const uint8_t *)w + (e0 / 32) * bytes;
+            for (int64_t r = rb0; r < r1; r += 2) {
+                float v[2];
+                __m256 *kr = keep + (r - rb0) % TS_GV_RB;
+                if (r + 1 < r1)
+                    gv_rows_nr(w0 + r * ws, ws, 2, nblk, &p, bytes, kind, iqs, id, kr, first, last, v);
+                else
+                    gv_rows_nr(w0 + r * ws, ws, 1, nblk, &p, bytes, kind, iqs, id, kr, first, last, v);
+                if (last)
+                    for (int k = 0; k < 2 && r + k < r1; k++) y[r + k] = v[k];
+            }
         }
     }
 }
@@ -596,12 +615,12 @@ Q32_TYPES(DEFINE_LANES_GEMM)
 #include "ts_kgemm.h"
 #include "ts_qgemm.h"
 Q32_TYPES(DEFINE_QGEMM)
-#if defined(TS_ISA_AVX512)
-DEFINE_KGEMM(q2_k, ts_block_q2_k, 0, 0, 16, KG_TILED)
-DEFINE_KGEMM(q3_k, ts_block_q3_k, 1, 4, 16, KG_TILED)
-DEFINE_KGEMM(q4_k, ts_block_q4_k, 0, 0, 32, KG_REPACK)
-DEFINE_KGEMM(q5_k, ts_block_q5_k, 0, 0, 32, KG_TILED)
-DEFINE_KGEMM(q6_k, ts_block_q6_k, 1, 32, 16, KG_TILED)
+#if defined(TS_ISA_AVX512) || defined(TS_ISA_AVX2)
+DEFINE_KGEMM(q2_k, ts_block_q2_k, 0, 0, 16, 3, KG_TILED)
+DEFINE_KGEMM(q3_k, ts_block_q3_k, 1, 4, 16, 7, KG_TILED)
+DEFINE_KGEMM(q4_k, ts_block_q4_k, 0, 0, 32, 15, KG_REPACK)
+DEFINE_KGEMM(q5_k, ts_block_q5_k, 0, 0, 32, 31, KG_TILED)
+DEFINE_KGEMM(q6_k, ts_block_q6_k, 1, 32, 16, 63, KG_TILED)
 #endif
 
 #define DEFINE_DEQUANT_KERNELS(T, QK, BLOCK, OFF)                                                    \
@@ -703,6 +722,7 @@ DEFINE_KGEMM(q6_k, ts_block_q6_k, 1, 32, 16, KG_TILED)
  * full bytes (VNNI, TS_U8_FULL), signed codes (Q8_0, IQ4_NL) are biased by 128 once per row
  * group and take the same path with OFF 128 instead of the per-column sign trick. */
 #define TS_KB 128 /* 32-chunks of activation data prepared per column tile */
+#define TS_M32_RB 32 /* rows whose lane chains wait between chunk ranges (rows over TS_KB chunks) */
 #define Q32_SIGNED(KIND) ((KIND) == KIND_S32 && !TS_U8_FULL)
 #define Q32_OFF(KIND, OFF) ((KIND) == KIND_S32 ? (TS_U8_FULL ? 128 : 0) : (OFF))
 #include "ts_bsum.h"
@@ -717,12 +737,18 @@ DEFINE_BSUM_NONE(iq4_nl)
 #define DEFINE_Q32_KERNELS(T, QK, BLOCK, KIND, OFF, ORDER)                                            \
     static inline __attribute__((always_inline)) void TS_FN(m32_row_##T)(                          \
         const BLOCK *wr, int64_t nch, const ts_block_q8a *a, size_t as, int nc, const float *da,    \
-        const int32_t *off8, const float *sd, float *y, size_t ys, int accumulate) {                \
+        const int32_t *off8, const float *sd, float *y, size_t ys, ts_acc *keep, float *keepm,     \
+        int first, int last) {                                                                      \
+        /* The lane chains and the min chain wait in keep / keepm between chunk ranges (a row     \
+         * longer than TS_KB chunks); the one float chain of the other orders waits in y. */       \
         ts_acc acc[TS_COLS];                                                                        \
-        float fa[TS_COLS]; /* the one float chain of the non-lane orders, continued across calls */ \
-        for (int c = 0; c < TS_COLS; c++) fa[c] = accumulate && c < nc ? y[c * ys] : 0.0f;         \
-        float mins[TS_COLS] = {0};                                                                  \
-        for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                                   \
+        float fa[TS_COLS];                                                                          \
+        float mins[TS_COLS];                                                                        \
+        for (int c = 0; c < TS_COLS; c++) {                                                         \
+            fa[c] = !first && c < nc ? y[c * ys] : 0.0f;                                            \
+            acc[c] = first || (ORDER) != Q32_LANES ? ts_acc_zero() : keep[c];                       \
+            mins[c] = first || (ORDER) != Q32_LANES ? 0.0f : keepm[c];                              \
+        }                                                                                           \
         for (int64_t g = 0; g < nch; g += 8) {                                                      \
             const int gn = nch - g < 8 ? (int)(nch - g) : 8;                                        \
             int8_t w8[256];                                                                         \
@@ -777,9 +803,16 @@ DEFINE_BSUM_NONE(iq4_nl)
                     for (int k = 0; k < 8 && k < gn; k++) mins[c] += mw[k] * sd[c * TS_KB + g + k]; \
             }                                                                                       \
         }                                                                                           \
-        for (int c = 0; c < nc; c++)                                                                \
-            y[c * ys] = (ORDER) != Q32_LANES ? fa[c] + mins[c] : (accumulate ? y[c * ys] : 0.0f) + ts_acc_sum(acc[c]) + \
-                        mins[c];                                                                    \
+        for (int c = 0; c < nc; c++) {                                                              \
+            if ((ORDER) != Q32_LANES) {                                                             \
+                y[c * ys] = fa[c] + mins[c];                                                        \
+            } else if (last) {                                                                      \
+                y[c * ys] = ts_acc_sum(acc[c]) + mins[c];                                           \
+            } else {                                                                                \
+                keep[c] = acc[c];                                                                   \
+                keepm[c] = mins[c];                                                                 \
+            }                                                                                       \
+        }                                                                                           \
     }                                                                                               \
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
                                      const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
@@ -796,8 +829,13 @@ DEFINE_BSUM_NONE(iq4_nl)
         const int64_t nch_all = n / 32;                                                             \
         float da[TS_COLS * TS_KB], sd[TS_COLS * TS_KB];                                             \
         int32_t off8[TS_COLS * TS_KB * 8];                                                          \
+        ts_acc keep[TS_M32_RB][TS_COLS];                                                            \
+        float keepm[TS_M32_RB][TS_COLS];                                                            \
+        /* Rows in blocks whose chains wait in keep when a row spans several chunk ranges. */      \
+        const int64_t rb = nch_all <= TS_KB ? nrows : TS_M32_RB;                                    \
         for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                           \
             const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                      \
+            for (int64_t rb0 = 0; rb0 < nrows; rb0 += rb)                                           \
             for (int64_t k0 = 0; k0 < nch_all; k0 += TS_KB) {                                       \
                 const int64_t nch = nch_all - k0 < TS_KB ? nch_all - k0 : TS_KB;                    \
                 const ts_block_q8a *ac = (const ts_block_q8a *)((const uint8_t *)a + c0 * as) + k0; \
@@ -810,15 +848,19 @@ DEFINE_BSUM_NONE(iq4_nl)
                         q32_lane_offsets(in ? col[k].qs : NULL, Q32_OFF(KIND, OFF), off8 + 8 * (c * TS_KB + k)); \
                     }                                                                               \
                 }                                                                                   \
-                for (int64_t r = 0; r < nrows; r++) {                                               \
+                const int first = k0 == 0, last = k0 + nch == nch_all;                              \
+                const int64_t r1 = nrows - rb0 < rb ? nrows : rb0 + rb;                             \
+                for (int64_t r = rb0; r < r1; r++) {                                                \
                     const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws) + k0 / ((QK) / 32); \
                     float *yr = y + c0 * ys + r;                                                    \
+                    ts_acc *kr = keep[(r - rb0) % TS_M32_RB];                                       \
+                    float *kmr = keepm[(r - rb0) % TS_M32_RB];                                      \
                     if (nc == TS_COLS)                                                              \
-                        TS_FN(m32_row_##T)(wr, nch, ac, as, TS_COLS, da, off8, sd, yr, ys, k0 > 0); \
+                        TS_FN(m32_row_##T)(wr, nch, ac, as, TS_COLS, da, off8, sd, yr, ys, kr, kmr, first, last); \
                     else if (nc == 1)                                                               \
-                        TS_FN(m32_row_##T)(wr, nch, ac, as, 1, da, off8, sd, yr, ys, k0 > 0);       \
+                        TS_FN(m32_row_##T)(wr, nch, ac, as, 1, da, off8, sd, yr, ys, kr, kmr, first, last);       \
                     else                                                                            \
-                        TS_FN(m32_row_##T)(wr, nch, ac, as, nc, da, off8, sd, yr, ys, k0 > 0);      \
+                        TS_FN(m32_row_##T)(wr, nch, ac, as, nc, da, off8, sd, yr, ys, kr, kmr, first, last);      \
                 }                                                                                   \
             }                                                                                       \
         }                                                                                           \

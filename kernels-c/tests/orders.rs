@@ -4,10 +4,10 @@
 //! reach:
 //! - the per-32 types llama.cpp sums in int32 lanes (vec_dot and tinyBLAS share the order) give
 //!   every column of a GEMM exactly what the GEMV gives that column alone;
-//! - the AMX tier, whose prefill tiles and lane GEMM reproduce the same orders, equals the
-//!   AVX-512 tier bit for bit on every type, for column counts across its tile and column-group
-//!   edges (8, 16, 64) and group-of-four tails, and for K-quant rows longer than one packed
-//!   super-block range.
+//! - the AMX and AVX2 tiers, whose prefill tiles and lane kernels reproduce the same orders,
+//!   equal the AVX-512 tier bit for bit on every type, for column counts across their tile and
+//!   column-group edges (8, 16, 64) and group-of-four tails, row counts that leave partial row
+//!   tiles, and K-quant rows longer than one packed super-block range.
 
 use tensorsharp_kernels::{BlockQ8a, Kernels, Tier, WType};
 
@@ -41,7 +41,7 @@ fn lane_order_gemm_columns_equal_the_gemv() {
     for tier in tiers {
         let k = Kernels::new(tier).unwrap();
         for t in lane_types {
-            for n in [96usize, 640, 896, 2048, 4096] {
+            for n in [96usize, 640, 896, 2048, 4096, 4096 + 640, 8192 + 1024] {
                 let w = random_weights(t, ROWS, n);
                 for ncols in [2usize, 5, 8, 16, 19, 37] {
                     let a = activations(t, n, ncols);
@@ -68,34 +68,38 @@ fn lane_order_gemm_columns_equal_the_gemv() {
 }
 
 #[test]
-fn amx_tier_equals_the_avx512_tier_bit_for_bit() {
-    if !Tier::Amx.is_supported() {
-        eprintln!("no AMX on this host: nothing to check");
+fn ordered_tiers_equal_the_avx512_tier_bit_for_bit() {
+    if !Tier::Avx512.is_supported() {
+        eprintln!("no AVX-512 on this host: nothing to compare against");
         return;
     }
-    let (amx, avx512) = (Kernels::new(Tier::Amx).unwrap(), Kernels::new(Tier::Avx512).unwrap());
-    let types = QUANT_TYPES;
-    for t in types {
-        // K-quants: one and several packed super-block ranges (19 super-blocks: Qwen2.5's FFN).
-        let lens: &[usize] = match t.block_elems() {
-            256 => &[256, 2048, 4864],
-            64 => &[640, 4096 + 640],
-            _ => &[96, 896, 4096 + 640],
-        };
-        for &n in lens {
-            let w = random_weights(t, ROWS, n);
-            for ncols in [7usize, 8, 13, 16, 37, 64, 67, 130] {
-                let a = activations(t, n, ncols);
-                let (ya, yb) = (matmul(&amx, t, &w, &a, ncols), matmul(&avx512, t, &w, &a, ncols));
-                for (i, (p, q)) in ya.iter().zip(&yb).enumerate() {
-                    assert_eq!(
-                        p.to_bits(),
-                        q.to_bits(),
-                        "{} n {n} ncols {ncols}: column {} row {}: amx {p} avx512 {q}",
-                        t.name(),
-                        i / ROWS,
-                        i % ROWS
-                    );
+    let avx512 = Kernels::new(Tier::Avx512).unwrap();
+    let others: Vec<Tier> = ordered_tiers().into_iter().filter(|&t| t != Tier::Avx512).collect();
+    for tier in others {
+        let k = Kernels::new(tier).unwrap();
+        for t in QUANT_TYPES {
+            // K-quants: one and several packed super-block ranges (19 super-blocks: Qwen2.5's FFN).
+            let lens: &[usize] = match t.block_elems() {
+                256 => &[256, 2048, 4864],
+                64 => &[640, 4096 + 640],
+                _ => &[96, 896, 4096 + 640, 8192 + 1024],
+            };
+            for &n in lens {
+                let w = random_weights(t, ROWS, n);
+                for ncols in [7usize, 8, 13, 16, 37, 64, 67, 130] {
+                    let a = activations(t, n, ncols);
+                    let (ya, yb) = (matmul(&k, t, &w, &a, ncols), matmul(&avx512, t, &w, &a, ncols));
+                    for (i, (p, q)) in ya.iter().zip(&yb).enumerate() {
+                        assert_eq!(
+                            p.to_bits(),
+                            q.to_bits(),
+                            "{} {} n {n} ncols {ncols}: column {} row {}: {p} avx512 {q}",
+                            tier.name(),
+                            t.name(),
+                            i / ROWS,
+                            i % ROWS
+                        );
+                    }
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! Every buffer is a slot of one arena sized by the session's [`MemoryPlan`]; after
 //! [`Session::new`] the forward pass allocates nothing.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,6 +100,10 @@ struct Slots {
     logits: Slot<f32>,
     kv: Slot<u8>,
 }
+
+/// From this many activation columns a parallel matrix product hands out its rows in chunks
+/// from a shared counter (see `project`); fewer take a fixed share per thread.
+const DYNAMIC_MIN_COLS: usize = 8;
 
 const STATE_MAGIC: u64 = u64::from_le_bytes(*b"TSSTATE1");
 const STATE_HEADER: usize = 48;
@@ -662,12 +666,9 @@ impl Session {
         }
         let base = P(self.model.file.bytes().as_ptr() as *mut u8);
         let (xq, xqk, input) = (P(xq), P(xqk), P(input as *mut f32));
-        self.pool.run(&|i, nt| {
-            for j in jobs {
-                let (r0, r1) = split(j.w.rows, i, nt, 16);
-                if r0 == r1 {
-                    continue;
-                }
+        // Rows [r0, r1) of one job.
+        let rows = |j: &MmJob, r0: usize, r1: usize| {
+            {
                 // SAFETY: the weight lies inside the mapping (checked at load); rows [r0, r1) are
                 // this thread's alone; outputs y[c*stride + r] for r in [r0, r1) are disjoint
                 // between threads; inputs are read-only during the region.
@@ -705,6 +706,41 @@ impl Session {
                             n,
                         );
                     }
+                }
+            }
+        };
+        // A decode step streams its weights: one fixed share of rows per thread. A prefill batch
+        // is compute-bound: its rows go in chunks (multiples of 16, about four per thread and
+        // job) taken from a shared counter, so a thread that gets less of the CPU (a busy board,
+        // a shared VM) takes fewer chunks instead of holding the others at the barrier. Every
+        // row's result is the same whichever thread computes it.
+        let next = AtomicUsize::new(0);
+        self.pool.run(&|i, nt| {
+            if ncols < DYNAMIC_MIN_COLS || nt == 1 {
+                for j in jobs {
+                    let (r0, r1) = split(j.w.rows, i, nt, 16);
+                    if r0 < r1 {
+                        rows(j, r0, r1);
+                    }
+                }
+                return;
+            }
+            let chunk_rows = |j: &MmJob| j.w.rows.div_ceil(4 * nt).next_multiple_of(16);
+            loop {
+                let mut c = next.fetch_add(1, Ordering::Relaxed);
+                let mut found = None;
+                for j in jobs {
+                    let cr = chunk_rows(j);
+                    let nch = j.w.rows.div_ceil(cr);
+                    if c < nch {
+                        found = Some((j, c * cr, ((c + 1) * cr).min(j.w.rows)));
+                        break;
+                    }
+                    c -= nch;
+                }
+                match found {
+                    Some((j, r0, r1)) => rows(j, r0, r1),
+                    None => break,
                 }
             }
         });
@@ -980,12 +1016,34 @@ impl Session {
         let (qp, attp) = (P(q.as_mut_ptr()), P(att.as_mut_ptr()));
         let kernels = model.kernels;
         let scale = sp.attn_scale;
+        // A decode step's heads cost the same: a fixed share per thread. A prefill chunk's tokens
+        // cost more the later they stand (causal): threads take whole tokens from a shared
+        // counter, the last (longest) first, so the work evens out.
+        let next_token = AtomicUsize::new(0);
         self.pool.run(&|i, nt| {
             let (w0, w1) = split(t_n * nh, i, nt, 1);
+            let dynamic = t_n > 1 && nt > 1;
+            let (mut fixed, mut taken) = (w0..w1, 0..0);
             // SAFETY: thread i owns scores[i*n_ctx..] and vtmp[i*hdv..] (plan sizes them per thread).
             let sc = unsafe { std::slice::from_raw_parts_mut(scores.get().add(i * n_ctx), n_ctx) };
             let vt = unsafe { std::slice::from_raw_parts_mut(vtmp.get().add(i * hdv), hdv) };
-            for item in w0..w1 {
+            loop {
+                let item = if !dynamic {
+                    match fixed.next() {
+                        Some(item) => item,
+                        None => break,
+                    }
+                } else if let Some(item) = taken.next() {
+                    item
+                } else {
+                    let c = next_token.fetch_add(1, Ordering::Relaxed);
+                    if c >= t_n {
+                        break;
+                    }
+                    let t = t_n - 1 - c;
+                    taken = t * nh..(t + 1) * nh;
+                    continue;
+                };
                 let (t, h) = (item / nh, item % nh);
                 let g = h / group;
                 let p = pos0 + t;
