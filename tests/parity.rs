@@ -7,29 +7,27 @@
 //! - free-running greedy generation against the reference tokens up to the first near-tie.
 //!
 //! The bar is cosine >= 0.999, equal top-8 sets and no mismatch; every model is measured
-//! against it and the result printed. Every model is held to the levels measured when this test
-//! was written for its tier class (`EXPECTED` for the x86 tiers that sum in llama.cpp's order,
-//! `EXPECTED_SCALAR` and `EXPECTED_ARM` for the tiers with orders of their own), so any
-//! regression fails while the remaining gaps stay visible in the output. `scripts/test.sh` runs it
-//! on every x86 tier the host has and, under qemu-aarch64, on the dotprod tier for SmolLM2 Q4_1
-//! and Qwen2.5 and on the neon tier for SmolLM2 Q4_1.
+//! against it and the result printed. Every tier sums in the orders of llama.cpp's x86 build (the
+//! reference's), so every tier is held to the same bits: cosine 1.000000, equal top-8, no
+//! mismatch. `scripts/test.sh` runs it on every x86 tier the host has and, under qemu-aarch64, on
+//! the dotprod tier for SmolLM2 Q4_1 and Qwen2.5 and on the neon tier for SmolLM2 Q4_1.
 
 mod common;
 
 use std::sync::Arc;
 
-use tensorsharp_kernels::Tier;
 use tensorsharp_runtime::sampler::argmax;
 use tensorsharp_runtime::{Model, Session, SessionParams};
 
 const NEAR_TIE: f64 = 0.05;
 
 /// Per model: minimum cosine, whether the top-8 sets must match, maximum teacher-forced
-/// mismatches (over ~280 checked steps), for the AVX2, AVX-512 and AMX tiers, which sum every
-/// matrix product in the order of the kernel llama.cpp's x86 CPU backend picks for that type and
-/// batch (vec_dot, tinyBLAS, the repacked Q4_K GEMV/GEMM, the tiled K-quant GEMM from 8 columns),
+/// mismatches (over ~280 checked steps), for every tier (scalar, AVX2, AVX-512, AMX, NEON,
+/// dotprod), which sums every matrix product in the order of the kernel llama.cpp's x86 CPU
+/// backend picks for that type and batch (vec_dot, tinyBLAS, the repacked Q4_K GEMV/GEMM, the tiled K-quant GEMM from 8 columns),
 /// and so reproduce the reference logits bit for bit: every model, cosine 1.000000, max abs err
-/// 0, 0 mismatches, free-running greedy exact (measured 2026-11-24). The AMX tier's prefill tiles
+/// 0, 0 mismatches, free-running greedy exact (x86 tiers measured 2026-11-24; scalar and, under
+/// qemu-aarch64, dotprod and neon 2026-12-02). The AMX tier's prefill tiles
 /// keep those orders (Q4_K's per-64 chains included) and its lane-order types (Q4_1, Q5_0, Q8_0,
 /// ...) take the AVX-512 lane GEMM, as the tiles cannot give int32 lanes. The orders include the
 /// repacked Q4_0 8x8 kernels (one fma per 32-block total), Q3_K's vec_dot (its offset taken off
@@ -52,52 +50,13 @@ const fn exp(reference: &'static str, min_cosine: f64, top8: bool, max_mismatche
     }
 }
 
-/// The llama.cpp-order tiers (AVX2, AVX-512, AMX).
+/// Every tier.
 const EXPECTED: [Expected; 5] = [
     exp("qwen2.5-coder-0.5b-q4_k_m", 0.999999, true, 0),
     exp("gemma3-270m-q4_k_m", 0.999999, true, 0),
     exp("smollm2-135m-q4_1", 0.999999, true, 0),
     exp("smollm2-135m-q2_k", 0.999999, true, 0),
     exp("smollm2-135m-q2_0", 0.999999, true, 0),
-];
-
-/// The scalar C tier, whose lane-order types (Q4_1, Q5_0, Q8_0, ...) sum one float chain per
-/// row. Measured 2026-11-24.
-const EXPECTED_SCALAR: [Expected; 5] = [
-    // Worst 0.99986 (prompt 0, which swaps two of the top 8); 3 mismatches.
-    exp("qwen2.5-coder-0.5b-q4_k_m", 0.9995, false, 4),
-    // Worst 0.99937; 2 mismatches.
-    exp("gemma3-270m-q4_k_m", 0.999, true, 3),
-    // Worst 0.99911 (prompt 0 swaps two of the top 8); 2 mismatches.
-    exp("smollm2-135m-q4_1", 0.999, false, 3),
-    // 0.99888, 7 mismatches.
-    exp("smollm2-135m-q2_k", 0.995, false, 12),
-    // Exact (llama.cpp's Q2_0 order).
-    exp("smollm2-135m-q2_0", 0.99, false, 170),
-];
-
-/// The NEON and dotprod tiers (aarch64), which sum in their own order: per-block int32 SDOT
-/// lanes, four rows per pass, their own float trees, f16 attention in vector order. The reference
-/// is llama.cpp's x86 build, and llama.cpp's own aarch64 build (0c1e570,
-/// `armv8.2-a+dotprod`, `bench/arm-parity`) does not meet the bar against it either: SmolLM2 Q4_1
-/// 0.99764 / 0.99939, top-8 differ, 3 mismatches; Qwen2.5 0.99992 / 0.99987, 3; Gemma 3
-/// 0.99871 / 0.99971, top-8 differ, 2; Q2_K 0.99831 / 0.99957, 12; Q2_0 0.98830 / 0.96526, 173.
-/// Ours, measured under qemu-aarch64 -cpu max on 2026-12-02, is as close or closer on every
-/// model; dotprod and neon give the same figures (the integer sums are exact either way) except
-/// for Q2_K, whose Q2_K/Q3_K tensors take the generic templates, which sum in other lanes.
-const EXPECTED_ARM: [Expected; 5] = [
-    // 0.99992 / 0.99986, top-8 equal; 2 mismatches (margins 0.059, 0.053).
-    exp("qwen2.5-coder-0.5b-q4_k_m", 0.9998, true, 3),
-    // 0.99935 / 0.99967, top-8 equal; 0 mismatches, free-running greedy exact: the bar is met.
-    exp("gemma3-270m-q4_k_m", 0.999, true, 1),
-    // 0.99893 (prompt 0 swaps two of the top 8) / 0.99958; 3 mismatches (0.065, 0.309, 0.186).
-    exp("smollm2-135m-q4_1", 0.9985, false, 4),
-    // dotprod 0.99868 / 0.99950, top-8 equal, 5 mismatches; neon 0.99897 / 0.99950, 8.
-    exp("smollm2-135m-q2_k", 0.998, true, 10),
-    // 0.99997 / 0.99553 (prompt 1 swaps top-8 members); 123 of 276 steps mismatch: the
-    // reference's Q2_0 is the generic C loop with every product rounded, which no SIMD order
-    // reproduces (llama.cpp's aarch64 build: 173).
-    exp("smollm2-135m-q2_0", 0.995, false, 140),
 ];
 
 fn top_k(v: &[f32], k: usize) -> Vec<u32> {
@@ -114,12 +73,7 @@ fn logits_teacher_forcing_and_greedy_generation_against_llama_cpp() {
     let mut failures = Vec::new();
     for m in common::parity_models() {
         let model = Arc::new(Model::load(&m.path).unwrap());
-        let table = match model.kernels().tier() {
-            Tier::Avx2 | Tier::Avx512 | Tier::Amx => &EXPECTED,
-            Tier::Neon | Tier::Dotprod => &EXPECTED_ARM,
-            _ => &EXPECTED_SCALAR,
-        };
-        let exp = table.iter().find(|e| e.reference == m.reference).unwrap();
+        let exp = EXPECTED.iter().find(|e| e.reference == m.reference).unwrap();
         let r = common::reference(&m);
         let mut s = Session::new(
             model,

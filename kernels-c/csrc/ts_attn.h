@@ -12,8 +12,9 @@
  *     chunk reduced as above and summed in double; probabilities times (float)(1 / sum).
  * The lanes are those of the AVX-512 build (the reference's). Cell index = position: `first` is
  * the cell of key 0 (masked cells before it and after the last key contribute exact zeros). Every
- * tier computes the same bits: the AVX-512 tier with the vector instructions ggml uses, the others
- * lane by lane with fmaf. */
+ * tier computes the same bits: the AVX-512 tier with the vector instructions ggml uses, the AVX2
+ * tier with two 8-lane halves of each 16-lane vector, the ARM tiers with four 4-lane quarters,
+ * the scalar tier lane by lane with fmaf. */
 
 #define TS_ATTN_MAX_HEAD 512 /* longest query head (the q16 copy is on the stack) */
 
@@ -119,46 +120,47 @@ static inline __m256 ts_load_h8(const ts_half *x) { return _mm256_cvtph_ps(_mm_l
 #endif
 
 #if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
-/* ggml_v_expf's polynomial on four lanes (the ARM tiers keep no x86 order: this is our own vector
- * form, within 2.5 ulp like the scalar one): 2^n built in the exponent bits from z (whose low
- * mantissa bits hold n), lanes outside |n| <= 126 through ts_ggml_expf. */
-static inline float32x4_t ts_v_expf(float32x4_t x) {
+/* The ARM tiers compute the same 16-lane orders with four 4-lane quarters (lanes 0-3, 4-7, 8-11,
+ * 12-15 of the AVX-512 vector), so they give the x86 tiers' bits. */
+
+/* ts_tree16 on the quarters of a 16-lane vector. */
+static inline float ts_tree16_n(float32x4_t a0, float32x4_t a1, float32x4_t a2, float32x4_t a3) {
+    const float32x4_t t6 = vaddq_f32(vaddq_f32(a3, a1), vaddq_f32(a2, a0)); /* t3[i+4] + t3[i] */
+    const float32x4_t u = vaddq_f32(t6, vextq_f32(t6, t6, 2));             /* t6[0]+t6[2], t6[1]+t6[3] */
+    return vgetq_lane_f32(u, 0) + vgetq_lane_f32(u, 1);
+}
+
+/* ggml_v_expf's AVX-512 form on four lanes (see ts_v_expf8): fused steps as ggml writes them,
+ * 2^n by one multiply where it is a normal float, other lanes through ts_ggml_expf. */
+static inline float32x4_t ts_v_expf4(float32x4_t x) {
     const float32x4_t r = vdupq_n_f32(0x1.8p23f);
     const float32x4_t z = vfmaq_f32(r, x, vdupq_n_f32(0x1.715476p+0f));
     const float32x4_t n = vsubq_f32(z, r);
     const float32x4_t b = vfmsq_f32(vfmsq_f32(x, n, vdupq_n_f32(0x1.62e4p-1f)), n, vdupq_n_f32(0x1.7f7d1cp-20f));
     const float32x4_t u = vmulq_f32(b, b);
-    const float32x4_t t1 = vfmaq_f32(vdupq_n_f32(0x1.573e2ep-5f), vdupq_n_f32(0x1.0e4020p-7f), b);
-    const float32x4_t t2 = vfmaq_f32(vdupq_n_f32(0x1.fffdb6p-2f), vdupq_n_f32(0x1.555e66p-3f), b);
-    const float32x4_t t4 = vfmaq_f32(vdupq_n_f32(1.0f), vdupq_n_f32(0x1.ffffecp-1f), b);
-    const float32x4_t j = vfmaq_f32(t4, vfmaq_f32(t2, t1, u), u);
-    const uint32x4_t k = vaddq_u32(vshlq_n_u32(vreinterpretq_u32_f32(z), 23), vreinterpretq_u32_f32(vdupq_n_f32(1.0f)));
-    const float32x4_t res = vmulq_f32(j, vreinterpretq_f32_u32(k));
-    const uint32x4_t big = vcagtq_f32(n, vdupq_n_f32(126.0f));
-    if (vmaxvq_u32(big) == 0) return res;
-    float xs[4], ys[4];
-    uint32_t bs[4];
+    const float32x4_t j =
+        vfmaq_f32(vfmaq_f32(vdupq_n_f32(1.0f), vdupq_n_f32(0x1.ffffecp-1f), b),
+                  vfmaq_f32(vfmaq_f32(vdupq_n_f32(0x1.fffdb6p-2f), vdupq_n_f32(0x1.555e66p-3f), b),
+                            vfmaq_f32(vdupq_n_f32(0x1.573e2ep-5f), vdupq_n_f32(0x1.0e4020p-7f), b), u),
+                  u);
+    const uint32x4_t in = vandq_u32(vcgeq_f32(n, vdupq_n_f32(-126.0f)), vcleq_f32(n, vdupq_n_f32(127.0f)));
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    const float32x4_t res = vmulq_f32(j, vreinterpretq_f32_s32(e));
+    if (vminvq_u32(in) == 0xffffffffu) return res;
+    float xs[4], rs[4];
     vst1q_f32(xs, x);
-    vst1q_f32(ys, res);
-    vst1q_u32(bs, big);
-    for (int l = 0; l < 4; l++)
-        if (bs[l]) ys[l] = ts_ggml_expf(xs[l]);
-    return vld1q_f32(ys);
+    vst1q_f32(rs, res);
+    uint32_t ok[4];
+    vst1q_u32(ok, in);
+    for (int t = 0; t < 4; t++)
+        if (!ok[t]) rs[t] = ts_ggml_expf(xs[t]);
+    return vld1q_f32(rs);
 }
 
-/* g[i] = silu(g[i]) * u[i] = (x / (1 + e^-x)) * u over every whole group of four (our vector
- * expf; the ARM tiers keep no x86 order, so n_vec does not apply), libm's expf for the rest. */
-static void TS_FN(swiglu)(float *g, const float *u, int64_t n, int64_t n_vec) {
-    (void)n_vec;
-    int64_t i = 0;
-    for (; i + 4 <= n; i += 4) {
-        const float32x4_t x = vld1q_f32(g + i);
-        const float32x4_t e = ts_v_expf(vnegq_f32(x));
-        vst1q_f32(g + i, vmulq_f32(vdivq_f32(x, vaddq_f32(vdupq_n_f32(1.0f), e)), vld1q_f32(u + i)));
-    }
-    for (; i < n; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
-}
-#else
+static inline float32x4_t ts_round_f16x4(float32x4_t x) { return vcvt_f32_f16(vcvt_f16_f32(x)); }
+static inline float32x4_t ts_load_h4(const ts_half *x) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x))); }
+#endif
+
 /* g[i] = silu(g[i]) * u[i] as ggml_vec_swiglu_f32 computes it: x / (1 + e^-x) with the vector
  * expf for the first n_vec elements (the row's whole chunks of 16), libm's expf past them. */
 static void TS_FN(swiglu)(float *g, const float *u, int64_t n, int64_t n_vec) {
@@ -169,6 +171,12 @@ static void TS_FN(swiglu)(float *g, const float *u, int64_t n, int64_t n_vec) {
         const __m512 e = ts_v_expf(_mm512_sub_ps(_mm512_setzero_ps(), x));
         const __m512 s = _mm512_div_ps(x, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
         _mm512_storeu_ps(g + i, _mm512_mul_ps(s, _mm512_loadu_ps(u + i)));
+    }
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+    for (; i + 4 <= n_vec; i += 4) {
+        const float32x4_t x = vld1q_f32(g + i);
+        const float32x4_t e = ts_v_expf4(vsubq_f32(vdupq_n_f32(0.0f), x));
+        vst1q_f32(g + i, vmulq_f32(vdivq_f32(x, vaddq_f32(vdupq_n_f32(1.0f), e)), vld1q_f32(u + i)));
     }
 #elif defined(TS_ISA_AVX2)
     for (; i + 8 <= n_vec; i += 8) {
@@ -181,7 +189,6 @@ static void TS_FN(swiglu)(float *g, const float *u, int64_t n, int64_t n_vec) {
     for (; i < n_vec; i++) g[i] = (g[i] / (1.0f + ts_ggml_expf(0.0f - g[i]))) * u[i];
     for (; i < n; i++) g[i] = (g[i] / (1.0f + expf(-g[i]))) * u[i];
 }
-#endif
 
 /* dot(x[0..n), y[0..n)) of f16 x and f32 y (f16 values), in tinyBLAS order (n % 16 == 0). */
 static inline float ts_dot_tiny(const ts_half *x, const float *y, int64_t n) {
@@ -198,6 +205,15 @@ static inline float ts_dot_tiny(const ts_half *x, const float *y, int64_t n) {
         hi = _mm256_fmadd_ps(ts_load_h8(x + i + 8), _mm256_loadu_ps(y + i + 8), hi);
     }
     return ts_tree16_v(lo, hi);
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+    float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t i = 0; i < n; i += 16) {
+        a0 = vfmaq_f32(a0, ts_load_h4(x + i), vld1q_f32(y + i));
+        a1 = vfmaq_f32(a1, ts_load_h4(x + i + 4), vld1q_f32(y + i + 4));
+        a2 = vfmaq_f32(a2, ts_load_h4(x + i + 8), vld1q_f32(y + i + 8));
+        a3 = vfmaq_f32(a3, ts_load_h4(x + i + 12), vld1q_f32(y + i + 12));
+    }
+    return ts_tree16_n(a0, a1, a2, a3);
 #else
     float acc[16] = {0};
     for (int64_t i = 0; i < n; i += 16)
@@ -205,6 +221,24 @@ static inline float ts_dot_tiny(const ts_half *x, const float *y, int64_t n) {
     return ts_tree16(acc);
 #endif
 }
+
+#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+/* s[j] = ts_dot_tiny(k_j, q, hd) * scale for 4 consecutive keys j (hd % 16 == 0): q's quarters
+ * loaded once for the four keys. */
+static inline void ts_dot_tiny4(const ts_half *k, size_t k_stride, const float *q, int64_t hd, float scale,
+                                float *s) {
+    float32x4_t a[4][4];
+    for (int j = 0; j < 4; j++)
+        for (int e = 0; e < 4; e++) a[j][e] = vdupq_n_f32(0);
+    for (int64_t i = 0; i < hd; i += 16) {
+        float32x4_t qv[4];
+        for (int e = 0; e < 4; e++) qv[e] = vld1q_f32(q + i + 4 * e);
+        for (int j = 0; j < 4; j++)
+            for (int e = 0; e < 4; e++) a[j][e] = vfmaq_f32(a[j][e], ts_load_h4(k + j * k_stride + i + 4 * e), qv[e]);
+    }
+    for (int j = 0; j < 4; j++) s[j] = ts_tree16_n(a[j][0], a[j][1], a[j][2], a[j][3]) * scale;
+}
+#endif
 
 #if defined(TS_ISA_AVX2)
 /* s[j] = ts_dot_tiny(k_j, q, hd) * scale for 4 consecutive keys j (hd % 16 == 0): q's halves
@@ -283,6 +317,15 @@ static inline float ts_dot_vec(const ts_half *x, const float *y, int64_t n) {
     const __m256 lo = _mm256_add_ps(_mm256_add_ps(s[0], s[4]), _mm256_add_ps(s[2], s[6]));
     const __m256 hi = _mm256_add_ps(_mm256_add_ps(s[1], s[5]), _mm256_add_ps(s[3], s[7]));
     r = ts_tree16_v(lo, hi);
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+    float32x4_t s[16];
+    for (int a = 0; a < 16; a++) s[a] = vdupq_n_f32(0);
+    for (int64_t i = 0; i < np; i += 64)
+        for (int a = 0; a < 16; a++) s[a] = vfmaq_f32(s[a], ts_load_h4(x + i + 4 * a), vld1q_f32(y + i + 4 * a));
+    /* 16-lane accumulator a = quarters s[4a..4a+3]: (s0 + s2) + (s1 + s3) */
+    float32x4_t l[4];
+    for (int q = 0; q < 4; q++) l[q] = vaddq_f32(vaddq_f32(s[q], s[8 + q]), vaddq_f32(s[4 + q], s[12 + q]));
+    r = ts_tree16_n(l[0], l[1], l[2], l[3]);
 #else
     float s[64] = {0}, l[16];
     for (int64_t i = 0; i < np; i += 64)
@@ -347,6 +390,36 @@ static inline void ts_pv_block(const float *p, const ts_half *v, size_t v_stride
         _mm512_storeu_ps(out + d0, _mm512_add_ps(_mm512_add_ps(t6[0], t6[2]), _mm512_add_ps(t6[1], t6[3])));
         return;
     }
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+    if (nd == 16) {
+        /* One lane (cell mod na) at a time, as the AVX2 form below; four quarters of 16 values. */
+        float32x4_t q[64][4];
+        const int64_t cend = first + npos;
+        for (int a = 0; a < na; a++) {
+            float32x4_t q0 = vdupq_n_f32(0), q1 = q0, q2 = q0, q3 = q0;
+            for (int64_t c = first + ((a - first) % na + na) % na; c < cend; c += na) {
+                const ts_half *vj = v + (c - first) * v_stride + d0;
+                const float pj = p[c - first];
+                q0 = vfmaq_n_f32(q0, ts_load_h4(vj), pj);
+                q1 = vfmaq_n_f32(q1, ts_load_h4(vj + 4), pj);
+                q2 = vfmaq_n_f32(q2, ts_load_h4(vj + 8), pj);
+                q3 = vfmaq_n_f32(q3, ts_load_h4(vj + 12), pj);
+            }
+            q[a][0] = q0;
+            q[a][1] = q1;
+            q[a][2] = q2;
+            q[a][3] = q3;
+        }
+        for (int e = 0; e < 4; e++) {
+            if (na == 64)
+                for (int t = 0; t < 16; t++)
+                    q[t][e] = vaddq_f32(vaddq_f32(q[t][e], q[32 + t][e]), vaddq_f32(q[16 + t][e], q[48 + t][e]));
+            for (int i = 0; i < 8; i++) q[i][e] = vaddq_f32(q[i + 8][e], q[i][e]);
+            for (int i = 0; i < 4; i++) q[i][e] = vaddq_f32(q[i + 4][e], q[i][e]);
+            vst1q_f32(out + d0 + 4 * e, vaddq_f32(vaddq_f32(q[0][e], q[2][e]), vaddq_f32(q[1][e], q[3][e])));
+        }
+        return;
+    }
 #elif defined(TS_ISA_AVX2)
     if (nd == 16) {
         /* One lane (cell mod na) at a time: its chain over the cells of that lane, in cell
@@ -397,82 +470,6 @@ static inline void ts_pv_block(const float *p, const ts_half *v, size_t v_stride
     }
 }
 
-#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
-/* The ARM tiers: the same arithmetic (q and the probabilities rounded to f16, f32 products of f16
- * values) in our own vector order, as llama.cpp's ARM build has its own too: scores as four
- * four-lane chains per key, the softmax sum in four lanes, P.V with one four-lane accumulator per
- * four output values (32 at a time). */
-static inline float32x4_t nv_round_f16(float32x4_t x) { return vcvt_f32_f16(vcvt_f16_f32(x)); }
-
-static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, const ts_half *v, size_t v_stride,
-                            int64_t first, int64_t npos, int64_t hd, int64_t hdv, float scale, int batched,
-                            float *scores, float *out) {
-    (void)first;
-    (void)batched;
-    float q16[TS_ATTN_MAX_HEAD] __attribute__((aligned(16)));
-    if (hd > TS_ATTN_MAX_HEAD || npos <= 0) return;
-    const int64_t hd16 = hd & ~(int64_t)15, hd4 = hd & ~(int64_t)3;
-    int64_t d = 0;
-    for (; d < hd4; d += 4) vst1q_f32(q16 + d, nv_round_f16(vld1q_f32(q + d)));
-    for (; d < hd; d++) q16[d] = ts_h2f(ts_f2h(q[d]));
-    float m = -INFINITY;
-    for (int64_t j = 0; j < npos; j++) {
-        const ts_half *kj = k + j * k_stride;
-        float32x4_t a0 = vdupq_n_f32(0), a1 = a0, a2 = a0, a3 = a0;
-        for (d = 0; d < hd16; d += 16) {
-            const float16x8_t k0 = vreinterpretq_f16_u16(vld1q_u16(kj + d)), k1 = vreinterpretq_f16_u16(vld1q_u16(kj + d + 8));
-            a0 = vfmaq_f32(a0, vcvt_f32_f16(vget_low_f16(k0)), vld1q_f32(q16 + d));
-            a1 = vfmaq_f32(a1, vcvt_high_f32_f16(k0), vld1q_f32(q16 + d + 4));
-            a2 = vfmaq_f32(a2, vcvt_f32_f16(vget_low_f16(k1)), vld1q_f32(q16 + d + 8));
-            a3 = vfmaq_f32(a3, vcvt_high_f32_f16(k1), vld1q_f32(q16 + d + 12));
-        }
-        float s = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
-        for (; d < hd; d++) s += ts_h2f(kj[d]) * q16[d];
-        s *= scale;
-        scores[j] = s;
-        m = s > m ? s : m;
-    }
-    /* exp(s - max), summed in four lanes; probabilities times (1 / sum), rounded to f16. */
-    const float32x4_t mv = vdupq_n_f32(m);
-    float32x4_t sv = vdupq_n_f32(0);
-    int64_t j = 0;
-    for (; j + 4 <= npos; j += 4) {
-        const float32x4_t e = ts_v_expf(vsubq_f32(vld1q_f32(scores + j), mv));
-        vst1q_f32(scores + j, e);
-        sv = vaddq_f32(sv, e);
-    }
-    float sum = vaddvq_f32(sv);
-    for (; j < npos; j++) {
-        scores[j] = ts_ggml_expf(scores[j] - m);
-        sum += scores[j];
-    }
-    const float32x4_t inv = vdupq_n_f32(1.0f / sum);
-    for (j = 0; j + 4 <= npos; j += 4) vst1q_f32(scores + j, nv_round_f16(vmulq_f32(vld1q_f32(scores + j), inv)));
-    for (; j < npos; j++) scores[j] = ts_h2f(ts_f2h(scores[j] * (1.0f / sum)));
-    /* out = P.V, 32 output values at a time. */
-    for (int64_t d0 = 0; d0 < hdv; d0 += 32) {
-        const int nd = (int)(hdv - d0 < 32 ? hdv - d0 : 32);
-        if (nd == 32) {
-            float32x4_t acc[8];
-            for (int a = 0; a < 8; a++) acc[a] = vdupq_n_f32(0);
-            for (j = 0; j < npos; j++) {
-                const ts_half *vj = v + j * v_stride + d0;
-                const float p = scores[j];
-                for (int h = 0; h < 4; h++) {
-                    const float16x8_t x = vreinterpretq_f16_u16(vld1q_u16(vj + 8 * h));
-                    acc[2 * h] = vfmaq_n_f32(acc[2 * h], vcvt_f32_f16(vget_low_f16(x)), p);
-                    acc[2 * h + 1] = vfmaq_n_f32(acc[2 * h + 1], vcvt_high_f32_f16(x), p);
-                }
-            }
-            for (int a = 0; a < 8; a++) vst1q_f32(out + d0 + 4 * a, acc[a]);
-        } else {
-            for (int e = 0; e < nd; e++) out[d0 + e] = 0.0f;
-            for (j = 0; j < npos; j++)
-                for (int e = 0; e < nd; e++) out[d0 + e] += scores[j] * ts_h2f(v[j * v_stride + d0 + e]);
-        }
-    }
-}
-#else
 static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, const ts_half *v, size_t v_stride,
                             int64_t first, int64_t npos, int64_t hd, int64_t hdv, float scale, int batched,
                             float *scores, float *out) {
@@ -486,7 +483,7 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
 #if defined(TS_ISA_AVX512)
     if (tiny_kq)
         for (; j16 + 16 <= npos; j16 += 16) ts_dot_tiny16(k + j16 * k_stride, k_stride, q16, hd, scale, scores + j16);
-#elif defined(TS_ISA_AVX2)
+#elif defined(TS_ISA_AVX2) || defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
     if (tiny_kq)
         for (; j16 + 4 <= npos; j16 += 4) ts_dot_tiny4(k + j16 * k_stride, k_stride, q16, hd, scale, scores + j16);
 #endif
@@ -507,6 +504,14 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
         const __m512 e = ts_v_expf(_mm512_sub_ps(_mm512_loadu_ps(x), _mm512_set1_ps(m)));
         _mm512_storeu_ps(val, e);
         sum += (double)_mm512_reduce_add_ps(e);
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+        const float32x4_t mv = vdupq_n_f32(m);
+        float32x4_t e4[4];
+        for (int qq = 0; qq < 4; qq++) {
+            e4[qq] = ts_v_expf4(vsubq_f32(vld1q_f32(x + 4 * qq), mv));
+            vst1q_f32(val + 4 * qq, e4[qq]);
+        }
+        sum += (double)ts_tree16_n(e4[0], e4[1], e4[2], e4[3]);
 #elif defined(TS_ISA_AVX2)
         const __m256 mv = _mm256_set1_ps(m);
         const __m256 e0 = ts_v_expf8(_mm256_sub_ps(_mm256_loadu_ps(x), mv));
@@ -531,6 +536,8 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
         _mm512_storeu_ps(scores + jr,
                          _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_mul_ps(_mm512_loadu_ps(scores + jr), _mm512_set1_ps(inv)),
                                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+#elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
+    for (; jr + 4 <= npos; jr += 4) vst1q_f32(scores + jr, ts_round_f16x4(vmulq_n_f32(vld1q_f32(scores + jr), inv)));
 #elif defined(TS_ISA_AVX2)
     for (; jr + 8 <= npos; jr += 8)
         _mm256_storeu_ps(scores + jr, ts_round_f16x8(_mm256_mul_ps(_mm256_loadu_ps(scores + jr), _mm256_set1_ps(inv))));
@@ -540,4 +547,3 @@ static void TS_FN(attn_f16)(const float *q, const ts_half *k, size_t k_stride, c
     for (int64_t d0 = 0; d0 < hdv; d0 += 16)
         ts_pv_block(scores, v, v_stride, first, npos, d0, (int)(hdv - d0 < 16 ? hdv - d0 : 16), na, out);
 }
-#endif

@@ -586,15 +586,9 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                      * fused: the reference's build does not contract this C loop; a build that \
                      * does, like llama-cpp-python 0.3.36's here, differs in the last bits) */
 
-/* llama.cpp's x86 orders where they differ from the lanes (the scalar tier follows them too);
- * the NEON tiers keep the lanes, their fastest. */
-#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
-#define Q4_0_ORDER Q32_LANES
-#define Q2_0_ORDER Q32_LANES
-#else
+/* llama.cpp's x86 orders where they differ from the lanes; every tier follows them. */
 #define Q4_0_ORDER Q32_BLOCK
 #define Q2_0_ORDER Q32_PAIR
-#endif
 /* The per-32 types: name, elements per block, block, kind, code offset, summation order. */
 #define Q32_TYPES(X)                                                                               \
     X(q4_0, 32, ts_block_q4_0, KIND_U32, 8, Q4_0_ORDER)                                            \
@@ -874,13 +868,8 @@ DEFINE_BSUM_NONE(iq4_nl)
  * offset types), so the two integer sums share one conversion. The per-16 sums and scales of a
  * column tile are gathered once (TS_KSB super-blocks at a time, on the stack). */
 #define TS_KSB 64
-/* Q3_K's vec_dot subtracts its offset inside each int32 lane (x86); the NEON tiers keep the
- * cheaper per-16 offset sums. */
-#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
-#define Q3_K_LANE_OFF 0
-#else
+/* Q3_K's vec_dot subtracts its offset inside each int32 lane (x86), on every tier. */
 #define Q3_K_LANE_OFF 1
-#endif
 #define K_LANES 0  /* llama.cpp's vec_dot on x86: eight float lanes per column; from 8 columns on \
                     * its tiled K-quant GEMM: per super-block r = float(total)*d (- dmin*mins),   \
                     * then fma(r, da, acc) (its separate multiply and add, contracted by GCC) */

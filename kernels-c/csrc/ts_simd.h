@@ -299,24 +299,51 @@ static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ts_dot_s8s8(w, a)), ts_sc8_lane(p, k), acc);
 }
 #elif defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
-typedef float32x4_t ts_acc;
-static inline ts_acc ts_acc_zero(void) { return vdupq_n_f32(0); }
-static inline ts_acc ts_acc_add(ts_acc a, ts_acc b) { return vaddq_f32(a, b); }
-/* Signed products; codes 0..63 read as int8 are the same numbers, so unsigned codes share this
- * path. The integer sums of each half start at c_lo / c_hi. */
+/* The ARM tiers keep the x86 tiers' eight lanes (two four-lane halves), so the generic kernels
+ * sum in llama.cpp's x86 orders here too: lane j of a 32-chunk sums products 4j..4j+3 (SDOT's
+ * lanes over the two 16-byte halves), converted and scaled lane by lane, and ts_acc_sum adds the
+ * lanes as hsum_float_8 does. */
+typedef struct {
+    float32x4_t lo, hi;
+} ts_acc;
+typedef struct {
+    int32x4_t lo, hi;
+} ts_iacc;
+/* The dot products of 16 signed bytes, four consecutive products per int32 lane, added to c. */
+static inline int32x4_t ts_sdot16(int32x4_t c, int8x16_t w, int8x16_t a) {
+#if defined(TS_ISA_DOTPROD)
+    return vdotq_s32(c, w, a);
+#else
+    return vpadalq_s16(c, vpaddq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(a)), vmull_high_s8(w, a)));
+#endif
+}
+/* The eight lanes of a 32-chunk, starting at start. Codes 0..63 read as int8 are the same
+ * numbers, so unsigned codes share the signed products. */
+static inline ts_iacc ts_dot8(const int8_t *w, const int8_t *a, ts_iacc start) {
+    const ts_iacc r = {ts_sdot16(start.lo, vld1q_s8(w), vld1q_s8(a)), ts_sdot16(start.hi, vld1q_s8(w + 16), vld1q_s8(a + 16))};
+    return r;
+}
+static inline ts_iacc ts_iacc_zero(void) {
+    const ts_iacc r = {vdupq_n_s32(0), vdupq_n_s32(0)};
+    return r;
+}
+static inline ts_acc ts_acc_zero(void) {
+    const ts_acc r = {vdupq_n_f32(0), vdupq_n_f32(0)};
+    return r;
+}
+static inline ts_acc ts_acc_add(ts_acc a, ts_acc b) {
+    const ts_acc r = {vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi)};
+    return r;
+}
+/* acc + float(i) * (s_lo in lanes 0-3, s_hi in lanes 4-7), fused per lane. */
+static inline ts_acc ts_acc_fma2(ts_acc acc, ts_iacc i, float s_lo, float s_hi) {
+    const ts_acc r = {vfmaq_n_f32(acc.lo, vcvtq_f32_s32(i.lo), s_lo), vfmaq_n_f32(acc.hi, vcvtq_f32_s32(i.hi), s_hi)};
+    return r;
+}
 static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi,
                                   int32_t c_lo, int32_t c_hi) {
-    const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
-    const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
-    const int32x4_t i0 = vsetq_lane_s32(c_lo, vdupq_n_s32(0), 0), i1 = vsetq_lane_s32(c_hi, vdupq_n_s32(0), 0);
-#if defined(TS_ISA_DOTPROD)
-    const int32x4_t p0 = vdotq_s32(i0, w0, a0), p1 = vdotq_s32(i1, w1, a1);
-#else
-    const int32x4_t p0 = vaddq_s32(i0, vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(a0)), vget_high_s8(w0), vget_high_s8(a0))));
-    const int32x4_t p1 = vaddq_s32(i1, vpaddlq_s16(vmlal_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(a1)), vget_high_s8(w1), vget_high_s8(a1))));
-#endif
-    acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), s_lo);
-    return vfmaq_n_f32(acc, vcvtq_f32_s32(p1), s_hi);
+    const ts_iacc st = {vsetq_lane_s32(c_lo, vdupq_n_s32(0), 0), vsetq_lane_s32(c_hi, vdupq_n_s32(0), 0)};
+    return ts_acc_fma2(acc, ts_dot8(w, a, st), s_lo, s_hi);
 }
 static inline ts_acc ts_acc_u8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s, int32_t c) {
     return ts_acc_u8x32(acc, w, a, s, s, c, 0);
@@ -327,70 +354,111 @@ static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, 
 static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
     return ts_acc_u8x32(acc, w, a, s, s, 0, 0);
 }
-static inline float ts_acc_sum(ts_acc acc) { return vaddvq_f32(acc); }
+/* hsum_float_8: halves added (lane i + lane i+4), then lanes 0+2 and 1+3, then those two. */
+static inline float ts_acc_sum(ts_acc acc) {
+    const float32x4_t s = vaddq_f32(acc.lo, acc.hi);
+    const float32x4_t t = vaddq_f32(s, vextq_f32(s, s, 2));
+    return vgetq_lane_f32(t, 0) + vgetq_lane_f32(t, 1);
+}
 typedef float32x4x2_t ts_sc8;
 static inline ts_sc8 ts_sc8_load(const float *p) { const ts_sc8 v = {{vld1q_f32(p), vld1q_f32(p + 4)}}; return v; }
 static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) {
     const ts_sc8 v = {{vmulq_f32(a.val[0], b.val[0]), vmulq_f32(a.val[1], b.val[1])}};
     return v;
 }
+/* c8: the start values of the eight lanes (see the x86 form). */
 static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, const int32_t *c8) {
-    return ts_acc_u8x32_1(acc, w, a, p.val[k >> 2][k & 3], ts_lanes_sum(c8));
+    const ts_iacc st = {vld1q_s32(c8), vld1q_s32(c8 + 4)};
+    const float s = p.val[k >> 2][k & 3];
+    return ts_acc_fma2(acc, ts_dot8(w, a, st), s, s);
 }
 static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k) {
     return ts_acc_s8x32_1(acc, w, a, p.val[k >> 2][k & 3]);
 }
-typedef int32x4_t ts_iacc;
 typedef struct { int16_t lo, hi; } ts_ksc;
-static inline ts_iacc ts_iacc_zero(void) { return vdupq_n_s32(0); }
 static inline ts_ksc ts_ksc_make(int16_t lo, int16_t hi) { const ts_ksc s = {lo, hi}; return s; }
-/* Codes 0..63 read as int8 are the same numbers, so the signed products serve them. */
+/* acc + lo * (lanes of the first 16 products) + hi * (lanes of the second 16). */
 static inline ts_iacc ts_iacc_u8x32(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s) {
-    const int8x16_t w0 = vld1q_s8(w), w1 = vld1q_s8(w + 16);
-    const int8x16_t a0 = vld1q_s8(a), a1 = vld1q_s8(a + 16);
-#if defined(TS_ISA_DOTPROD)
-    const int32x4_t z = vdupq_n_s32(0);
-    acc = vmlaq_n_s32(acc, vdotq_s32(z, w0, a0), s.lo);
-    return vmlaq_n_s32(acc, vdotq_s32(z, w1, a1), s.hi);
-#else
-    const int16x8_t p0 = vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(a0)), vget_high_s8(w0), vget_high_s8(a0));
-    const int16x8_t p1 = vmlal_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(a1)), vget_high_s8(w1), vget_high_s8(a1));
-    acc = vmlal_n_s16(acc, vget_low_s16(p0), s.lo);
-    acc = vmlal_n_s16(acc, vget_high_s16(p0), s.lo);
-    acc = vmlal_n_s16(acc, vget_low_s16(p1), s.hi);
-    return vmlal_n_s16(acc, vget_high_s16(p1), s.hi);
-#endif
+    const ts_iacc d = ts_dot8(w, a, ts_iacc_zero());
+    const ts_iacc r = {vmlaq_n_s32(acc.lo, d.lo, s.lo), vmlaq_n_s32(acc.hi, d.hi, s.hi)};
+    return r;
 }
+/* acc + the sums of m[2j]*s[2j] + m[2j+1]*s[2j+1] in lane j (vpmaddwd's lanes). */
 static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t *s) {
-    for (int i = 0; i < 16; i += 4) acc = vmlal_s16(acc, vld1_s16(m + i), vld1_s16(s + i));
-    return acc;
+    const int16x8_t m0 = vld1q_s16(m), m1 = vld1q_s16(m + 8), s0 = vld1q_s16(s), s1 = vld1q_s16(s + 8);
+    const int32x4_t lo = vpaddq_s32(vmull_s16(vget_low_s16(m0), vget_low_s16(s0)), vmull_high_s16(m0, s0));
+    const int32x4_t hi = vpaddq_s32(vmull_s16(vget_low_s16(m1), vget_low_s16(s1)), vmull_high_s16(m1, s1));
+    const ts_iacc r = {vaddq_s32(acc.lo, lo), vaddq_s32(acc.hi, hi)};
+    return r;
 }
 /* The integer total of an accumulator's lanes (exact). */
-static inline int32_t ts_iacc_hsum(ts_iacc i) { return vaddvq_s32(i); }
-static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) { return vfmaq_n_f32(f, vcvtq_f32_s32(i), s); }
+static inline int32_t ts_iacc_hsum(ts_iacc i) { return vaddvq_s32(vaddq_s32(i.lo, i.hi)); }
+static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) { return ts_acc_fma2(f, i, s, s); }
+/* Q3_K's lane offset (see the x86 form): p4[i] = 4*(a[2i] + a[2i+1]), taken off each lane's
+ * products (lane j: p4[2j] + p4[2j+1]) before the scale. */
+static inline void ts_p4(const int8_t *a, int16_t *p4) {
+    for (int i = 0; i < 16; i++) p4[i] = (int16_t)(4 * (a[2 * i] + a[2 * i + 1]));
+}
+static inline ts_iacc ts_iacc_u8x32_off(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s, const int16_t *p4) {
+    const ts_iacc d = ts_dot8(w, a, ts_iacc_zero());
+    const int32x4_t o0 = vpaddlq_s16(vld1q_s16(p4)), o1 = vpaddlq_s16(vld1q_s16(p4 + 8));
+    const ts_iacc r = {vmlaq_n_s32(acc.lo, vsubq_s32(d.lo, o0), s.lo), vmlaq_n_s32(acc.hi, vsubq_s32(d.hi, o1), s.hi)};
+    return r;
+}
 #else
-typedef float ts_acc;
-static inline ts_acc ts_acc_zero(void) { return 0.0f; }
-static inline ts_acc ts_acc_add(ts_acc a, ts_acc b) { return a + b; }
-static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
-    int32_t lo, hi;
-    ts_dot_s8x32(w, a, &lo, &hi);
-    return acc + (s_lo * (float)lo + s_hi * (float)hi);
+/* The scalar tier: the x86 tiers' eight lanes in plain C (lane j of a 32-chunk sums products
+ * 4j..4j+3), so it sums in llama.cpp's x86 orders as every other tier does. */
+typedef struct {
+    float v[8];
+} ts_acc;
+typedef struct {
+    int32_t v[8];
+} ts_iacc;
+static inline ts_iacc ts_iacc_zero(void) {
+    const ts_iacc r = {{0}};
+    return r;
 }
-static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
-    return ts_acc_s8x32(acc, w, a, s, s);
+static inline ts_acc ts_acc_zero(void) {
+    const ts_acc r = {{0}};
+    return r;
 }
-/* Codes 0..63 read as int8 are the same numbers: the signed products serve unsigned codes. */
+static inline ts_acc ts_acc_add(ts_acc a, ts_acc b) {
+    for (int j = 0; j < 8; j++) a.v[j] += b.v[j];
+    return a;
+}
+/* The eight lanes of a 32-chunk, added to start. */
+static inline ts_iacc ts_dot8(const int8_t *w, const int8_t *a, ts_iacc start) {
+    for (int j = 0; j < 8; j++)
+        start.v[j] += (int32_t)w[4 * j] * a[4 * j] + (int32_t)w[4 * j + 1] * a[4 * j + 1] +
+                      (int32_t)w[4 * j + 2] * a[4 * j + 2] + (int32_t)w[4 * j + 3] * a[4 * j + 3];
+    return start;
+}
+/* acc + float(i) * (s_lo in lanes 0-3, s_hi in lanes 4-7), fused per lane. */
+static inline ts_acc ts_acc_fma2(ts_acc acc, ts_iacc i, float s_lo, float s_hi) {
+    for (int j = 0; j < 8; j++) acc.v[j] = fmaf((float)i.v[j], j < 4 ? s_lo : s_hi, acc.v[j]);
+    return acc;
+}
 static inline ts_acc ts_acc_u8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi,
                                   int32_t c_lo, int32_t c_hi) {
-    int32_t lo, hi;
-    ts_dot_s8x32(w, a, &lo, &hi);
-    return acc + (s_lo * (float)(lo + c_lo) + s_hi * (float)(hi + c_hi));
+    ts_iacc st = ts_iacc_zero();
+    st.v[0] = c_lo;
+    st.v[4] = c_hi;
+    return ts_acc_fma2(acc, ts_dot8(w, a, st), s_lo, s_hi);
 }
 static inline ts_acc ts_acc_u8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s, int32_t c) {
     return ts_acc_u8x32(acc, w, a, s, s, c, 0);
 }
-static inline float ts_acc_sum(ts_acc acc) { return acc; }
+static inline ts_acc ts_acc_s8x32(ts_acc acc, const int8_t *w, const int8_t *a, float s_lo, float s_hi) {
+    return ts_acc_u8x32(acc, w, a, s_lo, s_hi, 0, 0);
+}
+static inline ts_acc ts_acc_s8x32_1(ts_acc acc, const int8_t *w, const int8_t *a, float s) {
+    return ts_acc_u8x32(acc, w, a, s, s, 0, 0);
+}
+/* hsum_float_8: ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)). */
+static inline float ts_acc_sum(ts_acc acc) {
+    const float s0 = acc.v[0] + acc.v[4], s1 = acc.v[1] + acc.v[5], s2 = acc.v[2] + acc.v[6], s3 = acc.v[3] + acc.v[7];
+    return (s0 + s2) + (s1 + s3);
+}
 typedef struct { float v[8]; } ts_sc8;
 static inline ts_sc8 ts_sc8_load(const float *p) { ts_sc8 s; memcpy(s.v, p, sizeof s.v); return s; }
 static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) {
@@ -398,47 +466,42 @@ static inline ts_sc8 ts_sc8_mul(ts_sc8 a, ts_sc8 b) {
     return a;
 }
 static inline ts_acc ts_acc_u8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k, const int32_t *c8) {
-    return ts_acc_u8x32_1(acc, w, a, p.v[k], ts_lanes_sum(c8));
+    ts_iacc st;
+    memcpy(st.v, c8, sizeof st.v);
+    return ts_acc_fma2(acc, ts_dot8(w, a, st), p.v[k], p.v[k]);
 }
 static inline ts_acc ts_acc_s8x32_lane(ts_acc acc, const int8_t *w, const int8_t *a, ts_sc8 p, int k) {
     return ts_acc_s8x32_1(acc, w, a, p.v[k]);
 }
-typedef int32_t ts_iacc;
 typedef struct { int16_t lo, hi; } ts_ksc;
-static inline ts_iacc ts_iacc_zero(void) { return 0; }
 static inline ts_ksc ts_ksc_make(int16_t lo, int16_t hi) { const ts_ksc s = {lo, hi}; return s; }
 static inline ts_iacc ts_iacc_u8x32(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s) {
-    int32_t lo, hi;
-    ts_dot_s8x32(w, a, &lo, &hi);
-    return acc + s.lo * lo + s.hi * hi;
+    const ts_iacc d = ts_dot8(w, a, ts_iacc_zero());
+    for (int j = 0; j < 8; j++) acc.v[j] += (j < 4 ? s.lo : s.hi) * d.v[j];
+    return acc;
 }
+/* acc + the sums of m[2j]*s[2j] + m[2j+1]*s[2j+1] in lane j (vpmaddwd's lanes). */
 static inline ts_iacc ts_iacc_dot16(ts_iacc acc, const int16_t *m, const int16_t *s) {
-    for (int i = 0; i < 16; i++) acc += (int32_t)m[i] * s[i];
+    for (int j = 0; j < 8; j++) acc.v[j] += (int32_t)m[2 * j] * s[2 * j] + (int32_t)m[2 * j + 1] * s[2 * j + 1];
     return acc;
 }
 /* The integer total of an accumulator's lanes (exact). */
-static inline int32_t ts_iacc_hsum(ts_iacc i) { return i; }
-static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) { return f + s * (float)i; }
-#endif
-
-#if !defined(TS_ISA_AVX2) && !defined(TS_ISA_AVX512)
+static inline int32_t ts_iacc_hsum(ts_iacc i) {
+    int32_t t = 0;
+    for (int j = 0; j < 8; j++) t += i.v[j];
+    return t;
+}
+static inline ts_acc ts_acc_fma_iacc(ts_acc f, ts_iacc i, float s) { return ts_acc_fma2(f, i, s, s); }
 static inline void ts_p4(const int8_t *a, int16_t *p4) {
     for (int i = 0; i < 16; i++) p4[i] = (int16_t)(4 * (a[2 * i] + a[2 * i + 1]));
 }
 static inline ts_iacc ts_iacc_u8x32_off(ts_iacc acc, const int8_t *w, const int8_t *a, ts_ksc s, const int16_t *p4) {
-    int32_t lo, hi, plo = 0, phi = 0;
-    ts_dot_s8x32(w, a, &lo, &hi);
-    for (int i = 0; i < 8; i++) {
-        plo += p4[i];
-        phi += p4[8 + i];
-    }
-#if defined(TS_ISA_NEON) || defined(TS_ISA_DOTPROD)
-    return vaddq_s32(acc, vsetq_lane_s32(s.lo * (lo - plo) + s.hi * (hi - phi), vdupq_n_s32(0), 0));
-#else
-    return acc + s.lo * (lo - plo) + s.hi * (hi - phi);
-#endif
+    const ts_iacc d = ts_dot8(w, a, ts_iacc_zero());
+    for (int j = 0; j < 8; j++) acc.v[j] += (j < 4 ? s.lo : s.hi) * (d.v[j] - p4[2 * j] - p4[2 * j + 1]);
+    return acc;
 }
 #endif
+
 
 /* The whole integer dot product of 32 codes with 32 activations, plus c: signed codes (SIGNED)
  * or unsigned codes 0..255 (where the tier's unsigned dot takes full bytes; 0..63 elsewhere). */
