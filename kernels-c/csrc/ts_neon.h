@@ -256,7 +256,8 @@ NV_DEFINE_Q32(q4_0, 18, 8, 0)
  * with fma(float(lane), dw*da, acc), lane j the int32 sum of products 4j..4j+3 (SDOT's lanes
  * over the two 16-byte halves, on the neon tier too); at the end hsum_float_8's pairs; the min
  * terms (Q4_1/Q5_1) one chain per output in block order (mins += m*sd, the product rounded),
- * added after. Lanes of signed codes: Q5_0's codes decoded with its 16 taken off. Four rows and
+ * added after. Lanes of signed codes: Q5_0's lanes start at -16 times their four activations
+ * (two SDOTs per column and block, shared by the four rows). Four rows and
  * up to NV_LCOLS columns per decoded block (the chains of 4 x NV_LCOLS outputs in registers). */
 #define NV_LCOLS 2
 #define NV_LRB 64 /* rows whose chains wait between passes (rows over NV_KC elements) */
@@ -278,22 +279,20 @@ static inline float nv_hsum8(float32x4_t lo, float32x4_t hi) {
         for (int c = 0; c < nc; c++) c_[c] = ch[c];                                                     \
         for (int64_t b = 0; b < nb; b++) {                                                              \
             const uint8x16_t v0 = vld1q_u8(r0), v1 = vld1q_u8(r1), v2 = vld1q_u8(r2), v3 = vld1q_u8(r3); \
-            nv_w32 w[NV_ROWS] = {nv_dec_##T(r0, v0), nv_dec_##T(r1, v1), nv_dec_##T(r2, v2),            \
-                                 nv_dec_##T(r3, v3)};                                                   \
-            if (OFF)                                                                                    \
-                for (int i = 0; i < NV_ROWS; i++) {                                                     \
-                    w[i].lo = vsubq_s8(w[i].lo, vdupq_n_s8(OFF));                                       \
-                    w[i].hi = vsubq_s8(w[i].hi, vdupq_n_s8(OFF));                                       \
-                }                                                                                       \
+            const nv_w32 w[NV_ROWS] = {nv_dec_##T(r0, v0), nv_dec_##T(r1, v1), nv_dec_##T(r2, v2),      \
+                                       nv_dec_##T(r3, v3)};                                             \
             const float16x8_t h = nv_hdr4(v0, v1, v2, v3);                                              \
             const float32x4_t d4 = vcvt_f32_f16(vget_low_f16(h));                                       \
             for (int c = 0; c < nc; c++) {                                                              \
                 const int8_t *ab = p->qs[c] + 32 * b;                                                   \
                 const int8x16_t a0 = vld1q_s8(ab), a1 = vld1q_s8(ab + 16);                              \
                 const float32x4_t s4 = vmulq_n_f32(d4, p->da[c][b]); /* dw*da, row r in lane r */      \
+                /* Lanes of signed codes: each starts at -OFF times its four activations. */           \
+                const int32x4_t st0 = (OFF) ? nv_sdot_lanes(vdupq_n_s32(0), a0, vdupq_n_s8(-(OFF))) : vdupq_n_s32(0); \
+                const int32x4_t st1 = (OFF) ? nv_sdot_lanes(vdupq_n_s32(0), a1, vdupq_n_s8(-(OFF))) : vdupq_n_s32(0); \
                 for (int i = 0; i < NV_ROWS; i++) {                                                     \
-                    const int32x4_t l0 = nv_sdot_lanes(vdupq_n_s32(0), w[i].lo, a0);                    \
-                    const int32x4_t l1 = nv_sdot_lanes(vdupq_n_s32(0), w[i].hi, a1);                    \
+                    const int32x4_t l0 = nv_sdot_lanes(st0, w[i].lo, a0);                               \
+                    const int32x4_t l1 = nv_sdot_lanes(st1, w[i].hi, a1);                               \
                     if (i == 0) {                                                                       \
                         c_[c].lo[0] = vfmaq_laneq_f32(c_[c].lo[0], vcvtq_f32_s32(l0), s4, 0);           \
                         c_[c].hi[0] = vfmaq_laneq_f32(c_[c].hi[0], vcvtq_f32_s32(l1), s4, 0);           \
