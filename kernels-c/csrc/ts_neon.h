@@ -140,16 +140,16 @@ static void nv_prep32(const ts_block_q8a *a, size_t as, int nc, int64_t b0, int6
     }
 }
 
-/* Writes (or adds, for a later pass) the four rows' results of nc columns; nr rows are real. */
-static inline void nv_store(const float32x4_t *acc, int nc, float *y, size_t ys, int nr, int accumulate) {
+/* Writes the four rows' results of nc columns; nr rows are real. */
+static inline void nv_store(const float32x4_t *acc, int nc, float *y, size_t ys, int nr) {
     for (int c = 0; c < nc; c++) {
         float *yc = y + c * ys;
         if (nr == NV_ROWS) {
-            vst1q_f32(yc, accumulate ? vaddq_f32(vld1q_f32(yc), acc[c]) : acc[c]);
+            vst1q_f32(yc, acc[c]);
         } else {
             float t[NV_ROWS];
             vst1q_f32(t, acc[c]);
-            for (int i = 0; i < nr; i++) yc[i] = accumulate ? yc[i] + t[i] : t[i];
+            for (int i = 0; i < nr; i++) yc[i] = t[i];
         }
     }
 }
@@ -242,7 +242,7 @@ static inline void nv_rows_at(const void *w, size_t ws, int64_t nrows, int64_t r
                         nv_rows_##T(rp, nb, &p, NV_COLS, acc);                                          \
                     else                                                                                \
                         nv_rows_##T(rp, nb, &p, nc, acc);                                               \
-                    nv_store(acc, nc, y + c0 * ys + r0, ys, nr, 0);                                     \
+                    nv_store(acc, nc, y + c0 * ys + r0, ys, nr);                                        \
                 }                                                                                       \
             }                                                                                           \
         }                                                                                               \

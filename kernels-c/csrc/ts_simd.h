@@ -190,13 +190,6 @@ static inline void ts_dot_s8x32(const int8_t *w, const int8_t *a, int32_t *lo, i
 #endif
 }
 
-/* The sum of eight int32 lane start values (tiers whose accumulators are not eight lanes). */
-static inline int32_t ts_lanes_sum(const int32_t *c8) {
-    int32_t s = 0;
-    for (int j = 0; j < 8; j++) s += c8[j];
-    return s;
-}
-
 /* ---- a row accumulator for 8-bit dot products ----------------------------------------- */
 /* ts_acc holds float partial sums; ts_acc_s8x32 adds s_lo*dot(w[0:16], a[0:16]) +
  * s_hi*dot(w[16:32], a[16:32]) without a horizontal reduction, which happens once per row in

@@ -668,44 +668,42 @@ impl Session {
         let (xq, xqk, input) = (P(xq), P(xqk), P(input as *mut f32));
         // Rows [r0, r1) of one job.
         let rows = |j: &MmJob, r0: usize, r1: usize| {
-            {
-                // SAFETY: the weight lies inside the mapping (checked at load); rows [r0, r1) are
-                // this thread's alone; outputs y[c*stride + r] for r in [r0, r1) are disjoint
-                // between threads; inputs are read-only during the region.
-                unsafe {
-                    let w = base.get().add(j.w.offset + r0 * j.w.row_bytes);
-                    if !f32_only && j.w.wtype.uses_q8a() {
-                        let a = if j.w.wtype.act_quant() == ActQuant::PerBlock {
-                            xq.get()
-                        } else {
-                            xqk.get()
-                        };
-                        k.matmul_q8a_raw(
-                            j.w.wtype,
-                            w,
-                            j.w.row_bytes,
-                            r1 - r0,
-                            a,
-                            n / 32 * std::mem::size_of::<BlockQ8a>(),
-                            ncols,
-                            j.out.get().add(r0),
-                            j.stride,
-                            n,
-                        );
+            // SAFETY: the weight lies inside the mapping (checked at load); rows [r0, r1) are
+            // this thread's alone; outputs y[c*stride + r] for r in [r0, r1) are disjoint
+            // between threads; inputs are read-only during the region.
+            unsafe {
+                let w = base.get().add(j.w.offset + r0 * j.w.row_bytes);
+                if !f32_only && j.w.wtype.uses_q8a() {
+                    let a = if j.w.wtype.act_quant() == ActQuant::PerBlock {
+                        xq.get()
                     } else {
-                        k.matmul_f32_raw(
-                            j.w.wtype,
-                            w,
-                            j.w.row_bytes,
-                            r1 - r0,
-                            input.get(),
-                            n,
-                            ncols,
-                            j.out.get().add(r0),
-                            j.stride,
-                            n,
-                        );
-                    }
+                        xqk.get()
+                    };
+                    k.matmul_q8a_raw(
+                        j.w.wtype,
+                        w,
+                        j.w.row_bytes,
+                        r1 - r0,
+                        a,
+                        n / 32 * std::mem::size_of::<BlockQ8a>(),
+                        ncols,
+                        j.out.get().add(r0),
+                        j.stride,
+                        n,
+                    );
+                } else {
+                    k.matmul_f32_raw(
+                        j.w.wtype,
+                        w,
+                        j.w.row_bytes,
+                        r1 - r0,
+                        input.get(),
+                        n,
+                        ncols,
+                        j.out.get().add(r0),
+                        j.stride,
+                        n,
+                    );
                 }
             }
         };
