@@ -9,7 +9,7 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 use tensorsharp_runtime::sampler::argmax;
-use tensorsharp_runtime::session::PROFILE_OPS;
+use tensorsharp_runtime::ProfileOp;
 use tensorsharp_runtime::{Model, Session};
 
 use crate::run::{latency_summary, ModelArg, SessionArgs};
@@ -139,7 +139,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     session.reset();
     session.set_profiling(a.profile);
 
-    let (mut pp, mut first_token, mut tg, mut lat) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Every result vector is sized before the timed loops: a push inside them never allocates.
+    let (mut pp, mut first_token, mut tg) = (
+        Vec::with_capacity(a.reps),
+        Vec::with_capacity(a.reps),
+        Vec::with_capacity(a.reps),
+    );
+    let mut lat = Vec::with_capacity(a.reps * a.n_gen);
     for r in 0..a.reps {
         if a.n_prompt > 0 {
             let toks = tokens(a.n_prompt, n_vocab, 1000 + r as u64);
@@ -178,10 +184,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let tier = model.kernels().tier().name();
     let total_ns: u64 = prof.iter().sum();
     if a.json {
-        let profile: Vec<_> = PROFILE_OPS
+        let profile: Vec<_> = ProfileOp::ALL
             .iter()
             .zip(prof)
-            .map(|(op, ns)| json!({"op": op, "ms": ns as f64 / 1e6, "share": ns as f64 / total_ns.max(1) as f64}))
+            .map(
+                |(op, ns)| json!({"op": op.name(), "ms": ns as f64 / 1e6, "share": ns as f64 / total_ns.max(1) as f64}),
+            )
             .collect();
         let j = json!({
             "model": name,
@@ -251,9 +259,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     println!("peak RSS: {:.1} MiB", peak_rss as f64 / 1048576.0);
     if a.profile {
         println!("\nprofile (all repetitions, pp and tg together):");
-        for (op, ns) in PROFILE_OPS.iter().zip(prof) {
+        for (op, ns) in ProfileOp::ALL.iter().zip(prof) {
             println!(
-                "  {op:<32} {:>10.1} ms {:>6.1}%",
+                "  {:<32} {:>10.1} ms {:>6.1}%",
+                op.name(),
                 ns as f64 / 1e6,
                 100.0 * ns as f64 / total_ns.max(1) as f64
             );

@@ -287,6 +287,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         StopReason::StopString(i) => format!("stop:{i}"),
         StopReason::ContextFull => "context_full".to_owned(),
         StopReason::Cancelled => "cancelled".to_owned(),
+        StopReason::Callback => "callback".to_owned(),
     };
     let (peak_rss, majflt_end) = rusage();
     let lat = latency_summary(generator.latencies());

@@ -16,15 +16,7 @@ use std::sync::Arc;
 
 use tensorsharp_runtime::{KvType, Model, Session, SessionParams, WeightsMode};
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut d, mut na, mut nb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        d += f64::from(x) * f64::from(y);
-        na += f64::from(x) * f64::from(x);
-        nb += f64::from(y) * f64::from(y);
-    }
-    d / (na.sqrt() * nb.sqrt())
-}
+use tensorsharp_testkit::compare::cosine;
 
 fn logits(model: &Arc<Model>, prompt: &[u32], p: SessionParams) -> Vec<f32> {
     let mut s = Session::new(Arc::clone(model), p).unwrap();

@@ -7,69 +7,18 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tensorsharp_runtime::{Generator, Model, RuntimeError, Sampler, SamplerParams, Session, SessionParams, StopReason};
-
-struct Counting;
-
-static ENABLED: AtomicBool = AtomicBool::new(false);
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-static REALLOCS: AtomicUsize = AtomicUsize::new(0);
-static FREES: AtomicUsize = AtomicUsize::new(0);
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if ENABLED.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        LARGEST.fetch_max(l.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        if ENABLED.load(Ordering::Relaxed) {
-            ALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        LARGEST.fetch_max(l.size(), Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if ENABLED.load(Ordering::Relaxed) {
-            REALLOCS.fetch_add(1, Ordering::Relaxed);
-        }
-        LARGEST.fetch_max(n, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(p, l, n) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if ENABLED.load(Ordering::Relaxed) {
-            FREES.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(p, l) }
-    }
-}
+use tensorsharp_testkit::alloc::CountingAlloc;
 
 #[global_allocator]
-static A: Counting = Counting;
+static ALLOC: CountingAlloc = CountingAlloc::new();
 
 /// The tests of this file share the global counters: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn counts() -> (usize, usize, usize) {
-    (
-        ALLOCS.load(Ordering::SeqCst),
-        REALLOCS.load(Ordering::SeqCst),
-        FREES.load(Ordering::SeqCst),
-    )
-}
 
 /// A caller-owned output buffer, as a firmware callback would have.
 struct TextBuf {
@@ -132,8 +81,7 @@ fn zero_alloc_for(path: &std::path::Path) {
     sampler.reset();
     text.len = 0;
 
-    let before = counts();
-    ENABLED.store(true, Ordering::SeqCst);
+    ALLOC.start();
     // 256 decoded tokens in total; an end-of-generation token ends a run early, so continue with
     // the second prompt's text until 256 tokens were decoded.
     let mut decoded = 0;
@@ -161,9 +109,8 @@ fn zero_alloc_for(path: &std::path::Path) {
             text.push(s)
         })
         .unwrap();
-    ENABLED.store(false, Ordering::SeqCst);
-    let after = counts();
-    let (a, r, f) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let heap = ALLOC.stop();
+    let (a, r, f) = (heap.allocs, heap.reallocs, heap.frees);
     eprintln!(
         "{}: {decoded} + {} tokens in {runs} + 1 runs, {} bytes of text: {a} allocations, {r} reallocations, {f} frees",
         path.display(),
@@ -197,9 +144,9 @@ fn over_budget_plan_is_refused_before_the_arena_is_allocated() {
     };
     let plan = Session::plan_for(&model, &params).unwrap();
     assert!(plan.total() > 150 << 20);
-    LARGEST.store(0, Ordering::SeqCst);
+    ALLOC.reset_largest();
     let err = Session::new(Arc::clone(&model), params).unwrap_err();
-    let largest = LARGEST.load(Ordering::SeqCst);
+    let largest = ALLOC.largest();
     let msg = err.to_string();
     eprintln!("{msg} (largest allocation while refusing: {largest} bytes)");
     assert!(

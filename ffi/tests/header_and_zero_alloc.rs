@@ -5,42 +5,13 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use tensorsharp::*;
+use tensorsharp_testkit::alloc::CountingAlloc;
 
-struct Counting;
-static ON: AtomicBool = AtomicBool::new(false);
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator; only counts while ON is set.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if ON.load(Ordering::Relaxed) {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        if ON.load(Ordering::Relaxed) {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract.
-        unsafe { System.realloc(p, l, n) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        if ON.load(Ordering::Relaxed) {
-            COUNT.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: same contract.
-        unsafe { System.dealloc(p, l) }
-    }
-}
 #[global_allocator]
-static A: Counting = Counting;
+static ALLOC: CountingAlloc = CountingAlloc::new();
 
 /// The allocator counts every thread: the tests of this file run one at a time.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -71,14 +42,21 @@ fn header_declares_exactly_the_exported_functions() {
     }
     declared.sort();
     declared.dedup();
-    let src = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/src/lib.rs")).unwrap();
+    // The exports are spread over ffi/src/*.rs, one module per object.
+    let mut src = String::new();
+    for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/src")).unwrap() {
+        let path = f.unwrap().path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            src += &std::fs::read_to_string(&path).unwrap();
+        }
+    }
     let mut exported: Vec<String> = src
         .lines()
         .filter_map(|l| l.trim().strip_prefix("pub extern \"C\" fn "))
         .map(|l| l.split('(').next().unwrap().to_string())
         .collect();
     exported.sort();
-    assert_eq!(declared, exported, "tensorsharp.h and ffi/src/lib.rs disagree");
+    assert_eq!(declared, exported, "tensorsharp.h and ffi/src/*.rs disagree");
     // Status codes.
     for (name, v) in [
         ("TS_OK", TS_OK),
@@ -167,7 +145,7 @@ fn step_wise_decode_through_the_c_abi_allocates_nothing() {
     // Warm-up, then the measured loop: prefill, 128 decode steps, detokenize each into a buffer.
     assert_eq!(ts_session_prefill(s, toks.as_ptr(), n), TS_OK);
     ts_session_reset(s);
-    ON.store(true, Ordering::SeqCst);
+    ALLOC.start();
     assert_eq!(ts_session_prefill(s, toks.as_ptr(), n), TS_OK);
     let mut steps = 0;
     while steps < 128 {
@@ -184,12 +162,8 @@ fn step_wise_decode_through_the_c_abi_allocates_nothing() {
             assert_eq!(ts_session_prefill(s, toks.as_ptr(), n), TS_OK);
         }
     }
-    ON.store(false, Ordering::SeqCst);
-    assert_eq!(
-        COUNT.load(Ordering::SeqCst),
-        0,
-        "heap activity in the C-ABI decode loop"
-    );
+    let heap = ALLOC.stop();
+    assert!(heap.is_zero(), "heap activity in the C-ABI decode loop: {heap:?}");
     ts_sampler_free(sm);
     ts_session_free(s);
     ts_model_free(m);

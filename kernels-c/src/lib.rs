@@ -50,6 +50,36 @@ pub enum KernelError {
 
 type Result<T> = std::result::Result<T, KernelError>;
 
+/// An operation a tier may implement for some weight types only (see [`Kernels::require`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelOp {
+    /// [`Kernels::dequantize`].
+    Dequantize,
+    /// [`Kernels::matmul_q8a`] and its raw form.
+    MatmulQ8a,
+    /// [`Kernels::matmul_f32`] and its raw form.
+    MatmulF32,
+    /// [`Kernels::quantize`] with the scheme the weight type takes ([`WType::act_quant`]).
+    Quantize,
+    /// [`Kernels::attention_f16_raw`] (the weight type is ignored).
+    AttentionF16,
+    /// [`Kernels::swiglu`] (the weight type is ignored; a tier without one leaves `g` as is).
+    SwiGlu,
+}
+
+impl KernelOp {
+    fn name(self) -> &'static str {
+        match self {
+            KernelOp::Dequantize => "dequantize",
+            KernelOp::MatmulQ8a => "8-bit-activation matmul",
+            KernelOp::MatmulF32 => "f32-activation matmul",
+            KernelOp::Quantize => "activation quantize",
+            KernelOp::AttentionF16 => "f16 attention",
+            KernelOp::SwiGlu => "swiglu",
+        }
+    }
+}
+
 /// A kernel tier's entry points. Cheap to copy; the tables are static.
 #[derive(Clone, Copy)]
 pub struct Kernels {
@@ -105,6 +135,28 @@ impl Kernels {
                 wtype.block_elems()
             ))
         })
+    }
+
+    /// `Ok` when this tier implements `op` for `wtype`, else [`KernelError::Unsupported`]. The
+    /// raw entry points do nothing for an operation a tier lacks: callers check here once.
+    pub fn require(&self, op: KernelOp, wtype: WType) -> Result<()> {
+        let t = self.table;
+        let present = match op {
+            KernelOp::Dequantize => t.dequant[wtype as usize].is_some(),
+            KernelOp::MatmulQ8a => t.mm_q8a[wtype as usize].is_some() && wtype.uses_q8a(),
+            KernelOp::MatmulF32 => t.mm_f32[wtype as usize].is_some(),
+            KernelOp::Quantize => match wtype.act_quant() {
+                ActQuant::PerBlock => t.quantize_q8a.is_some(),
+                ActQuant::PerSuperBlock => t.quantize_q8a_k.is_some(),
+            },
+            KernelOp::AttentionF16 => t.attn_f16.is_some(),
+            KernelOp::SwiGlu => t.swiglu.is_some(),
+        };
+        if present {
+            Ok(())
+        } else {
+            Err(KernelError::Unsupported { op: op.name(), wtype })
+        }
     }
 
     /// Dequantizes one row: `y.len()` elements from `w`.

@@ -19,15 +19,7 @@ fn shared(file: &str) -> GgufFile {
     GgufFile::open(&p).unwrap_or_else(|e| panic!("{p}: {e}"))
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.iter().zip(b) {
-        ab += f64::from(x) * f64::from(y);
-        aa += f64::from(x) * f64::from(x);
-        bb += f64::from(y) * f64::from(y);
-    }
-    ab / (aa.sqrt() * bb.sqrt())
-}
+use tensorsharp_testkit::compare::cosine;
 
 const TENSORS: [&str; 4] = [
     "blk.0.attn_q.weight",

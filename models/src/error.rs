@@ -62,6 +62,16 @@ pub enum ModelError {
         /// Where it starts.
         offset: u64,
     },
+    /// A bool metadata value whose byte is neither 0 nor 1 (invalid per the GGUF spec).
+    #[error("metadata key '{key}': bool at offset {offset} is {byte}, not 0 or 1")]
+    InvalidBool {
+        /// The key.
+        key: String,
+        /// Where the byte is.
+        offset: u64,
+        /// The byte read.
+        byte: u8,
+    },
     /// A metadata value type id that GGUF does not define.
     #[error("metadata key '{key}': unknown value type {type_id}")]
     UnknownValueType {

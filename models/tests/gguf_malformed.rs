@@ -4,6 +4,7 @@
 
 use tensorsharp_models::gguf::{GgufWriter, MetaArray, MetaValue};
 use tensorsharp_models::{GgmlType, GgufFile, ModelError};
+use tensorsharp_testkit::cases::Cases;
 
 /// A raw GGUF builder that writes whatever it is told, valid or not.
 #[derive(Clone)]
@@ -77,25 +78,30 @@ impl Raw {
     }
 }
 
-fn check(name: &str, bytes: Vec<u8>, expect: fn(&ModelError) -> bool) {
-    let mem = GgufFile::from_bytes(bytes.clone());
-    let err = match mem {
-        Ok(_) => panic!("case '{name}': accepted"),
+/// One case: rejected, with the expected error, the same through the mmap path.
+fn check(name: &str, bytes: Vec<u8>, expect: fn(&ModelError) -> bool) -> Result<(), String> {
+    let err = match GgufFile::from_bytes(bytes.clone()) {
+        Ok(_) => return Err("accepted".into()),
         Err(e) => e,
     };
-    assert!(expect(&err), "case '{name}': wrong error: {err:?}");
-    assert!(!err.to_string().is_empty());
+    if !expect(&err) {
+        return Err(format!("wrong error: {err:?}"));
+    }
+    if err.to_string().is_empty() {
+        return Err("empty message".into());
+    }
     // Same answer through the mmap path.
     let path = std::env::temp_dir().join(format!("tsharp-bad-{}-{name}.gguf", std::process::id()));
-    std::fs::write(&path, &bytes).unwrap();
+    std::fs::write(&path, &bytes).map_err(|e| e.to_string())?;
     let disk = GgufFile::open(&path);
-    std::fs::remove_file(&path).unwrap();
-    let derr = disk.expect_err(name);
-    assert_eq!(
-        std::mem::discriminant(&derr),
-        std::mem::discriminant(&err),
-        "case '{name}': {derr:?} vs {err:?}"
-    );
+    let _ = std::fs::remove_file(&path);
+    match disk {
+        Ok(_) => Err("accepted through the mmap path".into()),
+        Err(derr) if std::mem::discriminant(&derr) != std::mem::discriminant(&err) => {
+            Err(format!("{derr:?} through the mmap path vs {err:?}"))
+        }
+        Err(_) => Ok(()),
+    }
 }
 
 /// What a case's error must match.
@@ -336,11 +342,28 @@ fn malformed_corpus_is_rejected_with_the_right_error() {
         is!(ModelError::TensorOutOfBounds { .. }),
     ));
 
+    // A bool whose byte is neither 0 nor 1 is invalid (GGUF spec), as a value and in an array.
+    r = base.clone();
+    r.kvs.push(kv("general.flag", 7, &[7]));
+    cases.push(("bool-byte-7", r.bytes(), is!(ModelError::InvalidBool { byte: 7, .. })));
+    r = base.clone();
+    let mut arr = 7u32.to_le_bytes().to_vec();
+    arr.extend_from_slice(&3u64.to_le_bytes());
+    arr.extend_from_slice(&[1, 0, 2]);
+    r.kvs.push(kv("general.flags", 9, &arr));
+    cases.push((
+        "bool-array-byte-2",
+        r.bytes(),
+        is!(ModelError::InvalidBool { byte: 2, .. }),
+    ));
+
     let n = cases.len();
+    let mut table = Cases::new("malformed GGUF corpus");
     for (name, bytes, expect) in cases {
-        check(name, bytes, expect);
+        table.check(name, check(name, bytes, expect));
     }
-    assert!(n >= 30, "only {n} crafted cases");
+    table.finish();
+    assert!(n >= 32, "only {n} crafted cases");
 }
 
 /// Every prefix of a real header (all metadata types, nested arrays, several tensors) is
@@ -374,4 +397,28 @@ fn every_truncation_of_the_header_is_rejected() {
             Err(e) => panic!("prefix of {cut} bytes: unexpected {e:?}"),
         }
     }
+}
+
+/// A bool byte of 7 is refused with the key and the byte's offset in the message.
+#[test]
+fn bool_byte_7_names_the_key_and_the_offset() {
+    let mut r = Raw::valid();
+    r.kvs.push(kv("general.flag", 7, &[7]));
+    let bytes = r.bytes();
+    let err = GgufFile::from_bytes(bytes.clone()).expect_err("a bool byte of 7 is accepted");
+    // The byte sits right after the key's type id.
+    let key_at = bytes.windows(12).position(|w| w == b"general.flag").unwrap() as u64;
+    let offset = key_at + 12 + 4;
+    assert_eq!(bytes[offset as usize], 7);
+    match &err {
+        ModelError::InvalidBool { key, offset: at, byte } => {
+            assert_eq!((key.as_str(), *at, *byte), ("general.flag", offset, 7));
+        }
+        e => panic!("wrong error: {e:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("general.flag") && msg.contains(&offset.to_string()),
+        "{msg}"
+    );
 }

@@ -62,6 +62,29 @@ pub enum RuntimeError {
         /// What to change.
         hint: &'static str,
     },
+    /// A caller's buffer cannot hold the result; nothing useful was written.
+    #[error("the {what} needs {needed} bytes, the buffer holds {got}")]
+    BufferTooSmall {
+        /// What was to be written.
+        what: &'static str,
+        /// Bytes needed.
+        needed: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// A saved session state belongs to another model or session shape (the session is unchanged).
+    #[error("the state was saved for another {what}: {saved}, this session has {here}")]
+    StateMismatch {
+        /// What differs: "model", "context size", "KV cache type", ...
+        what: &'static str,
+        /// The state's value.
+        saved: String,
+        /// This session's value.
+        here: String,
+    },
+    /// A saved session state is not one, or is damaged (the session is unchanged).
+    #[error("corrupt session state: {0}")]
+    CorruptState(String),
     /// Generation was cancelled.
     #[error("cancelled")]
     Cancelled,

@@ -23,6 +23,17 @@ pub enum StopReason {
     /// The interrupt flag (checked between tokens) or the session's cancel flag (checked
     /// between layers) was raised.
     Cancelled,
+    /// The per-token callback of [`Generator::run_tokens`] returned [`Flow::Stop`].
+    Callback,
+}
+
+/// What the per-token callback of [`Generator::run_tokens`] tells the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Stop after this token ([`StopReason::Callback`]).
+    Stop,
 }
 
 /// What a generation produced.
@@ -115,7 +126,10 @@ pub struct Generator {
     logits: Vec<f32>,
     tokens: Vec<Token>,
     latencies: Vec<f32>,
+    /// Text held back by the stop-string filter.
     held: String,
+    /// The text one token made final.
+    text: String,
     decoder: StreamDecoder,
 }
 
@@ -129,6 +143,7 @@ impl Generator {
             tokens: Vec::with_capacity(session.n_ctx()),
             latencies: Vec::with_capacity(session.n_ctx()),
             held: String::with_capacity(max_stop_len + tok.max_piece_len() + 8),
+            text: String::with_capacity(max_stop_len + tok.max_piece_len() + 8),
             decoder: StreamDecoder::new(),
         }
     }
@@ -159,6 +174,30 @@ impl Generator {
         interrupt: &AtomicBool,
         mut on_text: impl FnMut(&str),
     ) -> Result<GenStats> {
+        self.run_tokens(session, sampler, prompt, max_tokens, stops, interrupt, |_, text| {
+            if !text.is_empty() {
+                on_text(text);
+            }
+            Flow::Continue
+        })
+    }
+
+    /// [`run`](Self::run) with a callback per token: `on_token(Some(token), text)` after each
+    /// generated token, with the text it made final (empty while a character is split over
+    /// tokens or a stop string may be starting), and once `on_token(None, text)` at the end when
+    /// text was still held back (an incomplete character at the end, as U+FFFD). Returning
+    /// [`Flow::Stop`] ends the run with [`StopReason::Callback`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_tokens(
+        &mut self,
+        session: &mut Session,
+        sampler: &mut Sampler,
+        prompt: &[Token],
+        max_tokens: usize,
+        stops: &[String],
+        interrupt: &AtomicBool,
+        mut on_token: impl FnMut(Option<Token>, &str) -> Flow,
+    ) -> Result<GenStats> {
         let model = std::sync::Arc::clone(session.model());
         let tok = model.tokenizer();
         if session.n_past() + prompt.len() > session.n_ctx() {
@@ -170,6 +209,8 @@ impl Generator {
         let max_stop = stops.iter().map(String::len).max().unwrap_or(0);
         self.held.clear();
         self.held.reserve(max_stop + tok.max_piece_len() + 8);
+        self.text.clear();
+        self.text.reserve(max_stop + tok.max_piece_len() + 8);
         let mut filter = StopFilter {
             stops,
             held: std::mem::take(&mut self.held),
@@ -209,13 +250,19 @@ impl Generator {
                     self.tokens.push(next);
                 }
                 let mut stopped = None;
+                let text = &mut self.text;
+                text.clear();
                 self.decoder.push(tok.piece(next, false), &mut |s| {
                     if stopped.is_none() {
-                        stopped = filter.push(s, &mut on_text);
+                        stopped = filter.push(s, &mut |t: &str| text.push_str(t));
                     }
                 });
+                let flow = on_token(Some(next), &self.text);
                 if let Some(i) = stopped {
                     break StopReason::StopString(i);
+                }
+                if flow == Flow::Stop {
+                    break StopReason::Callback;
                 }
                 if self.tokens.len() >= max_tokens {
                     break StopReason::MaxTokens;
@@ -234,10 +281,15 @@ impl Generator {
             }
         };
         if !matches!(reason, StopReason::StopString(_)) {
+            let text = &mut self.text;
+            text.clear();
             self.decoder.flush(&mut |s| {
-                filter.push(s, &mut on_text);
+                filter.push(s, &mut |t: &str| text.push_str(t));
             });
-            filter.flush(&mut on_text);
+            filter.flush(&mut |t: &str| text.push_str(t));
+            if !self.text.is_empty() {
+                on_token(None, &self.text);
+            }
         }
         self.held = filter.held;
         let t_end = std::time::Instant::now();

@@ -1,11 +1,11 @@
-//! TensorSharp runtime: tokenizers, architecture specs, the CPU executor, KV cache, sampling
-//! and sessions (see `DESIGN.md`).
+//! TensorSharp runtime: tokenizers, the CPU executor, KV cache, sampling, sessions and the
+//! generation loop, over the GGUF reader and architecture specs of `tensorsharp-models` and the
+//! kernels of `tensorsharp-kernels` (the architecture is described in the repository README).
 #![deny(missing_docs)]
 
 pub mod arena;
 pub mod error;
 pub mod generate;
-pub mod kv;
 pub mod model;
 pub mod ops;
 pub mod plan;
@@ -15,10 +15,9 @@ pub mod session;
 pub mod tokenizer;
 
 pub use error::{Result, RuntimeError};
-pub use generate::{generate, GenStats, Generation, Generator, StopReason};
-pub use kv::KvType;
+pub use generate::{generate, Flow, GenStats, Generation, Generator, StopReason};
 pub use model::{Model, WeightsMode};
 pub use plan::{LockMode, SessionPlan};
 pub use sampler::{Sampler, SamplerParams};
-pub use session::{Session, SessionParams};
+pub use session::{KvCache, KvType, ProfileOp, Session, SessionParams};
 pub use tokenizer::{StreamDecoder, Token, Tokenizer};

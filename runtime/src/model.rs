@@ -59,6 +59,8 @@ pub struct Model {
     pub(crate) layers: Vec<LayerWeights>,
     /// GELU lookup table (GeGLU models only; see `ops::gelu_f16_table`).
     pub(crate) gelu_table: Vec<f32>,
+    /// See [`Model::fingerprint`].
+    fingerprint: u64,
 }
 
 /// How a model's weights are held in memory.
@@ -178,6 +180,7 @@ impl Model {
             _ => Vec::new(),
         };
         Ok(Model {
+            fingerprint: fingerprint(&file),
             gelu_table,
             file,
             spec,
@@ -188,6 +191,13 @@ impl Model {
             output_norm,
             layers,
         })
+    }
+
+    /// An identity of the model file: a 64-bit FNV-1a hash of its header (metadata, tokenizer,
+    /// tensor names, shapes, types and offsets) and of the first 64 bytes of every tensor, so
+    /// two fine-tunes of one base model differ. Saved session states carry it.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     /// The architecture spec.
@@ -253,6 +263,25 @@ impl Model {
             .sum();
         layers + m(&self.output) + self.embd.row_bytes as u64
     }
+}
+
+/// See [`Model::fingerprint`].
+fn fingerprint(f: &GgufFile) -> u64 {
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
+        }
+    };
+    let bytes = f.bytes();
+    eat(&bytes[..(f.data_offset() as usize).min(bytes.len())]);
+    for t in f.tensors() {
+        if let Ok(data) = f.data_of(t) {
+            eat(&data[..data.len().min(64)]);
+        }
+    }
+    h
 }
 
 fn weight(f: &GgufFile, name: &str) -> Result<Weight> {

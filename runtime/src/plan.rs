@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use crate::arena::MemoryPlan;
 use crate::error::{Result, RuntimeError};
-use crate::kv::KvType;
+use crate::session::KvType;
 
 /// Stack size of each worker thread (the forward pass keeps its buffers in the arena, so workers
 /// need little stack); planned and set explicitly so the plan is exact.

@@ -45,6 +45,19 @@ impl<'a> Cursor<'a> {
     pub(crate) fn u8(&mut self, what: &dyn Fn() -> String) -> Result<u8> {
         Ok(self.array::<1>(what)?[0])
     }
+    /// A GGUF bool: one byte that must be 0 or 1 (the spec calls any other value invalid).
+    pub(crate) fn bool(&mut self, key: &str, what: &dyn Fn() -> String) -> Result<bool> {
+        let offset = self.pos();
+        match self.u8(what)? {
+            0 => Ok(false),
+            1 => Ok(true),
+            byte => Err(ModelError::InvalidBool {
+                key: key.to_owned(),
+                offset,
+                byte,
+            }),
+        }
+    }
     pub(crate) fn u16(&mut self, what: &dyn Fn() -> String) -> Result<u16> {
         Ok(u16::from_le_bytes(self.array(what)?))
     }

@@ -506,7 +506,7 @@ fn read_value(c: &mut Cursor<'_>, key: &str, type_id: u32, depth: usize) -> Resu
         ValueType::U32 => MetaValue::U32(c.u32(&what)?),
         ValueType::I32 => MetaValue::I32(c.u32(&what)? as i32),
         ValueType::F32 => MetaValue::F32(f32::from_bits(c.u32(&what)?)),
-        ValueType::Bool => MetaValue::Bool(c.u8(&what)? != 0),
+        ValueType::Bool => MetaValue::Bool(c.bool(key, &what)?),
         ValueType::String => MetaValue::String(c.string(&what)?),
         ValueType::U64 => MetaValue::U64(c.u64(&what)?),
         ValueType::I64 => MetaValue::I64(c.u64(&what)? as i64),
@@ -550,7 +550,13 @@ fn read_array(c: &mut Cursor<'_>, key: &str, depth: usize) -> Result<MetaArray> 
         ValueType::U32 => prim!(U32, u32, |x| x),
         ValueType::I32 => prim!(I32, u32, |x: u32| x as i32),
         ValueType::F32 => prim!(F32, u32, f32::from_bits),
-        ValueType::Bool => prim!(Bool, u8, |x: u8| x != 0),
+        ValueType::Bool => {
+            let mut v = Vec::with_capacity(n as usize);
+            for _ in 0..n {
+                v.push(c.bool(key, &what)?);
+            }
+            MetaArray::Bool(v)
+        }
         ValueType::U64 => prim!(U64, u64, |x| x),
         ValueType::I64 => prim!(I64, u64, |x: u64| x as i64),
         ValueType::F64 => prim!(F64, u64, f64::from_bits),

@@ -1,0 +1,116 @@
+//! Session settings and their validation: every value is checked and every "0 = automatic" is
+//! resolved once, when a session is planned, so nothing later has to re-check them.
+
+use std::time::Duration;
+
+use tensorsharp_models::ModelSpec;
+
+use super::kv::KvType;
+use crate::error::{Result, RuntimeError};
+use crate::plan::LockMode;
+use crate::pool::check_cpus;
+
+/// Largest context a session accepts (positions).
+pub const MAX_CTX: usize = 1 << 20;
+/// Largest prefill chunk (tokens).
+pub const MAX_BATCH: usize = 4096;
+/// Most threads a session runs.
+pub const MAX_THREADS: usize = 256;
+/// The context a session gets by default when the model's training context is larger.
+pub const DEFAULT_MAX_CTX: usize = 4096;
+
+/// Session settings.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Context length (positions in the KV cache). 0 = the model's training context, capped at 4096.
+    pub n_ctx: usize,
+    /// Tokens per prefill chunk.
+    pub n_batch: usize,
+    /// Threads, the caller included. 0 = one per available CPU.
+    pub n_threads: usize,
+    /// KV cache element type.
+    pub kv_type: KvType,
+    /// How long idle workers spin before parking.
+    pub spin: Duration,
+    /// Multiply every weight with f32 activations instead of 8-bit quantized ones: slower, a
+    /// little closer to exact arithmetic; for accuracy studies (llama.cpp quantizes, so the
+    /// default matches it better).
+    pub f32_activations: bool,
+    /// RAM budget in bytes for the whole plan; `None`: the cgroup limit or `MemAvailable`.
+    pub ram_budget: Option<u64>,
+    /// Lock the arena and the weights in RAM.
+    pub mlock: LockMode,
+    /// CPUs to pin the threads to (thread `i` on `cpus[i % len]`); empty: unpinned.
+    pub cpus: Vec<usize>,
+    /// `SCHED_FIFO` priority (1..=99) for the threads; 0: normal scheduling.
+    pub rt_priority: i32,
+    /// Back the arena with transparent huge pages (2 MiB aligned, `MADV_HUGEPAGE`).
+    pub huge_pages: bool,
+}
+
+impl Default for SessionParams {
+    fn default() -> Self {
+        SessionParams {
+            n_ctx: 0,
+            n_batch: 64,
+            n_threads: 0,
+            kv_type: KvType::F16,
+            spin: Duration::from_micros(500),
+            f32_activations: false,
+            ram_budget: None,
+            mlock: LockMode::Off,
+            cpus: Vec::new(),
+            rt_priority: 0,
+            huge_pages: false,
+        }
+    }
+}
+
+fn invalid(name: &'static str, problem: String) -> RuntimeError {
+    RuntimeError::InvalidParameter { name, problem }
+}
+
+impl SessionParams {
+    /// These settings checked against their ranges and the model, with the automatic values
+    /// (zeros) resolved: the context from the model, the threads from the CPUs, the prefill
+    /// chunk capped at the context.
+    pub(crate) fn resolve(mut self, spec: &ModelSpec) -> Result<SessionParams> {
+        if self.n_ctx == 0 {
+            self.n_ctx = spec.n_ctx_train.clamp(1, DEFAULT_MAX_CTX);
+        }
+        if self.n_ctx > MAX_CTX {
+            return Err(invalid("n_ctx", format!("{} is more than 1M positions", self.n_ctx)));
+        }
+        if self.n_batch == 0 || self.n_batch > MAX_BATCH {
+            return Err(invalid("n_batch", format!("{} (1..={MAX_BATCH})", self.n_batch)));
+        }
+        self.n_batch = self.n_batch.min(self.n_ctx);
+        if self.n_threads == 0 {
+            self.n_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        }
+        if self.n_threads > MAX_THREADS {
+            return Err(invalid("n_threads", format!("{} (1..={MAX_THREADS})", self.n_threads)));
+        }
+        for (what, dim) in [("key", spec.head_dim), ("value", spec.head_dim_v)] {
+            if self.kv_type.row_bytes(dim).is_none() {
+                return Err(invalid(
+                    "kv type",
+                    format!(
+                        "{:?} needs head dimensions divisible by 32, this model's {what} heads have {dim}",
+                        self.kv_type
+                    ),
+                ));
+            }
+        }
+        if !self.cpus.is_empty() {
+            check_cpus(&self.cpus).map_err(|problem| invalid("cpus", problem))?;
+        }
+        if !(0..=99).contains(&self.rt_priority) {
+            return Err(invalid(
+                "rt_priority",
+                format!("{} (1..=99, or 0 for normal scheduling)", self.rt_priority),
+            ));
+        }
+        Ok(self)
+    }
+}

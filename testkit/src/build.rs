@@ -1,0 +1,39 @@
+//! The target directory of the running test and builds into it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The target directory this test binary was built into (target/<profile>/deps/<test> → target).
+pub fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("a test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// `cargo build --profile <profile> <args>` into this test's target directory (a no-op when up
+/// to date); returns the profile's output directory. The `test` profile shares its directory
+/// (`debug`) and its optimisation settings with the test build, so it reuses what that built.
+pub fn cargo_build(profile: &str, args: &[&str]) -> PathBuf {
+    let target = target_dir();
+    let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--profile", profile])
+        .args(args)
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .expect("cargo");
+    assert!(st.success(), "cargo build --profile {profile} {args:?}");
+    target.join(match profile {
+        "dev" | "test" => "debug",
+        "bench" => "release",
+        p => p,
+    })
+}
+
+/// `cargo build --release <args>` into this test's target directory; returns target/release.
+pub fn release_build(args: &[&str]) -> PathBuf {
+    cargo_build("release", args)
+}
