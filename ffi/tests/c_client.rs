@@ -12,14 +12,13 @@ use std::sync::Arc;
 use tensorsharp_runtime::sampler::argmax;
 use tensorsharp_runtime::{Model, Session, SessionParams};
 
-/// The optimized static library: `TSHARP_FFI_LIB`, or target/release/libtensorsharp.a, built
-/// here with `cargo build --release -p tensorsharp-ffi` when missing or stale (scripts/test.sh
-/// builds it first).
+/// The static library: `TSHARP_FFI_LIB`, or libtensorsharp.a built here with the test build's
+/// profile (optimized; `TSHARP_BUILD_PROFILE=release` for a release build).
 fn static_lib() -> PathBuf {
     if let Ok(p) = std::env::var("TSHARP_FFI_LIB") {
         return p.into();
     }
-    common::release_build(&["-p", "tensorsharp-ffi"]).join("libtensorsharp.a")
+    common::test_build(&["-p", "tensorsharp-ffi"]).join("libtensorsharp.a")
 }
 
 /// Installs the library with `ffi/install.sh` into a fresh prefix (once per test process).
@@ -34,7 +33,8 @@ fn installed_prefix() -> PathBuf {
             let st = Command::new(root.join("install.sh"))
                 .arg(&prefix)
                 .arg("--no-build")
-                .env("CARGO_TARGET_DIR", lib.parent().and_then(Path::parent).unwrap())
+                .arg("--lib-dir")
+                .arg(lib.parent().unwrap())
                 .status()
                 .expect("ffi/install.sh");
             assert!(st.success(), "ffi/install.sh");
@@ -109,9 +109,9 @@ fn greedy_reference(model: &Path, prompt: &str, n: usize) -> Vec<u32> {
     out
 }
 
-/// The tokens `tsharp run --temp 0 --json` generates (the binary built in release here).
+/// The tokens `tsharp run --temp 0 --json` generates (the binary of the test build's profile).
 fn tsharp_run_tokens(model: &Path, prompt: &str, n: usize) -> Vec<u32> {
-    let tsharp = common::release_build(&["-p", "tensorsharp", "--bin", "tsharp"]).join("tsharp");
+    let tsharp = common::test_build(&["-p", "tensorsharp", "--bin", "tsharp"]).join("tsharp");
     let out = Command::new(tsharp)
         .arg("run")
         .arg("-m")
@@ -188,6 +188,25 @@ fn generate_c_matches_the_runtime_and_runs_clean() {
         String::from_utf8_lossy(&readelf.stdout).contains("[libtensorsharp.so.1]"),
         "soname"
     );
+    // Installed stripped by default; --split-debug keeps the debug info in a linked file.
+    let sections = |f: &Path| {
+        let out = Command::new("readelf").arg("-S").arg(f).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(!sections(&so).contains(".debug_info"), "the installed library has debug info");
+    let lib = static_lib();
+    let split = std::env::temp_dir().join(format!("tsharp-ffi-{}-split", std::process::id()));
+    let st = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh"))
+        .arg(&split)
+        .args(["--no-build", "--split-debug", "--lib-dir"])
+        .arg(lib.parent().unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success(), "install.sh --split-debug");
+    let split_so = split.join("lib/libtensorsharp.so.1");
+    assert!(sections(&split_so).contains(".gnu_debuglink") && !sections(&split_so).contains(".debug_info"));
+    assert!(sections(&split.join("lib/debug/libtensorsharp.so.1.debug")).contains(".debug_info"));
+    let _ = std::fs::remove_dir_all(&split);
 
     // valgrind memcheck: no leaks, no invalid reads or writes.
     if Command::new("valgrind").arg("--version").output().is_ok() {

@@ -37,3 +37,11 @@ pub fn cargo_build(profile: &str, args: &[&str]) -> PathBuf {
 pub fn release_build(args: &[&str]) -> PathBuf {
     cargo_build("release", args)
 }
+
+/// `cargo build` with the profile of the test build (`TSHARP_BUILD_PROFILE`, default `test`:
+/// the artifacts `cargo test` has just built are reused, where a release build would compile
+/// the workspace a second time); returns the profile's output directory.
+pub fn test_build(args: &[&str]) -> PathBuf {
+    let profile = std::env::var("TSHARP_BUILD_PROFILE").unwrap_or_else(|_| "test".into());
+    cargo_build(&profile, args)
+}

@@ -1,7 +1,7 @@
 //! What the C-ABI tests share (from `tensorsharp-testkit`).
 #![allow(dead_code, unused_imports)]
 
-pub use tensorsharp_testkit::build::{release_build, target_dir};
+pub use tensorsharp_testkit::build::{target_dir, test_build};
 
 /// The SmolLM2 Q4_1 test model in the fetch cache.
 pub fn model_path() -> std::path::PathBuf {
