@@ -1,0 +1,175 @@
+/* ts_gemv_avx512.h — the AVX-512 GEMV of Q5_0 and Q8_0 (decode), and TS_Q32_FAST, its hook in the
+ * per-32 entry points.
+ * Part of ts_kernels.c (included once, after ts_simd.h and the tier's TS_FN / TS_COLS settings);
+ * not a standalone header. */
+#ifndef TS_GEMV_AVX512_H
+#define TS_GEMV_AVX512_H
+
+#if defined(TS_ISA_AVX512)
+/* ---- AVX-512 GEMV of Q5_0 and Q8_0 ------------------------------------------------------ */
+/* Decode (one activation column) reads every weight once, so the work per byte decides whether
+ * the kernel keeps up with memory. Two Q5_0 blocks (44 bytes) are one masked 64-byte load
+ * (Q8_0's codes two 32-byte loads); one word permute lays their codes out as [low nibbles |
+ * high nibbles] per block, a per-word shift and a mask make the 64 unsigned codes, the Q5 high bits enter as a byte mask
+ * (kmov from the two qh words, a masked add of 16), and a second permute spreads the two f16
+ * scales over their eight int32 lanes. The activations are prepared once per call: codes
+ * contiguous, the block scales and the offset start values (-OFF times the block sum) already
+ * in lane order, so a pair costs one vpdpbusd, one conversion, one multiply and one fma. */
+#define TS_GV 8192 /* activation elements prepared per pass */
+typedef struct {
+    int8_t qs[TS_GV] __attribute__((aligned(64)));
+    float da[TS_GV / 64][16] __attribute__((aligned(64)));  /* lanes 0-7: block 2p, 8-15: 2p+1 */
+    int32_t c0[TS_GV / 64][16] __attribute__((aligned(64))); /* lane start values, q32_lane_offsets */
+} ts_gv_act;
+
+/* The activations of nblk q8a blocks in the pair kernels' layout (an odd last block pairs with
+ * zeros). */
+static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *p) {
+    for (int64_t b = 0; b < ((nblk + 1) & ~(int64_t)1); b++) {
+        const int in = b < nblk, l = (int)(b & 1) * 8;
+        if (in)
+            memcpy(p->qs + 32 * b, a[b].qs, 32);
+        else
+            memset(p->qs + 32 * b, 0, 32);
+        for (int j = 0; j < 8; j++) p->da[b / 2][l + j] = in ? a[b].d : 0.0f;
+        q32_lane_offsets(in ? a[b].qs : NULL, off, &p->c0[b / 2][l]);
+    }
+}
+
+/* Word indices of a block pair: codes of block 0 at word q0 (8 words, taken twice: low then high
+ * nibbles), of block 1 at word q1; the scales at words d0 and d1. */
+#define GV_IDX_QS(q0, q1)                                                                      \
+    _mm512_set_epi16(q1 + 7, q1 + 6, q1 + 5, q1 + 4, q1 + 3, q1 + 2, q1 + 1, q1, q1 + 7, q1 + 6, \
+                     q1 + 5, q1 + 4, q1 + 3, q1 + 2, q1 + 1, q1, q0 + 7, q0 + 6, q0 + 5, q0 + 4,  \
+                     q0 + 3, q0 + 2, q0 + 1, q0, q0 + 7, q0 + 6, q0 + 5, q0 + 4, q0 + 3, q0 + 2,  \
+                     q0 + 1, q0)
+#define GV_IDX_D(d0, d1) \
+    _mm256_set_epi16(d1, d1, d1, d1, d1, d1, d1, d1, d0, d0, d0, d0, d0, d0, d0, d0)
+
+/* One block pair of a weight row (TWO: whether the second block exists) against the prepared
+ * activations of pair pi, added to acc. KIND: GV_Q5_0 (the high bits: 4 bytes at offset 2 of
+ * each block) or GV_Q8_0 (34-byte blocks: the codes as two 32-byte loads, biased by
+ * 128 to unsigned). */
+#define GV_Q5_0 1
+#define GV_Q8_0 2
+static inline __attribute__((always_inline)) __m256 gv_pair(__m256 acc, const uint8_t *pb, int two, const ts_gv_act *p,
+                                                            int64_t pi, int bytes, int kind, __m512i iqs, __m256i id) {
+    const __m512i shift = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0,
+                                           0x0004000400040004, 0x0004000400040004, 0, 0);
+    /* A pair of Q8_0 blocks is 68 bytes, so a full 64-byte load stays inside it. */
+    const __m512i raw = kind == GV_Q8_0 && two
+                            ? _mm512_loadu_si512(pb)
+                            : _mm512_maskz_loadu_epi8(two ? (1ull << (2 * bytes)) - 1 : (1ull << bytes) - 1, pb);
+    __m512i q;
+    if (kind == GV_Q8_0) {
+        const __m256i q1 = two ? _mm256_loadu_si256((const __m256i *)(pb + bytes + 2)) : _mm256_setzero_si256();
+        q = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(pb + 2))), q1, 1),
+                             _mm512_set1_epi8((char)0x80));
+    } else {
+        q = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(iqs, raw), shift), _mm512_set1_epi8(15));
+    }
+    if (kind == GV_Q5_0) {
+        uint32_t h0, h1 = 0;
+        memcpy(&h0, pb + 2, 4);
+        if (two) memcpy(&h1, pb + bytes + 2, 4);
+        q = _mm512_mask_add_epi8(q, _cvtu64_mask64((uint64_t)h0 | (uint64_t)h1 << 32), q, _mm512_set1_epi8(16));
+    }
+    const __m256i dh = kind == GV_Q8_0 ? _mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_castsi256_si512(id), raw))
+                                       : _mm256_permutexvar_epi16(id, _mm512_castsi512_si256(raw));
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(p->c0[pi]), q, _mm512_load_si512(p->qs + 64 * pi));
+    const __m512 prod = _mm512_cvtepi32_ps(dot);
+    const __m512 scale = _mm512_mul_ps(_mm512_cvtph_ps(dh), _mm512_load_ps(p->da[pi]));
+    /* Block after block into one eight-lane chain, as llama.cpp's vec_dot sums. */
+    acc = _mm256_fmadd_ps(_mm512_castps512_ps256(prod), _mm512_castps512_ps256(scale), acc);
+    if (two)
+        acc = _mm256_fmadd_ps(_mm512_extractf32x8_ps(prod, 1), _mm512_extractf32x8_ps(scale, 1), acc);
+    return acc;
+}
+
+/* NR (1 or 2, a constant after inlining) weight rows of nblk blocks of BYTES bytes, WS bytes
+ * apart, against the prepared activations into v[0..NR): one accumulation chain per row, the
+ * activation loads shared. */
+static inline __attribute__((always_inline)) void gv_rows_nr(const uint8_t *wr, size_t ws, int nr, int64_t nblk,
+                                                             const ts_gv_act *p, int bytes, int kind, __m512i iqs,
+                                                             __m256i id, __m256 *keep, int first, int last,
+                                                             float *v) {
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    if (!first)
+        for (int k = 0; k < nr; k++) acc[k] = keep[k];
+    const int64_t npairs = nblk / 2;
+    for (int64_t pi = 0; pi < npairs; pi++)
+        for (int k = 0; k < nr; k++) {
+            __builtin_prefetch(wr + k * ws + 2 * pi * bytes + TS_PREFETCH);
+            acc[k] = gv_pair(acc[k], wr + k * ws + 2 * pi * bytes, 1, p, pi, bytes, kind, iqs, id);
+        }
+    if (nblk & 1)
+        for (int k = 0; k < nr; k++)
+            acc[k] = gv_pair(acc[k], wr + k * ws + (nblk - 1) * bytes, 0, p, npairs, bytes, kind, iqs, id);
+    for (int k = 0; k < nr; k++) {
+        if (last)
+            v[k] = ts_acc_sum(acc[k]);
+        else
+            keep[k] = acc[k];
+    }
+}
+
+#define TS_GV_RB 64 /* rows whose chains wait in registers saved between passes (rows over TS_GV) */
+static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, float *y, int64_t n,
+                    int bytes, int kind, int off, __m512i iqs, __m256i id) {
+    ts_gv_act p;
+    __m256 keep[TS_GV_RB];
+    /* A row longer than one pass keeps one chain through every pass: rows in blocks of TS_GV_RB,
+     * each block's chains saved between passes. */
+    const int64_t rb = n <= TS_GV ? nrows : TS_GV_RB;
+    for (int64_t rb0 = 0; rb0 < nrows; rb0 += rb) {
+        const int64_t r1 = nrows - rb0 < rb ? nrows : rb0 + rb;
+        for (int64_t e0 = 0; e0 < n; e0 += TS_GV) {
+            const int64_t nblk = (n - e0 < TS_GV ? n - e0 : TS_GV) / 32;
+            const int first = e0 == 0, last = e0 + TS_GV >= n;
+            gv_prepare(a + e0 / 32, nblk, off, &p);
+            const uint8_t *w0 = (const uint8_t *)w + (e0 / 32) * bytes;
+            for (int64_t r = rb0; r < r1; r += 2) {
+                float v[2];
+                __m256 *kr = keep + (r - rb0) % TS_GV_RB;
+                if (r + 1 < r1)
+                    gv_rows_nr(w0 + r * ws, ws, 2, nblk, &p, bytes, kind, iqs, id, kr, first, last, v);
+                else
+                    gv_rows_nr(w0 + r * ws, ws, 1, nblk, &p, bytes, kind, iqs, id, kr, first, last, v);
+                if (last)
+                    for (int k = 0; k < 2 && r + k < r1; k++) y[r + k] = v[k];
+            }
+        }
+    }
+}
+
+/* Whether the product was done here: the GEMV of the types with a pair kernel. (A GEMM built
+ * the same way, one decoded pair against eight columns, measured no faster than the generic
+ * eight-chunk tiles, so several columns stay there.) */
+#define GX_FN(T, BYTES, KIND, OFF, IQS, ID)                                                            \
+    static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
+                      int64_t ncols, float *y, size_t ys, int64_t n) {                                 \
+        (void)as; (void)ys;                                                                            \
+        if (ncols != 1) return 0;                                                                      \
+        gv_rows(w, ws, nrows, a, y, n, BYTES, KIND, OFF, IQS, ID);                                     \
+        return 1;                                                                                      \
+    }
+GX_FN(q5_0, 22, GV_Q5_0, 16, GV_IDX_QS(3, 14), GV_IDX_D(0, 11))
+GX_FN(q8_0, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17))
+
+#define GX_NONE(T)                                                                                   \
+    static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
+                      int64_t ncols, float *y, size_t ys, int64_t n) {                                 \
+        (void)w; (void)ws; (void)nrows; (void)a; (void)as; (void)ncols; (void)y; (void)ys; (void)n;    \
+        return 0;                                                                                      \
+    }
+GX_NONE(q4_0) /* llama.cpp's repacked order: ts_bsum.h */
+GX_NONE(q4_1)
+GX_NONE(q5_1)
+GX_NONE(iq4_nl)
+GX_NONE(q2_0)
+#define TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n) gx_##T(w, ws, nrows, a, as, ncols, y, ys, n)
+#else
+#define TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
+#endif
+
+#endif /* TS_GEMV_AVX512_H */
