@@ -193,7 +193,10 @@ fn generate_c_matches_the_runtime_and_runs_clean() {
         let out = Command::new("readelf").arg("-S").arg(f).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    assert!(!sections(&so).contains(".debug_info"), "the installed library has debug info");
+    assert!(
+        !sections(&so).contains(".debug_info"),
+        "the installed library has debug info"
+    );
     let lib = static_lib();
     let split = std::env::temp_dir().join(format!("tsharp-ffi-{}-split", std::process::id()));
     let st = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("install.sh"))
