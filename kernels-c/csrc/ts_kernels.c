@@ -27,8 +27,10 @@
  *   ts_qgemm.h        per-32 prefill GEMM tiles (AVX2, AVX-512, AMX)
  *   ts_bsum.h         Q4_0 / Q2_0 kernels that scale whole integer totals
  *   ts_q32.h          the generic per-32 matmul (every tier's fallback)
+ *   ts_kquant.h       the generic K-quant matmul (every tier's fallback)
  *   ts_attn.h         attention over an f16 KV cache
- *   this file         tier naming, the type lists, the K-quant and float kernels, the table.
+ *   this file         tier naming, the type lists, the per-type entry points, the float
+ *                     kernels, the table.
  * Symbols follow <op>_<weight type>_<activation type> (mm_q4_k_q8a, mm_f16_f32, dequant_q8_0),
  * prefixed with the tier (ts_avx512_...) where they leave the file. */
 #include <math.h>
@@ -307,162 +309,18 @@ DEFINE_BSUM_NONE(iq4_nl)
 #define K_REPACK 1 /* llama.cpp's repacked 8x8 kernels: two float chains (scaled sums, mins),   \
                     * subtracted at the end, fed one integer sum per super-block (GEMV) or per 64  \
                     * elements (GEMM, used for the columns of whole groups of four) */
-#define DEFINE_K_KERNELS(T, BLOCK, SAME, ORDER, LANE_OFF)                                                    \
-    /* One super-block of a row in the K_REPACK order: per 64 elements one integer sum (the two   \
-     * sub-blocks' scaled dot products) and one integer min term (their mins times activation    \
-     * sums); columns in per64 take them into the float chains at once, the others add them up   \
-     * over the super-block first. mn16 holds the negated mins, so macc is minus llama.cpp's     \
-     * min chain and the row's result is sacc + macc. */                                          \
-    static inline __attribute__((always_inline)) void TS_FN(mk_repack_##T)(                        \
-        const int8_t *w8, const int16_t *sc16, const int16_t *mn16, float d, float dmin,           \
-        const ts_block_q8a *a, size_t as, int nc, const int16_t *bs, const float *da, int64_t b,    \
-        unsigned per64, float *sacc, float *macc) {                                                 \
-        int32_t isb[TS_COLS] = {0}, imb[TS_COLS] = {0};                                             \
-        for (int g = 0; g < 4; g++) {                                                               \
-            ts_iacc ip[TS_COLS];                                                                    \
-            for (int c = 0; c < nc; c++) ip[c] = ts_iacc_zero();                                    \
-            for (int k = 2 * g; k < 2 * g + 2; k++) {                                               \
-                const ts_ksc ks = ts_ksc_make(sc16[2 * k], sc16[2 * k + 1]);                        \
-                for (int c = 0; c < nc; c++) {                                                      \
-                    const ts_block_q8a *ab =                                                        \
-                        (const ts_block_q8a *)((const uint8_t *)a + c * as) + 8 * b + k;            \
-                    ip[c] = ts_iacc_u8x32(ip[c], w8 + 32 * k, ab->qs, ks);                          \
-                }                                                                                   \
-            }                                                                                       \
-            for (int c = 0; c < nc; c++) {                                                          \
-                const int16_t *s16 = bs + (c * TS_KSB + b) * 16 + 4 * g;                            \
-                const int32_t is = ts_iacc_hsum(ip[c]);                                             \
-                const int32_t im = mn16[4 * g] * s16[0] + mn16[4 * g + 1] * s16[1] +                \
-                                   mn16[4 * g + 2] * s16[2] + mn16[4 * g + 3] * s16[3];             \
-                if (per64 >> c & 1) {                                                               \
-                    const float dc = da[c * TS_KSB + b];                                            \
-                    sacc[c] = __builtin_fmaf((float)is, d * dc, sacc[c]);                           \
-                    macc[c] = __builtin_fmaf((float)im, dmin * dc, macc[c]);                        \
-                } else {                                                                            \
-                    isb[c] += is;                                                                   \
-                    imb[c] += im;                                                                   \
-                }                                                                                   \
-            }                                                                                       \
-        }                                                                                           \
-        for (int c = 0; c < nc; c++)                                                                \
-            if (!(per64 >> c & 1)) {                                                                \
-                const float dc = da[c * TS_KSB + b];                                                \
-                sacc[c] = __builtin_fmaf((float)isb[c], d * dc, sacc[c]);                           \
-                macc[c] = __builtin_fmaf((float)imb[c], dmin * dc, macc[c]);                        \
-            }                                                                                       \
-    }                                                                                               \
-    static inline __attribute__((always_inline)) void TS_FN(mk_row_##T)(                           \
-        const BLOCK *wr, int64_t nsb, const ts_block_q8a *a, size_t as, int nc, const int16_t *bs,  \
-        const float *da, float *y, size_t ys, int accumulate, unsigned per64, int tiled,            \
-        const int16_t *p4) {                                                                        \
-        ts_acc acc[TS_COLS];                                                                        \
-        float sacc[TS_COLS] = {0}, macc[TS_COLS] = {0};                                             \
-        for (int c = 0; c < TS_COLS; c++) acc[c] = ts_acc_zero();                                   \
-        for (int64_t b = 0; b < nsb; b++) {                                                         \
-            int8_t w8[TS_QK_K];                                                                     \
-            int16_t sc16[16], mn16[16];                                                             \
-            float d, dmin;                                                                          \
-            for (size_t pf = 0; pf < sizeof(BLOCK); pf += 64)                                       \
-                __builtin_prefetch((const uint8_t *)(wr + b) + TS_PREFETCH + pf);                   \
-            kunpack_##T(wr + b, w8, sc16, mn16, &d, &dmin);                                         \
-            if ((ORDER) == K_REPACK) {                                                              \
-                TS_FN(mk_repack_##T)(w8, sc16, mn16, d, dmin, a, as, nc, bs, da, b, per64, sacc, macc); \
-                continue;                                                                           \
-            }                                                                                       \
-            /* Chunk-outer, column-inner: each chunk of codes is loaded once for all columns. */  \
-            ts_iacc ia[TS_COLS];                                                                    \
-            for (int c = 0; c < nc; c++) ia[c] = ts_iacc_zero();                                    \
-            _Pragma("GCC unroll 8") for (int k = 0; k < 8; k++) {                                   \
-                const ts_ksc ks = ts_ksc_make(sc16[2 * k], sc16[2 * k + 1]);                        \
-                for (int c = 0; c < nc; c++) {                                                      \
-                    const ts_block_q8a *ab =                                                        \
-                        (const ts_block_q8a *)((const uint8_t *)a + c * as) + 8 * b + k;            \
-                    /* LANE_OFF: the offset leaves each lane with its own products (the lanes  \
-                     * of the signed codes, as Q3_K's vec_dot subtracts it), from p4 prepared   \
-                     * per call for one column. */                                              \
-                    if ((LANE_OFF) && !tiled) {                                                     \
-                        int16_t p4k[16];                                                            \
-                        if (!p4) ts_p4(ab->qs, p4k);                                                \
-                        ia[c] = ts_iacc_u8x32_off(ia[c], w8 + 32 * k, ab->qs, ks,                   \
-                                                  p4 ? p4 + (b * 8 + k) * 16 : p4k);                \
-                    } else {                                                                        \
-                        ia[c] = ts_iacc_u8x32(ia[c], w8 + 32 * k, ab->qs, ks);                      \
-                    }                                                                               \
-                }                                                                                   \
-            }                                                                                       \
-            for (int c = 0; c < nc; c++) {                                                          \
-                const int16_t *s16 = bs + (c * TS_KSB + b) * 16;                                    \
-                const float dc = da[c * TS_KSB + b];                                                \
-                const ts_iacc i = ia[c];                                                            \
-                if (tiled) {                                                                        \
-                    /* mn16 holds the offset terms (SAME) or the negated mins. */                  \
-                    const int32_t im = ts_iacc_hsum(ts_iacc_dot16(ts_iacc_zero(), mn16, s16));      \
-                    float r = (float)(ts_iacc_hsum(i) + (SAME ? im : 0)) * d;                       \
-                    if (!(SAME)) r = __builtin_fmaf(dmin, (float)im, r);                            \
-                    sacc[c] = __builtin_fmaf(r, dc, sacc[c]);                                       \
-                } else if (SAME) {                                                                  \
-                    acc[c] = ts_acc_fma_iacc(acc[c], (LANE_OFF) ? i : ts_iacc_dot16(i, mn16, s16), d * dc); \
-                } else {                                                                            \
-                    acc[c] = ts_acc_fma_iacc(acc[c], i, d * dc);                                    \
-                    acc[c] = ts_acc_fma_iacc(acc[c], ts_iacc_dot16(ts_iacc_zero(), mn16, s16),      \
-                                             dmin * dc);                                            \
-                }                                                                                   \
-            }                                                                                       \
-        }                                                                                           \
-        for (int c = 0; c < nc; c++)                                                                \
-            y[c * ys] = (accumulate ? y[c * ys] : 0.0f) +                                           \
-                        ((ORDER) == K_REPACK || tiled ? sacc[c] + macc[c] : ts_acc_sum(acc[c]));     \
-    }                                                                                               \
-    static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows,                       \
-                                     const ts_block_q8a *a, size_t as, int64_t ncols, float *y,     \
-                                     size_t ys, int64_t n) {                                        \
-        if (TS_NEON_MM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* aarch64: ts_neon.h */  \
-        if (TS_K_GEMV(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 vec_dot GEMV */ \
-        if (TS_K_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* tile GEMM (prefill) */ \
-        const int64_t nsb_all = n / TS_QK_K;                                                        \
-        int16_t bs[TS_COLS * TS_KSB * 16];                                                          \
-        float da[TS_COLS * TS_KSB];                                                                 \
+#include "ts_kquant.h"
+
+/* The per-type entry point: the tier's own kernels where it has one for this type and shape
+ * (ts_neon.h, the AVX-512 GEMV of ts_kvec.h, the tiles of ts_kgemm.h), else mm_kquant. */
+#define DEFINE_K_KERNELS(T, BLOCK, SAME, ORDER, LANE_OFF)                                          \
+    static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, \
+                                     size_t as, int64_t ncols, float *y, size_t ys, int64_t n) {   \
+        if (TS_NEON_MM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* aarch64: ts_neon.h */   \
+        if (TS_K_GEMV(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 vec_dot GEMV */  \
+        if (TS_K_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* tile GEMM (prefill) */  \
         int16_t p4buf[(LANE_OFF) ? TS_KSB * 8 * 16 : 1]; /* LANE_OFF decode: ts_p4 per chunk */     \
-        /* Columns of whole groups of four take the GEMM order (K_REPACK); eight or more columns   \
-         * the tiled GEMM's (K_LANES). */                                                           \
-        const int tiled = (ORDER) == K_LANES && ncols >= 8;                                         \
-        const int64_t ngemm = (ORDER) == K_REPACK ? ncols - ncols % 4 : 0;                           \
-        for (int64_t c0 = 0; c0 < ncols; c0 += TS_COLS) {                                           \
-            const int nc = (int)(ncols - c0 < TS_COLS ? ncols - c0 : TS_COLS);                      \
-            const unsigned per64 = c0 >= ngemm ? 0u                                                 \
-                                   : c0 + nc <= ngemm ? (1u << nc) - 1                              \
-                                                      : (1u << (ngemm - c0)) - 1;                   \
-            for (int64_t s0 = 0; s0 < nsb_all; s0 += TS_KSB) {                                      \
-                const int64_t nsb = nsb_all - s0 < TS_KSB ? nsb_all - s0 : TS_KSB;                  \
-                const ts_block_q8a *ac =                                                            \
-                    (const ts_block_q8a *)((const uint8_t *)a + c0 * as) + 8 * s0;                  \
-                for (int c = 0; c < nc; c++) {                                                      \
-                    const ts_block_q8a *col = (const ts_block_q8a *)((const uint8_t *)ac + c * as); \
-                    for (int64_t b = 0; b < nsb; b++) {                                             \
-                        da[c * TS_KSB + b] = col[8 * b].d;                                          \
-                        for (int k = 0; k < 8; k++) {                                               \
-                            bs[(c * TS_KSB + b) * 16 + 2 * k] = col[8 * b + k].s[0];                \
-                            bs[(c * TS_KSB + b) * 16 + 2 * k + 1] = col[8 * b + k].s[1];            \
-                        }                                                                           \
-                    }                                                                               \
-                }                                                                                   \
-                const int16_t *p4 = NULL;                                                           \
-                if ((LANE_OFF) && ncols == 1) {                                                     \
-                    for (int64_t k = 0; k < 8 * nsb; k++) ts_p4(ac[k].qs, p4buf + 16 * k);          \
-                    p4 = p4buf;                                                                     \
-                }                                                                                   \
-                for (int64_t r = 0; r < nrows; r++) {                                               \
-                    const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + r * ws) + s0;            \
-                    float *yr = y + c0 * ys + r;                                                    \
-                    if (nc == TS_COLS)                                                              \
-                        TS_FN(mk_row_##T)(wr, nsb, ac, as, TS_COLS, bs, da, yr, ys, s0 > 0, per64, tiled, p4); \
-                    else if (nc == 1)                                                               \
-                        TS_FN(mk_row_##T)(wr, nsb, ac, as, 1, bs, da, yr, ys, s0 > 0, per64, tiled, p4);       \
-                    else                                                                            \
-                        TS_FN(mk_row_##T)(wr, nsb, ac, as, nc, bs, da, yr, ys, s0 > 0, per64, tiled, p4);      \
-                }                                                                                   \
-            }                                                                                       \
-        }                                                                                           \
+        mm_kquant(w, ws, nrows, a, as, ncols, y, ys, n, sizeof(BLOCK), SAME, ORDER, LANE_OFF, kunpack_##T, p4buf);\
     }
 
 DEFINE_DEQUANT_KERNELS(q4_0, 32, ts_block_q4_0, 8)
