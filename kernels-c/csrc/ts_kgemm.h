@@ -273,139 +273,166 @@ typedef __m256i kg_vi;
 #define KG_TILED 1
 #define KG_REPACK 2
 #define KG_CG 64 /* columns per group (KG_REPACK) */
-/* MAXCODE: the largest unsigned code (the avx2 engine's int16 headroom). */
+/* Packs the weight rows [0, nr) (row r at w + r*ws) of super-blocks s0..s0+nsb into the tile
+ * layouts: codes in the VNNI order (bp), encoded sub-block scales (scv), min pairs (mnp), d and
+ * dmin per row (dv, dmv); rows past nr are zero. The type's parameters (unpack, bsize, same,
+ * off, sub) are constants at every call. */
+static inline __attribute__((always_inline)) void kg_pack(ts_kunpack_fn unpack, size_t bsize, int same, int off,
+                                                          int sub, const void *w, size_t ws, int nr, int64_t s0,
+                                                          int nsb, int8_t *bp, int32_t *scv, int32_t *mnp, float *dv,
+                                                          float *dmv) {
+    (void)off;
+    for (int r = 0; r < KG_R; r++) {
+        const uint8_t *wr = (const uint8_t *)w + (r < nr ? r : 0) * ws;
+        for (int b = 0; b < nsb; b++) {
+            int8_t w8[TS_QK_K];
+            int16_t sc16[16], mn16[16];
+            float d = 0.0f, dmin = 0.0f;
+            if (r < nr) {
+                unpack(wr + (size_t)(s0 + b) * bsize, w8, sc16, mn16, &d, &dmin);
+                if (same && KG_SIGNED) w8_sub(w8, TS_QK_K, off);
+            } else {
+                memset(w8, 0, sizeof w8);
+                memset(sc16, 0, sizeof sc16);
+                memset(mn16, 0, sizeof mn16);
+            }
+            dv[b * KG_R + r] = d;
+            dmv[b * KG_R + r] = dmin;
+            for (int j = 0; j < TS_QK_K / sub; j++) {
+                scv[(b * 16 + j) * KG_R + r] = KG_SCALE_ENC(sc16[j * sub / 16]);
+                for (int kk = 0; kk < sub / 4; kk++)
+                    memcpy(bp + (b * TS_QK_K + j * sub) * KG_R + kk * 4 * KG_R + r * 4, w8 + j * sub + 4 * kk, 4);
+            }
+            for (int jp = 0; jp < 8; jp++)
+                mnp[(b * 8 + jp) * KG_R + r] =
+                    (int32_t)((uint32_t)(uint16_t)mn16[2 * jp] | ((uint32_t)(uint16_t)mn16[2 * jp + 1] << 16));
+        }
+    }
+}
+
+/* One tile: the packed rows (nr of them) times nc activation columns over the packed super-blocks,
+ * continuing the float chains in y (and ms, KG_REPACK) unless first, adding the min chains if last.
+ * per64: the columns that take llama.cpp's per-64 order (KG_REPACK). */
+static inline __attribute__((always_inline)) void kg_tile(int sub, int same, int maxcode, int order,
+                                                          const int8_t *bp, const int32_t *scv, const int32_t *mnp,
+                                                          const float *dv, const float *dmv, int nr, int64_t s0,
+                                                          int nsb, const uint8_t *a, size_t as, int nc, float *y,
+                                                          size_t ys, int first, int last, unsigned per64, float *ms) {
+    (void)maxcode;
+    kg_vf acc[KG_C], macc[KG_C]; /* macc: the min chains (KG_REPACK) */
+    KG_TILE_LOCALS(nc);
+    for (int c = 0; c < KG_C; c++) acc[c] = macc[c] = KG_FZERO();
+    if (!first) KG_LOAD_Y(y, ys, acc, nc, nr); /* one chain through every super-block range */
+    if (order == KG_REPACK && !first)
+        for (int c = 0; c < nc; c++) macc[c] = KG_FLOAD(ms + KG_R * c);
+    for (int b = 0; b < nsb; b++) {
+        const uint8_t *ab = a + (s0 + b) * 8 * sizeof(ts_block_q8a);
+        kg_vi isum[KG_C];
+        for (int c = 0; c < KG_C; c++) isum[c] = KG_IZERO();
+        for (int j = 0; j < TS_QK_K / sub; j++) {
+            const uint8_t *q = (const uint8_t *)((const ts_block_q8a *)ab + j * sub / 32)->qs + (j * sub) % 32;
+            const int8_t *wb = bp + (b * TS_QK_K + j * sub) * KG_R;
+            KG_SUB_PRODUCTS(sub, same, maxcode, q, as, nc, wb, scv + (b * 16 + j) * KG_R, isum);
+            if (order == KG_REPACK && (j & 1) && per64) {
+                /* The columns in whole groups of four: one integer sum per 64 elements. */
+                const kg_vf dvv = KG_FLOAD(dv + KG_R * b), dmv_ = KG_FLOAD(dmv + KG_R * b);
+                for (int c = 0; c < nc; c++) {
+                    if (!(per64 >> c & 1)) continue;
+                    const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);
+                    const kg_vf dc = KG_FSET1(col->d);
+                    acc[c] = KG_FMA(KG_CVT(isum[c]), KG_FMUL(dvv, dc), acc[c]);
+                    macc[c] = KG_FMA(KG_CVT(KG_MINS(mnp, col, b, j - 1, j + 1)), KG_FMUL(dmv_, dc), macc[c]);
+                    isum[c] = KG_IZERO();
+                }
+            }
+        }
+        const kg_vf dvv = KG_FLOAD(dv + KG_R * b);
+        for (int c = 0; c < nc; c++) {
+            const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);
+            const kg_vf dc = KG_FSET1(col->d);
+            if (order == KG_REPACK) {
+                /* The other columns: one integer sum per super-block. */
+                if (per64 >> c & 1) continue;
+                acc[c] = KG_FMA(KG_CVT(isum[c]), KG_FMUL(dvv, dc), acc[c]);
+                macc[c] = KG_FMA(KG_CVT(KG_MINS(mnp, col, b, 0, 8)), KG_FMUL(KG_FLOAD(dmv + KG_R * b), dc), macc[c]);
+                continue;
+            }
+            /* KG_TILED: r = float(total)*d, r = fma(dmin, mins, r), acc = fma(r, da, acc);
+             * unsigned offset codes: the offset enters with the mins' pair sums. */
+            const kg_vi tot = same && !KG_SIGNED ? KG_IADD(isum[c], KG_MINS(mnp, col, b, 0, 8)) : isum[c];
+            kg_vf r = KG_FMUL(KG_CVT(tot), dvv);
+            if (!same) r = KG_FMA(KG_FLOAD(dmv + KG_R * b), KG_CVT(KG_MINS(mnp, col, b, 0, 8)), r);
+            acc[c] = KG_FMA(r, dc, acc[c]);
+        }
+    }
+    if (order == KG_REPACK) {
+        for (int c = 0; c < nc; c++) {
+            if (last)
+                acc[c] = KG_FADD(acc[c], macc[c]);
+            else
+                KG_FSTORE(ms + KG_R * c, macc[c]);
+        }
+    }
+    KG_STORE_Y(y, ys, acc, nc, nr);
+}
+
+/* The K-quant tile GEMM: y[c*ys + r] = row r of w times activation column c, for ncols >= 8
+ * (returns 0 without work for fewer: the GEMV kernels take those). Rows go in tiles of KG_R,
+ * super-blocks in ranges of KG_KSB packed once and reused for every tile of KG_C columns. */
+static inline __attribute__((always_inline)) int kg_gemm(ts_kunpack_fn unpack, size_t bsize, int same, int off,
+                                                         int sub, int maxcode, int order, const void *w, size_t ws,
+                                                         int64_t nrows, const ts_block_q8a *a, size_t as,
+                                                         int64_t ncols, float *y, size_t ys, int64_t n) {
+    if (ncols < KG_MIN_COLS) return 0;
+    int8_t bp[KG_KSB * TS_QK_K * KG_R] __attribute__((aligned(64)));
+    int32_t scv[KG_KSB * 16 * KG_R] __attribute__((aligned(64)));
+    int32_t mnp[KG_KSB * 8 * KG_R] __attribute__((aligned(64)));
+    float dv[KG_KSB * KG_R] __attribute__((aligned(64)));
+    float dmv[KG_KSB * KG_R] __attribute__((aligned(64)));
+    float ms[KG_CG * KG_R] __attribute__((aligned(64)));
+    const int64_t nsb_all = n / TS_QK_K;
+    /* KG_REPACK: llama.cpp's GEMM takes the columns of whole groups of four. */
+    const int64_t ngemm = ncols - ncols % 4;
+    const int64_t cg = order == KG_REPACK && nsb_all > KG_KSB ? KG_CG : ncols;
+    KG_BEGIN();
+    for (int64_t g0 = 0; g0 < ncols; g0 += cg) {
+        const int64_t g1 = ncols - g0 < cg ? ncols : g0 + cg;
+        for (int64_t r0 = 0; r0 < nrows; r0 += KG_R) {
+            const int nr = (int)(nrows - r0 < KG_R ? nrows - r0 : KG_R);
+            for (int64_t s0 = 0; s0 < nsb_all; s0 += KG_KSB) {
+                const int nsb = (int)(nsb_all - s0 < KG_KSB ? nsb_all - s0 : KG_KSB);
+                kg_pack(unpack, bsize, same, off, sub, (const uint8_t *)w + r0 * ws, ws, nr, s0, nsb, bp, scv, mnp,
+                        dv, dmv);
+                for (int64_t c0 = g0; c0 < g1; c0 += KG_C) {
+                    const int nc = (int)(g1 - c0 < KG_C ? g1 - c0 : KG_C);
+                    const unsigned per64 = c0 >= ngemm           ? 0u
+                                           : c0 + nc <= ngemm ? (1u << nc) - 1
+                                                              : (1u << (ngemm - c0)) - 1;
+                    const uint8_t *ac = (const uint8_t *)a + c0 * as;
+                    float *yt = y + c0 * ys + r0, *mst = ms + (c0 - g0) * KG_R;
+                    const int first = s0 == 0, last = s0 + nsb == nsb_all;
+                    if (nc == KG_C) /* the full tile with a constant column count */
+                        kg_tile(sub, same, maxcode, order, bp, scv, mnp, dv, dmv, nr, s0, nsb, ac, as, KG_C, yt, ys,
+                                first, last, per64, mst);
+                    else
+                        kg_tile(sub, same, maxcode, order, bp, scv, mnp, dv, dmv, nr, s0, nsb, ac, as, nc, yt, ys,
+                                first, last, per64, mst);
+                }
+            }
+        }
+    }
+    KG_DONE();
+    return 1;
+}
+
+/* The per-type tile GEMM: kg_gemm with the type's constants. SAME: offset codes (the offset OFF
+ * packed signed on the amx tier); SUB: elements per integer scale; MAXCODE: the largest unsigned
+ * code (the avx2 engine's int16 headroom); ORDER: KG_TILED or KG_REPACK. */
 #define DEFINE_KGEMM(T, BLOCK, SAME, OFF, SUB, MAXCODE, ORDER)                                     \
-    static void kg_pack_##T(const void *w, size_t ws, int nr, int64_t s0, int nsb, int8_t *bp,    \
-                            int32_t *scv, int32_t *mnp, float *dv, float *dmv) {                   \
-        for (int r = 0; r < KG_R; r++) {                                                           \
-            const BLOCK *wr = (const BLOCK *)((const uint8_t *)w + (r < nr ? r : 0) * ws);         \
-            for (int b = 0; b < nsb; b++) {                                                        \
-                int8_t w8[TS_QK_K];                                                                \
-                int16_t sc16[16], mn16[16];                                                        \
-                float d = 0.0f, dmin = 0.0f;                                                       \
-                if (r < nr) {                                                                      \
-                    kunpack_##T(wr + s0 + b, w8, sc16, mn16, &d, &dmin);                           \
-                    if ((SAME) && KG_SIGNED) w8_sub(w8, TS_QK_K, (OFF));                           \
-                } else {                                                                           \
-                    memset(w8, 0, sizeof w8);                                                      \
-                    memset(sc16, 0, sizeof sc16);                                                  \
-                    memset(mn16, 0, sizeof mn16);                                                  \
-                }                                                                                  \
-                dv[b * KG_R + r] = d;                                                              \
-                dmv[b * KG_R + r] = dmin;                                                          \
-                for (int j = 0; j < TS_QK_K / (SUB); j++) {                                        \
-                    scv[(b * 16 + j) * KG_R + r] = KG_SCALE_ENC(sc16[j * (SUB) / 16]);             \
-                    for (int kk = 0; kk < (SUB) / 4; kk++)                                         \
-                        memcpy(bp + (b * TS_QK_K + j * (SUB)) * KG_R + kk * 4 * KG_R + r * 4,      \
-                               w8 + j * (SUB) + 4 * kk, 4);                                        \
-                }                                                                                  \
-                for (int jp = 0; jp < 8; jp++)                                                     \
-                    mnp[(b * 8 + jp) * KG_R + r] =                                                 \
-                        (int32_t)((uint32_t)(uint16_t)mn16[2 * jp] | ((uint32_t)(uint16_t)mn16[2 * jp + 1] << 16)); \
-            }                                                                                      \
-        }                                                                                          \
-    }                                                                                              \
-    static inline __attribute__((always_inline)) void kg_tile_##T(                               \
-        const int8_t *bp, const int32_t *scv, const int32_t *mnp, const float *dv, const float *dmv, \
-        int nr, int64_t s0, int nsb, const uint8_t *a, size_t as, int nc, float *y, size_t ys,     \
-        int first, int last, unsigned per64, float *ms) {                                          \
-        kg_vf acc[KG_C], macc[KG_C]; /* macc: the min chains (KG_REPACK) */                        \
-        KG_TILE_LOCALS(nc);                                                                        \
-        for (int c = 0; c < KG_C; c++) acc[c] = macc[c] = KG_FZERO();                              \
-        if (!first) KG_LOAD_Y(y, ys, acc, nc, nr); /* one chain through every super-block range */ \
-        if ((ORDER) == KG_REPACK && !first)                                                        \
-            for (int c = 0; c < nc; c++) macc[c] = KG_FLOAD(ms + KG_R * c);                        \
-        for (int b = 0; b < nsb; b++) {                                                            \
-            const uint8_t *ab = a + (s0 + b) * 8 * sizeof(ts_block_q8a);                           \
-            kg_vi isum[KG_C];                                                                      \
-            for (int c = 0; c < KG_C; c++) isum[c] = KG_IZERO();                                   \
-            for (int j = 0; j < TS_QK_K / (SUB); j++) {                                            \
-                const uint8_t *q = (const uint8_t *)((const ts_block_q8a *)ab + j * (SUB) / 32)->qs + \
-                                   (j * (SUB)) % 32;                                               \
-                const int8_t *wb = bp + (b * TS_QK_K + j * (SUB)) * KG_R;                          \
-                KG_SUB_PRODUCTS(SUB, SAME, MAXCODE, q, as, nc, wb, scv + (b * 16 + j) * KG_R, isum); \
-                if ((ORDER) == KG_REPACK && (j & 1) && per64) {                                    \
-                    /* The columns in whole groups of four: one integer sum per 64 elements. */   \
-                    const kg_vf dvv = KG_FLOAD(dv + KG_R * b), dmv_ = KG_FLOAD(dmv + KG_R * b);    \
-                    for (int c = 0; c < nc; c++) {                                                 \
-                        if (!(per64 >> c & 1)) continue;                                           \
-                        const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);             \
-                        const kg_vf dc = KG_FSET1(col->d);                                         \
-                        acc[c] = KG_FMA(KG_CVT(isum[c]), KG_FMUL(dvv, dc), acc[c]);                \
-                        macc[c] = KG_FMA(KG_CVT(KG_MINS(mnp, col, b, j - 1, j + 1)), KG_FMUL(dmv_, dc), macc[c]); \
-                        isum[c] = KG_IZERO();                                                      \
-                    }                                                                              \
-                }                                                                                  \
-            }                                                                                      \
-            const kg_vf dvv = KG_FLOAD(dv + KG_R * b);                                             \
-            for (int c = 0; c < nc; c++) {                                                         \
-                const ts_block_q8a *col = (const ts_block_q8a *)(ab + c * as);                     \
-                const kg_vf dc = KG_FSET1(col->d);                                                 \
-                if ((ORDER) == KG_REPACK) {                                                        \
-                    /* The other columns: one integer sum per super-block. */                     \
-                    if (per64 >> c & 1) continue;                                                  \
-                    acc[c] = KG_FMA(KG_CVT(isum[c]), KG_FMUL(dvv, dc), acc[c]);                    \
-                    macc[c] = KG_FMA(KG_CVT(KG_MINS(mnp, col, b, 0, 8)), KG_FMUL(KG_FLOAD(dmv + KG_R * b), dc), \
-                                     macc[c]);                                                     \
-                    continue;                                                                      \
-                }                                                                                  \
-                /* KG_TILED: r = float(total)*d, r = fma(dmin, mins, r), acc = fma(r, da, acc);   \
-                 * unsigned offset codes: the offset enters with the mins' pair sums. */          \
-                const kg_vi tot = (SAME) && !KG_SIGNED ? KG_IADD(isum[c], KG_MINS(mnp, col, b, 0, 8)) : isum[c]; \
-                kg_vf r = KG_FMUL(KG_CVT(tot), dvv);                                               \
-                if (!(SAME)) r = KG_FMA(KG_FLOAD(dmv + KG_R * b), KG_CVT(KG_MINS(mnp, col, b, 0, 8)), r); \
-                acc[c] = KG_FMA(r, dc, acc[c]);                                                    \
-            }                                                                                      \
-        }                                                                                          \
-        if ((ORDER) == KG_REPACK) {                                                                \
-            for (int c = 0; c < nc; c++) {                                                         \
-                if (last)                                                                          \
-                    acc[c] = KG_FADD(acc[c], macc[c]);                                             \
-                else                                                                               \
-                    KG_FSTORE(ms + KG_R * c, macc[c]);                                             \
-            }                                                                                      \
-        }                                                                                          \
-        KG_STORE_Y(y, ys, acc, nc, nr);                                                            \
-    }                                                                                              \
-    static int kg_gemm_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a,        \
-                           size_t as, int64_t ncols, float *y, size_t ys, int64_t n) {             \
-        if (ncols < KG_MIN_COLS) return 0;                                                         \
-        int8_t bp[KG_KSB * TS_QK_K * KG_R] __attribute__((aligned(64)));                           \
-        int32_t scv[KG_KSB * 16 * KG_R] __attribute__((aligned(64)));                              \
-        int32_t mnp[KG_KSB * 8 * KG_R] __attribute__((aligned(64)));                               \
-        float dv[KG_KSB * KG_R] __attribute__((aligned(64)));                                      \
-        float dmv[KG_KSB * KG_R] __attribute__((aligned(64)));                                     \
-        float ms[KG_CG * KG_R] __attribute__((aligned(64)));                                       \
-        const int64_t nsb_all = n / TS_QK_K;                                                       \
-        /* KG_REPACK: llama.cpp's GEMM takes the columns of whole groups of four. */               \
-        const int64_t ngemm = ncols - ncols % 4;                                                   \
-        const int64_t cg = (ORDER) == KG_REPACK && nsb_all > KG_KSB ? KG_CG : ncols;               \
-        KG_BEGIN();                                                                                \
-        for (int64_t g0 = 0; g0 < ncols; g0 += cg) {                                               \
-            const int64_t g1 = ncols - g0 < cg ? ncols : g0 + cg;                                  \
-            for (int64_t r0 = 0; r0 < nrows; r0 += KG_R) {                                         \
-                const int nr = (int)(nrows - r0 < KG_R ? nrows - r0 : KG_R);                       \
-                for (int64_t s0 = 0; s0 < nsb_all; s0 += KG_KSB) {                                 \
-                    const int nsb = (int)(nsb_all - s0 < KG_KSB ? nsb_all - s0 : KG_KSB);          \
-                    kg_pack_##T((const uint8_t *)w + r0 * ws, ws, nr, s0, nsb, bp, scv, mnp, dv, dmv); \
-                    for (int64_t c0 = g0; c0 < g1; c0 += KG_C) {                                   \
-                        const int nc = (int)(g1 - c0 < KG_C ? g1 - c0 : KG_C);                     \
-                        const unsigned per64 = c0 >= ngemm ? 0u                                    \
-                                               : c0 + nc <= ngemm ? (1u << nc) - 1                 \
-                                                                  : (1u << (ngemm - c0)) - 1;      \
-                        const uint8_t *ac = (const uint8_t *)a + c0 * as;                          \
-                        float *yt = y + c0 * ys + r0, *mst = ms + (c0 - g0) * KG_R;                \
-                        const int first = s0 == 0, last = s0 + nsb == nsb_all;                     \
-                        if (nc == KG_C)                                                            \
-                            kg_tile_##T(bp, scv, mnp, dv, dmv, nr, s0, nsb, ac, as, KG_C, yt, ys, first, last, per64, mst); \
-                        else                                                                       \
-                            kg_tile_##T(bp, scv, mnp, dv, dmv, nr, s0, nsb, ac, as, nc, yt, ys, first, last, per64, mst); \
-                    }                                                                              \
-                }                                                                                  \
-            }                                                                                      \
-        }                                                                                          \
-        KG_DONE();                                                                                 \
-        return 1;                                                                                  \
+    static int kg_gemm_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as, \
+                           int64_t ncols, float *y, size_t ys, int64_t n) {                        \
+        return kg_gemm(kunpack_##T, sizeof(BLOCK), SAME, OFF, SUB, MAXCODE, ORDER, w, ws, nrows, a, as, ncols, y, \
+                       ys, n);                                                                     \
     }
 #define TS_K_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n) kg_gemm_##T(w, ws, nrows, a, as, ncols, y, ys, n)
 #else

@@ -5,11 +5,6 @@
 #ifndef TS_KQUANT_H
 #define TS_KQUANT_H
 
-/* The K-quant unpacker: a super-block into codes, per-16 integer scales and mins (or offset
- * terms), d and dmin (see ts_unpack.h). */
-typedef void (*ts_kunpack_fn)(const void *restrict blk, int8_t *restrict w8, int16_t *restrict sc16,
-                              int16_t *restrict mn16, float *d, float *dmin);
-
 /* One super-block of a row in the K_REPACK order: per 64 elements one integer sum (the two
  * sub-blocks' scaled dot products) and one integer min term (their mins times activation
  * sums); columns in per64 take them into the float chains at once, the others add them up

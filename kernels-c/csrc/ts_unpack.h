@@ -112,6 +112,10 @@ static inline void unpack_tq2_0(const void *restrict blk, int8_t *restrict w8, f
 /* K-quants are unpacked with integer sub-block scales (value = d*sc16[i/16]*w8[i] +
  * dmin*mn16[i/16]), which the integer K kernels use directly; the float form of the other
  * kernels follows from it (K_FLOAT_UNPACK), giving ggml's products d*sc and dmin*m exactly. */
+/* The K-quant unpacker's signature (kunpack_<type>), taken by the generic K-quant kernels. */
+typedef void (*ts_kunpack_fn)(const void *restrict blk, int8_t *restrict w8, int16_t *restrict sc16,
+                              int16_t *restrict mn16, float *d, float *dmin);
+
 static inline void kunpack_q2_k(const void *restrict blk, int8_t *restrict w8, int16_t *restrict sc16,
                                 int16_t *restrict mn16, float *d, float *dmin) {
     const ts_block_q2_k *b = blk;
