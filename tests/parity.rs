@@ -33,8 +33,8 @@ const NEAR_TIE: f64 = 0.05;
 /// ...) take the AVX-512 lane GEMM, as the tiles cannot give int32 lanes. The orders include the
 /// repacked Q4_0 8x8 kernels (one fma per 32-block total), Q3_K's vec_dot (its offset taken off
 /// inside each int32 lane) and Q2_0's generic C loop with every product rounded: the reference's
-/// build does not contract it (llama-cpp-python 0.3.36, same commit, built here, does, and gets
-/// 104 of Q2_0's 276 steps wrong against the reference).
+/// build does not contract it (a build of the same commit whose compiler contracts that loop into
+/// fma gets 104 of Q2_0's 276 steps wrong against the reference).
 struct Expected {
     reference: &'static str,
     min_cosine: f64,

@@ -115,6 +115,8 @@ int ts_model_token_is_eog(const ts_model *model, int32_t token);
 /* A metadata value as text ("general.architecture" -> "llama", numbers formatted, arrays as
  * "[len]"), NUL-terminated into buf; *len gets the length without the NUL. No allocation. */
 ts_status ts_model_meta(const ts_model *model, const char *key, char *buf, size_t cap, size_t *len);
+/* Text into ids in caller memory; *n_tokens gets the full count, TS_ERR_BUFFER_TOO_SMALL when it
+ * exceeds cap (call again with a larger buffer). Allocates a temporary list (not for a hot loop). */
 ts_status ts_tokenize(const ts_model *model, const char *text, size_t len, int add_special, int parse_special,
                       int32_t *tokens, size_t cap, size_t *n_tokens);
 ts_status ts_detokenize(const ts_model *model, const int32_t *tokens, size_t n, char *buf, size_t cap, size_t *len);
@@ -129,8 +131,11 @@ ts_status ts_session_prefill(ts_session *session, const int32_t *tokens, size_t 
 ts_status ts_session_decode_step(ts_session *session, ts_sampler *sampler, int32_t *token);
 ts_status ts_session_generate(ts_session *session, ts_sampler *sampler, const int32_t *prompt, size_t n_prompt,
                               size_t max_tokens, ts_token_cb cb, void *user, size_t *n_generated);
-/* Conversation state (cached positions + last logits) into caller buffers; no allocation. Load
- * requires the same model and KV type; on error the session is unchanged. */
+/* Conversation state (cached positions, their token ids, last logits; a versioned format with a
+ * CRC-32) into caller buffers; no allocation. Save: TS_ERR_BUFFER_TOO_SMALL when cap is below the
+ * size (ts_session_state_size). Load requires the same model file contents, context size and KV
+ * type: state from another model or shape, or a corrupt buffer, is refused with
+ * TS_ERR_INVALID_ARG and a ts_last_error() naming what differs; on error the session is unchanged. */
 ts_status ts_session_state_size(ts_session *session, size_t *size);
 ts_status ts_session_state_save(ts_session *session, uint8_t *buf, size_t cap, size_t *written);
 ts_status ts_session_state_load(ts_session *session, const uint8_t *buf, size_t len);

@@ -129,8 +129,8 @@ static inline float q8a_block_acc(ts_acc *acc, const int8_t *w8, const float *sc
                      * total, acc = fma(float(total), dw*da, acc), one scalar chain per column */
 #define Q32_PAIR 2  /* ggml's generic vec_dot of Q2_0 (x86 has no other): per 64-block          \
                      * sumi = d1*total0 + d1'*total1, acc += d0*sumi, every product rounded (not \
-                     * fused: the reference's build does not contract this C loop; a build that \
-                     * does, like llama-cpp-python 0.3.36's here, differs in the last bits) */
+                     * fused: the reference's build does not contract this C loop; a build     \
+                     * whose compiler contracts it into fma differs in the last bits) */
 
 /* llama.cpp's x86 orders where they differ from the lanes; every tier follows them. */
 #define Q4_0_ORDER Q32_BLOCK

@@ -10,7 +10,9 @@
  * acc += float(dot) * (dw * da), one fma per chunk in chunk order through the whole row (Q2_0:
  * its generic loop's pair order), so a result does not depend on the tiling or the thread count
  * and Q4_0 and Q2_0 match llama.cpp's x86 results bit for bit. The lane types (Q4_1, Q5_0, Q5_1,
- * Q8_0, IQ4_NL) come here on the amx tier only for rows too long for the lane GEMM. The AMX
+ * Q8_0, IQ4_NL) never come here: a block-order result differs from their int32-lane order in the
+ * last bits, so rows too long for the lane GEMM take the generic kernel on every tier (the amx
+ * tier once sent them here and broke bit-exactness for rows over 8192 elements). The AMX
  * engine takes the offset types as signed codes (code - OFF); vpdpbusd takes unsigned codes, so
  * the avx512 engine keeps them and takes OFF times the activation block's integer sum off each
  * dot (the same exact integer). Q4_1 / Q5_1 keep their unsigned codes and add their min terms
@@ -157,7 +159,7 @@ static inline __attribute__((always_inline)) void qg_scale(__m512 *acc, const in
     /* Returns 0 (nothing done) for too few columns. */                                           \
     static int qg_gemm_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as, \
                             int64_t ncols, float *y, size_t ys, int64_t n) {                       \
-        if (ncols < QG_MIN_COLS || (!KG_SIGNED && (ORDER) == Q32_LANES)) return 0;            \
+        if (ncols < QG_MIN_COLS || (ORDER) == Q32_LANES) return 0; /* lane types: see above */  \
         int8_t bp[QG_KC * 512] __attribute__((aligned(64)));                                   \
         float dw[QG_KC * 16] __attribute__((aligned(64)));                                     \
         float mw[QG_KC * 16] __attribute__((aligned(64)));                                     \

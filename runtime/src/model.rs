@@ -1,6 +1,8 @@
-//! A loaded model: the mapped GGUF file, its architecture spec, tokenizer and resolved weights.
-//! Quantized matrices stay zero-copy views of the mapping; norms and biases (small f32 vectors)
-//! are copied out at load.
+//! A loaded model: the GGUF file, its architecture spec, tokenizer and resolved weights.
+//! By default the file's tensor data is read into resident memory (huge pages where the kernel
+//! gives them) at load; with `--mmap` ([`WeightsMode::Mapped`]) quantized matrices are zero-copy views
+//! of the mapping instead. Either way a [`Weight`] is an offset into the file's data; norms and
+//! biases (small f32 vectors) are copied out at load.
 
 use std::path::Path;
 
@@ -10,7 +12,7 @@ use tensorsharp_models::{GgufFile, ModelError, ModelSpec};
 use crate::error::Result;
 use crate::tokenizer::Tokenizer;
 
-/// A weight matrix inside the mapped file: `rows` rows of `cols` elements.
+/// A weight matrix inside the model file's data: `rows` rows of `cols` elements.
 #[derive(Debug, Clone, Copy)]
 pub struct Weight {
     /// Element type.
@@ -243,7 +245,7 @@ impl Model {
         (self.file.metadata_heap_bytes() + own, self.tokenizer.heap_bytes())
     }
 
-    /// The mapped file.
+    /// The GGUF file (resident or mapped).
     pub fn file(&self) -> &GgufFile {
         &self.file
     }
