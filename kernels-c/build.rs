@@ -87,6 +87,9 @@ fn main() {
             .flag("-ffp-contract=off")
             .flag_if_supported("-Wno-psabi")
             .flag_if_supported("-fno-math-errno")
+            // Large frames (the tile buffers) probe each page: an overflow always hits the guard
+            // page instead of jumping past it into other memory.
+            .flag_if_supported("-fstack-clash-protection")
             .warnings(true)
             .extra_warnings(true)
             .warnings_into_errors(true);

@@ -209,63 +209,63 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "peak_rss_bytes": peak_rss,
             "profile": if a.profile { json!(profile) } else { json!(null) },
         });
-        println!("{j}");
+        outln!("{j}")?;
         return Ok(());
     }
-    println!("| model | threads | kernels | test | t/s (median ± sd) |");
-    println!("| --- | ---: | --- | --- | ---: |");
+    outln!("| model | threads | kernels | test | t/s (median ± sd) |")?;
+    outln!("| --- | ---: | --- | --- | ---: |")?;
     if a.n_prompt > 0 {
-        println!(
+        outln!(
             "| {name} | {threads} | {tier} | pp{} | {pp_med:.2} ± {:.2} |",
             a.n_prompt,
             stddev(&pp)
-        );
+        )?;
     }
     if a.n_gen > 0 {
-        println!(
+        outln!(
             "| {name} | {threads} | {tier} | tg{} | {tg_med:.2} ± {:.2} |",
             a.n_gen,
             stddev(&tg)
-        );
+        )?;
     }
-    println!();
+    outln!()?;
     if a.n_prompt > 0 {
-        println!(
+        outln!(
             "first token (pp{} + argmax): {:.1} ms median",
             a.n_prompt,
             median(&first_token)
-        );
+        )?;
     }
     if a.n_gen > 0 {
-        println!(
+        outln!(
             "decode latency: p50 {:.2} ms | p90 {:.2} | p99 {:.2} | max {:.2} (p99/p50 {:.3})",
             l[0],
             l[1],
             l[2],
             l[3],
             l[2] / l[0].max(1e-9)
-        );
-        println!(
+        )?;
+        outln!(
             "weights read per token: {:.1} MiB -> {gbps:.1} GB/s at the median tg rate",
             bytes as f64 / 1048576.0
-        );
+        )?;
         if a.roofline {
-            println!(
+            outln!(
                 "memory read bandwidth with {threads} threads: {read_gbps:.1} GB/s -> decode at {:.0}% of the roofline",
                 100.0 * gbps / read_gbps.max(1e-9)
-            );
+            )?;
         }
     }
-    println!("peak RSS: {:.1} MiB", peak_rss as f64 / 1048576.0);
+    outln!("peak RSS: {:.1} MiB", peak_rss as f64 / 1048576.0)?;
     if a.profile {
-        println!("\nprofile (all repetitions, pp and tg together):");
+        outln!("\nprofile (all repetitions, pp and tg together):")?;
         for (op, ns) in ProfileOp::ALL.iter().zip(prof) {
-            println!(
+            outln!(
                 "  {:<32} {:>10.1} ms {:>6.1}%",
                 op.name(),
                 ns as f64 / 1e6,
                 100.0 * ns as f64 / total_ns.max(1) as f64
-            );
+            )?;
         }
     }
     Ok(())

@@ -30,7 +30,7 @@ pub fn run(path: &Path, as_json: bool, max_items: usize) -> Result<()> {
     }
 }
 
-pub fn kernels() {
+pub fn kernels() -> Result<()> {
     let chosen = Tier::from_env();
     for t in Tier::ALL {
         let state = if t.is_supported() {
@@ -40,12 +40,13 @@ pub fn kernels() {
         } else {
             "not compiled for this architecture"
         };
-        println!("{:8} {state}", t.name());
+        outln!("{:8} {state}", t.name())?;
     }
     match chosen {
-        Ok(t) => println!("selected: {t} (override with {}=...)", tensorsharp_kernels::TIER_ENV),
-        Err(e) => println!("selected: none: {e}"),
+        Ok(t) => outln!("selected: {t} (override with {}=...)", tensorsharp_kernels::TIER_ENV)?,
+        Err(e) => outln!("selected: none: {e}")?,
     }
+    Ok(())
 }
 
 fn shape(dims: &[u64]) -> String {

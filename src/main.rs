@@ -1,5 +1,26 @@
 //! `tsharp`: the TensorSharp command-line tool.
 
+/// Writes to standard output like `print!`, but returns the `io::Result` (a closed pipe, a full
+/// disk) instead of panicking; `main` treats a closed pipe as the reader's choice.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        write!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+/// `println!` returning the `io::Result`, as [`out!`].
+macro_rules! outln {
+    () => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock())
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 mod bench;
 mod default_model;
 mod info;
@@ -45,14 +66,29 @@ enum Command {
     Detokenize(run::DetokenizeArgs),
 }
 
+/// The stack of the thread that runs the command: the kernels need ~128 KiB below the caller
+/// (`tensorsharp_runtime::stack::STACK_NEEDED`), and the main thread's stack is whatever
+/// `ulimit -s` says (64 KiB on some boards' init scripts); a thread's own stack is not bound by it.
+const COMMAND_STACK: usize = 8 << 20;
+
 fn main() -> ExitCode {
+    // Run the command on a thread with a known stack; should the thread not start (an
+    // address-space limit), run it here and let the runtime's stack check speak.
+    match std::thread::Builder::new()
+        .name("tsharp".into())
+        .stack_size(COMMAND_STACK)
+        .spawn(command)
+    {
+        Ok(h) => h.join().unwrap_or(ExitCode::FAILURE),
+        Err(_) => command(),
+    }
+}
+
+fn command() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info { model, json, max_items } => info::run(&model, json, max_items),
-        Command::Kernels => {
-            info::kernels();
-            Ok(())
-        }
+        Command::Kernels => info::kernels(),
         Command::Run(a) => run::run(a),
         Command::Plan(a) => run::plan(a),
         Command::Bench(a) => bench::bench(a),
@@ -61,6 +97,13 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `tsharp tokenize ... | head`: the reader closed the pipe; nothing left to say.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("tsharp: error: {e}");
             ExitCode::FAILURE

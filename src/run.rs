@@ -385,9 +385,9 @@ pub fn plan(a: PlanArgs) -> Result<()> {
             "budget": p.budget.as_ref().map(|b| json!({"bytes": b.bytes, "source": b.source})),
             "fits": p.budget.as_ref().is_none_or(|b| p.total() <= b.bytes),
         });
-        println!("{j}");
+        outln!("{j}")?;
     } else {
-        print!("{}", p.to_table());
+        out!("{}", p.to_table())?;
     }
     p.check_budget()?;
     Ok(())
@@ -409,7 +409,7 @@ pub fn tokenize(a: TokenizeArgs) -> Result<()> {
     let f = tensorsharp_models::GgufFile::open(a.model.resolve()?)?;
     let tok = tensorsharp_runtime::Tokenizer::from_gguf(&f)?;
     let ids = tok.tokenize(&a.text, !a.no_special, !a.no_special);
-    println!("{}", serde_json::to_string(&ids)?);
+    outln!("{}", serde_json::to_string(&ids)?)?;
     Ok(())
 }
 
@@ -441,7 +441,7 @@ pub fn detokenize(a: DetokenizeArgs) -> Result<()> {
         }
         ids.push(id);
     }
-    print!("{}", tok.detokenize(&ids, a.special));
+    out!("{}", tok.detokenize(&ids, a.special))?;
     std::io::stdout().flush()?;
     Ok(())
 }

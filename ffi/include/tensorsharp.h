@@ -3,7 +3,9 @@
  * Conventions
  *   - Opaque handles with create/free pairs: ts_model (read-only after load; may be shared by
  *     any number of threads and sessions), ts_session (one conversation: KV cache and buffers;
- *     one thread at a time, except ts_session_cancel), ts_sampler (one thread at a time).
+ *     one call at a time, except ts_session_cancel), ts_sampler (one call at a time). A call on
+ *     a session or sampler that a call on another thread is using returns TS_ERR_BUSY and does
+ *     nothing (checked with an atomic flag; nothing waits); use one session per thread.
  *   - Params structs start with `struct_size`; fill them with ts_*_params_default() and then
  *     change fields. A struct_size this library does not know gives TS_ERR_INVALID_ARG.
  *   - Every call returns a ts_status. ts_last_error() is the calling thread's message for the
@@ -15,8 +17,13 @@
  *     borrowed for the duration of the call only. Output buffers are caller-owned; when one is
  *     too small the call returns TS_ERR_BUFFER_TOO_SMALL and writes the needed size.
  *   - Stack: the calling thread computes a share of every prefill and decode step (n_threads
- *     counts it), in kernels that keep up to 48 KiB of tiles and tables on the stack: give it at
- *     least 128 KiB free. The library's own worker threads get 256 KiB.
+ *     counts it), in kernels that keep up to ~50 KiB of tiles and tables on the stack: give it at
+ *     least 128 KiB free below the call. Each prefill/decode/generate checks this and returns
+ *     TS_ERR_SYSTEM ("stack left ... kernels need ...") instead of overflowing; the kernels are
+ *     built with -fstack-clash-protection. The library's own worker threads get 256 KiB.
+ *   - Mapped models (TS_MODEL_MMAP): a model file truncated or rewritten in place while mapped
+ *     makes the call in flight and every later one on that model return TS_ERR_IO (the process
+ *     does not die of SIGBUS); free the model and load it again. Replace model files by rename.
  *   - Allocation: only ts_model_load, ts_session_create and ts_sampler_create allocate. The
  *     step-wise calls (ts_session_prefill, ts_session_decode_step) and ts_session_generate
  *     allocate nothing.
@@ -38,15 +45,16 @@ extern "C" {
 typedef int ts_status;
 #define TS_OK 0
 #define TS_ERR_INVALID_ARG 1      /* NULL handle, bad size, out-of-range parameter */
-#define TS_ERR_IO 2               /* the model file could not be read */
+#define TS_ERR_IO 2               /* the model file could not be read, or changed while mapped */
 #define TS_ERR_BAD_MODEL 3        /* the model file is malformed */
 #define TS_ERR_UNSUPPORTED 4      /* architecture, tokenizer or tensor type not supported */
-#define TS_ERR_OVER_BUDGET 5      /* the memory plan exceeds the budget; nothing was allocated */
+#define TS_ERR_OVER_BUDGET 5      /* the memory plan exceeds the budget, or an allocation failed */
 #define TS_ERR_CONTEXT_FULL 6     /* the tokens do not fit in the context */
 #define TS_ERR_CANCELLED 7        /* ts_session_cancel was called */
 #define TS_ERR_BUFFER_TOO_SMALL 8 /* the needed size was written to the size out-parameter */
 #define TS_ERR_INTERNAL 9         /* a bug (caught panic); free the handle */
-#define TS_ERR_SYSTEM 10          /* a system call failed (memory locking, threads) */
+#define TS_ERR_SYSTEM 10          /* a system call failed (memory locking, threads), or the stack is too small */
+#define TS_ERR_BUSY 11            /* the session or sampler is in use by a call on another thread */
 
 typedef struct ts_model ts_model;
 typedef struct ts_session ts_session;

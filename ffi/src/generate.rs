@@ -7,7 +7,7 @@ use tensorsharp_runtime::{Flow, StopReason};
 
 use crate::guard::guard;
 use crate::sampler::ts_sampler;
-use crate::session::{inner, ts_session};
+use crate::session::{session_and_sampler, ts_session};
 use crate::status::{fail, from_err, ts_status, TS_ERR_CANCELLED, TS_ERR_CONTEXT_FULL, TS_ERR_INVALID_ARG, TS_OK};
 
 /// Token callback of `ts_session_generate`: non-zero stops.
@@ -47,19 +47,11 @@ pub extern "C" fn ts_session_generate(
         let Some(cancel) = (unsafe { s.as_ref() }).map(|h| std::sync::Arc::clone(&h.cancel)) else {
             return fail(TS_ERR_INVALID_ARG, "session is NULL");
         };
-        let Some(i) = inner(s) else {
-            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        let (mut held, mut sm) = match session_and_sampler(s, sampler) {
+            Ok(both) => both,
+            Err(st) => return st,
         };
-        // SAFETY: a non-NULL sampler handle is live and used by this thread only (contract).
-        let Some(sm) = (unsafe { sampler.as_mut() }) else {
-            return fail(TS_ERR_INVALID_ARG, "sampler is NULL");
-        };
-        if sm.sampler.n_vocab() != i.logits.len() {
-            return fail(
-                TS_ERR_INVALID_ARG,
-                "the sampler was created for another vocabulary size",
-            );
-        }
+        let i = &mut *held;
         if prompt.is_null() || n_prompt == 0 {
             return fail(TS_ERR_INVALID_ARG, "tokens is NULL or n is 0");
         }
@@ -88,15 +80,9 @@ pub extern "C" fn ts_session_generate(
                 _ => Flow::Continue,
             }
         };
-        let run = i.generator.run_tokens(
-            &mut i.session,
-            &mut sm.sampler,
-            prompt,
-            max_tokens,
-            &[],
-            &cancel,
-            on_token,
-        );
+        let run = i
+            .generator
+            .run_tokens(&mut i.session, &mut sm, prompt, max_tokens, &[], &cancel, on_token);
         // The step-wise calls continue from the last logits the model produced.
         i.logits.copy_from_slice(i.session.logits());
         match run {

@@ -18,6 +18,7 @@
 // rest of its contract, so they are safe functions to C callers.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+mod exclusive;
 pub mod generate;
 mod guard;
 pub mod model;

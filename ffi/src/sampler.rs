@@ -2,14 +2,26 @@
 
 use tensorsharp_runtime::Sampler;
 
+use crate::exclusive::{Exclusive, ExclusiveGuard};
 use crate::guard::{guard, guard_unit};
 use crate::model::{model_ref, ts_model};
 use crate::params::{sampler_params, ts_sampler_params};
-use crate::status::{fail, from_err, ts_status, TS_ERR_INVALID_ARG, TS_OK};
+use crate::status::{fail, from_err, set_error, ts_status, TS_ERR_INVALID_ARG, TS_OK};
 
-/// Opaque sampler chain handle.
+/// Opaque sampler chain handle: one call at a time; a call while another runs returns
+/// `TS_ERR_BUSY`.
 pub struct ts_sampler {
-    pub(crate) sampler: Sampler,
+    pub(crate) sampler: Exclusive<Sampler>,
+}
+
+/// The sampler of a handle for the calling function: `TS_ERR_INVALID_ARG` for NULL,
+/// `TS_ERR_BUSY` while a call on another thread holds it.
+pub(crate) fn sampler_inner<'a>(s: *mut ts_sampler) -> Result<ExclusiveGuard<'a, Sampler>, ts_status> {
+    // SAFETY: a non-NULL handle is a live sampler (contract); reached only through the guard.
+    match unsafe { s.as_ref() } {
+        Some(h) => h.sampler.take("sampler"),
+        None => Err(fail(TS_ERR_INVALID_ARG, "sampler is NULL")),
+    }
 }
 
 /// Creates a sampler for `model`'s vocabulary. Allocates.
@@ -39,7 +51,11 @@ pub extern "C" fn ts_sampler_create(
         match Sampler::new(p, m.model.tokenizer().n_vocab()) {
             Ok(sampler) => {
                 // SAFETY: as above.
-                unsafe { *out = Box::into_raw(Box::new(ts_sampler { sampler })) };
+                unsafe {
+                    *out = Box::into_raw(Box::new(ts_sampler {
+                        sampler: Exclusive::new(sampler),
+                    }))
+                };
                 TS_OK
             }
             Err(e) => from_err(e),
@@ -50,12 +66,17 @@ pub extern "C" fn ts_sampler_create(
 /// Frees a sampler (NULL: no-op).
 ///
 /// Contract: `s` came from `ts_sampler_create`, no call on it is in flight, and it is not used
-/// or freed again.
+/// or freed again. A free while a call on another thread uses it is refused (logged).
 #[no_mangle]
 pub extern "C" fn ts_sampler_free(s: *mut ts_sampler) {
     guard_unit(|| {
-        if !s.is_null() {
-            // SAFETY: created by ts_sampler_create and not freed before (contract).
+        // SAFETY: a non-NULL handle is live (contract).
+        if let Some(h) = unsafe { s.as_ref() } {
+            if h.sampler.is_busy() {
+                set_error("ts_sampler_free: the sampler is in use by a call on another thread; not freed");
+                return;
+            }
+            // SAFETY: created by ts_sampler_create and not freed before, no call in flight.
             drop(unsafe { Box::from_raw(s) });
         }
     })
@@ -66,14 +87,11 @@ pub extern "C" fn ts_sampler_free(s: *mut ts_sampler) {
 /// Contract: `s` is a live sampler used by no other thread meanwhile.
 #[no_mangle]
 pub extern "C" fn ts_sampler_reset(s: *mut ts_sampler) -> ts_status {
-    guard(|| {
-        // SAFETY: a non-NULL handle is live and used by one thread (contract).
-        match unsafe { s.as_mut() } {
-            Some(s) => {
-                s.sampler.reset();
-                TS_OK
-            }
-            None => fail(TS_ERR_INVALID_ARG, "sampler is NULL"),
+    guard(|| match sampler_inner(s) {
+        Ok(mut sm) => {
+            sm.reset();
+            TS_OK
         }
+        Err(st) => st,
     })
 }

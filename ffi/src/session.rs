@@ -1,21 +1,24 @@
 //! The session handle: create, free, reset, cancel, state, and the step-wise calls (prefill and
 //! one decode step) of a firmware loop.
 
-use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use tensorsharp_runtime::{Generator, Session};
+use tensorsharp_runtime::{Generator, Sampler, Session};
 
+use crate::exclusive::{Exclusive, ExclusiveGuard};
 use crate::guard::{guard, guard_or, guard_unit};
 use crate::model::{model_ref, ts_model};
 use crate::params::{session_params, ts_session_params};
-use crate::sampler::ts_sampler;
-use crate::status::{fail, from_err, log, ts_status, LOG_WARN, TS_ERR_BUFFER_TOO_SMALL, TS_ERR_INVALID_ARG, TS_OK};
+use crate::sampler::{sampler_inner, ts_sampler};
+use crate::status::{
+    fail, from_err, log, set_error, ts_status, LOG_WARN, TS_ERR_BUFFER_TOO_SMALL, TS_ERR_INVALID_ARG, TS_OK,
+};
 
-/// Opaque session handle: one thread at a time (except `ts_session_cancel`).
+/// Opaque session handle: one call at a time (except `ts_session_cancel`); a call while another
+/// runs returns `TS_ERR_BUSY`.
 pub struct ts_session {
-    pub(crate) inner: UnsafeCell<SessionInner>,
+    pub(crate) inner: Exclusive<SessionInner>,
     /// The session's cancel flag, shared so `ts_session_cancel` never touches `inner`.
     pub(crate) cancel: Arc<AtomicBool>,
 }
@@ -29,11 +32,32 @@ pub(crate) struct SessionInner {
     pub(crate) generator: Generator,
 }
 
-/// The inside of a session handle, `None` for NULL.
-pub(crate) fn inner<'a>(s: *mut ts_session) -> Option<&'a mut SessionInner> {
-    // SAFETY: a non-NULL handle is a live session used by one thread at a time (contract); only
-    // `cancel` is touched concurrently, and it lives outside the UnsafeCell.
-    unsafe { s.as_ref().map(|h| &mut *h.inner.get()) }
+/// The inside of a session handle for the calling function: `TS_ERR_INVALID_ARG` for NULL,
+/// `TS_ERR_BUSY` while a call on another thread holds it (each with a last-error message).
+pub(crate) fn inner<'a>(s: *mut ts_session) -> Result<ExclusiveGuard<'a, SessionInner>, ts_status> {
+    // SAFETY: a non-NULL handle is a live session (contract); its inside is reached only through
+    // the exclusive guard, `cancel` is atomic.
+    match unsafe { s.as_ref() } {
+        Some(h) => h.inner.take("session"),
+        None => Err(fail(TS_ERR_INVALID_ARG, "session is NULL")),
+    }
+}
+
+/// A session and a sampler for one call: both held (else `TS_ERR_INVALID_ARG` for NULL,
+/// `TS_ERR_BUSY` while another call holds either), the sampler made for the session's vocabulary.
+pub(crate) fn session_and_sampler<'a>(
+    s: *mut ts_session,
+    sampler: *mut ts_sampler,
+) -> Result<(ExclusiveGuard<'a, SessionInner>, ExclusiveGuard<'a, Sampler>), ts_status> {
+    let held = inner(s)?;
+    let sm = sampler_inner(sampler)?;
+    if sm.n_vocab() != held.logits.len() {
+        return Err(fail(
+            TS_ERR_INVALID_ARG,
+            "the sampler was created for another vocabulary size",
+        ));
+    }
+    Ok((held, sm))
 }
 
 /// Creates a session (KV cache and buffers, planned and checked against the budget) over a
@@ -68,7 +92,7 @@ pub extern "C" fn ts_session_create(
                 }
                 let h = ts_session {
                     cancel: session.cancel_flag(),
-                    inner: UnsafeCell::new(SessionInner {
+                    inner: Exclusive::new(SessionInner {
                         logits: vec![0.0; m.model.tokenizer().n_vocab()],
                         generator: Generator::new(&session, 0),
                         session,
@@ -86,12 +110,18 @@ pub extern "C" fn ts_session_create(
 /// Frees a session (NULL: no-op).
 ///
 /// Contract: `s` came from `ts_session_create`, no call on it is in flight, and it is not used
-/// or freed again.
+/// or freed again. A free while a call on another thread runs is refused (logged, the session
+/// stays alive) rather than pulling the memory from under that call.
 #[no_mangle]
 pub extern "C" fn ts_session_free(s: *mut ts_session) {
     guard_unit(|| {
-        if !s.is_null() {
-            // SAFETY: created by ts_session_create, not freed before, no call in flight (contract).
+        // SAFETY: a non-NULL handle is live (contract).
+        if let Some(h) = unsafe { s.as_ref() } {
+            if h.inner.is_busy() {
+                set_error("ts_session_free: the session is in use by a call on another thread; not freed");
+                return;
+            }
+            // SAFETY: created by ts_session_create, not freed before, no call in flight.
             drop(unsafe { Box::from_raw(s) });
         }
     })
@@ -123,9 +153,11 @@ pub extern "C" fn ts_session_cancel(s: *const ts_session) -> ts_status {
 #[no_mangle]
 pub extern "C" fn ts_session_reset(s: *mut ts_session) -> ts_status {
     guard(|| {
-        let Some(i) = inner(s) else {
-            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        let mut held = match inner(s) {
+            Ok(i) => i,
+            Err(st) => return st,
         };
+        let i = &mut *held;
         i.session.reset();
         TS_OK
     })
@@ -145,9 +177,11 @@ pub extern "C" fn ts_session_n_past(s: *mut ts_session) -> u32 {
 #[no_mangle]
 pub extern "C" fn ts_session_state_size(s: *mut ts_session, size: *mut usize) -> ts_status {
     guard(|| {
-        let Some(i) = inner(s) else {
-            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        let mut held = match inner(s) {
+            Ok(i) => i,
+            Err(st) => return st,
         };
+        let i = &mut *held;
         if size.is_null() {
             return fail(TS_ERR_INVALID_ARG, "size is NULL");
         }
@@ -171,9 +205,11 @@ pub extern "C" fn ts_session_state_save(
     written: *mut usize,
 ) -> ts_status {
     guard(|| {
-        let Some(i) = inner(s) else {
-            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        let mut held = match inner(s) {
+            Ok(i) => i,
+            Err(st) => return st,
         };
+        let i = &mut *held;
         if written.is_null() || (buf.is_null() && cap > 0) {
             return fail(TS_ERR_INVALID_ARG, "written is NULL, or buf is NULL with cap > 0");
         }
@@ -204,9 +240,11 @@ pub extern "C" fn ts_session_state_save(
 #[no_mangle]
 pub extern "C" fn ts_session_state_load(s: *mut ts_session, buf: *const u8, len: usize) -> ts_status {
     guard(|| {
-        let Some(i) = inner(s) else {
-            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        let mut held = match inner(s) {
+            Ok(i) => i,
+            Err(st) => return st,
         };
+        let i = &mut *held;
         if buf.is_null() || len == 0 {
             return fail(TS_ERR_INVALID_ARG, "buf is NULL or len is 0");
         }
@@ -245,9 +283,11 @@ fn tokens_in<'a>(t: *const i32, n: usize, n_vocab: usize) -> Result<&'a [u32], t
 #[no_mangle]
 pub extern "C" fn ts_session_prefill(s: *mut ts_session, tokens: *const i32, n: usize) -> ts_status {
     guard(|| {
-        let Some(i) = inner(s) else {
-            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        let mut held = match inner(s) {
+            Ok(i) => i,
+            Err(st) => return st,
         };
+        let i = &mut *held;
         let toks = match tokens_in(tokens, n, i.logits.len()) {
             Ok(t) => t,
             Err(st) => return st,
@@ -271,27 +311,19 @@ pub extern "C" fn ts_session_prefill(s: *mut ts_session, tokens: *const i32, n: 
 #[no_mangle]
 pub extern "C" fn ts_session_decode_step(s: *mut ts_session, sampler: *mut ts_sampler, token: *mut i32) -> ts_status {
     guard(|| {
-        let Some(i) = inner(s) else {
-            return fail(TS_ERR_INVALID_ARG, "session is NULL");
+        let (mut held, mut sm) = match session_and_sampler(s, sampler) {
+            Ok(both) => both,
+            Err(st) => return st,
         };
-        // SAFETY: a non-NULL sampler handle is live and used by this thread only (contract).
-        let Some(sm) = (unsafe { sampler.as_mut() }) else {
-            return fail(TS_ERR_INVALID_ARG, "sampler is NULL");
-        };
+        let i = &mut *held;
         if token.is_null() {
             return fail(TS_ERR_INVALID_ARG, "token is NULL");
         }
         if i.session.n_past() == 0 {
             return fail(TS_ERR_INVALID_ARG, "nothing to continue: call ts_session_prefill first");
         }
-        if sm.sampler.n_vocab() != i.logits.len() {
-            return fail(
-                TS_ERR_INVALID_ARG,
-                "the sampler was created for another vocabulary size",
-            );
-        }
-        let next = sm.sampler.sample(&mut i.logits);
-        sm.sampler.accept(next);
+        let next = sm.sample(&mut i.logits);
+        sm.accept(next);
         // SAFETY: non-NULL by the check above.
         unsafe { *token = next as i32 };
         if i.session.model().tokenizer().is_eog(next) {

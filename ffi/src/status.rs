@@ -19,13 +19,14 @@ pub const TS_OK: ts_status = 0;
 /// A NULL handle, a bad size, an out-of-range parameter, or a saved state that does not belong
 /// to the session (another model or shape) or is damaged.
 pub const TS_ERR_INVALID_ARG: ts_status = 1;
-/// The model file could not be read.
+/// The model file could not be read, or a mapped model file was truncated or rewritten while in
+/// use (load the model again).
 pub const TS_ERR_IO: ts_status = 2;
 /// The model file is malformed.
 pub const TS_ERR_BAD_MODEL: ts_status = 3;
 /// The model uses an architecture, tokenizer or type this build does not support.
 pub const TS_ERR_UNSUPPORTED: ts_status = 4;
-/// The memory plan exceeds the budget (nothing was allocated).
+/// The memory plan exceeds the budget, or the system refused an allocation (nothing was kept).
 pub const TS_ERR_OVER_BUDGET: ts_status = 5;
 /// The tokens do not fit in the context.
 pub const TS_ERR_CONTEXT_FULL: ts_status = 6;
@@ -35,8 +36,12 @@ pub const TS_ERR_CANCELLED: ts_status = 7;
 pub const TS_ERR_BUFFER_TOO_SMALL: ts_status = 8;
 /// A bug: a panic caught at the boundary. The handle should be freed.
 pub const TS_ERR_INTERNAL: ts_status = 9;
-/// A system call failed (memory locking, thread creation).
+/// A system call failed (memory locking, thread creation), or the calling thread's stack is too
+/// small (see the header's Stack convention).
 pub const TS_ERR_SYSTEM: ts_status = 10;
+/// The session or sampler is in use by a call on another thread (one call at a time per handle);
+/// nothing was done.
+pub const TS_ERR_BUSY: ts_status = 11;
 
 thread_local! {
     static LAST_ERROR: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
@@ -92,7 +97,7 @@ pub(crate) fn fail(status: ts_status, msg: impl AsRef<str>) -> ts_status {
 pub(crate) fn status_of(e: &RuntimeError) -> ts_status {
     match e {
         RuntimeError::Model(m) => match m {
-            ModelError::Io { .. } => TS_ERR_IO,
+            ModelError::Io { .. } | ModelError::NotAFile { .. } => TS_ERR_IO,
             ModelError::UnsupportedArchitecture(_) => TS_ERR_UNSUPPORTED,
             _ => TS_ERR_BAD_MODEL,
         },
@@ -103,7 +108,9 @@ pub(crate) fn status_of(e: &RuntimeError) -> ts_status {
         | RuntimeError::CorruptState(_) => TS_ERR_INVALID_ARG,
         RuntimeError::BufferTooSmall { .. } => TS_ERR_BUFFER_TOO_SMALL,
         RuntimeError::ContextFull { .. } => TS_ERR_CONTEXT_FULL,
-        RuntimeError::OverBudget { .. } => TS_ERR_OVER_BUDGET,
+        RuntimeError::OverBudget { .. } | RuntimeError::OutOfMemory { .. } => TS_ERR_OVER_BUDGET,
+        RuntimeError::ModelFileChanged { .. } => TS_ERR_IO,
+        RuntimeError::StackTooSmall { .. } => TS_ERR_SYSTEM,
         RuntimeError::Cancelled => TS_ERR_CANCELLED,
         RuntimeError::System { .. } | RuntimeError::Io(_) => TS_ERR_SYSTEM,
         _ => TS_ERR_INTERNAL,
@@ -150,6 +157,7 @@ pub extern "C" fn ts_status_str(s: ts_status) -> *const c_char {
             TS_ERR_BUFFER_TOO_SMALL => c"buffer too small",
             TS_ERR_INTERNAL => c"internal error",
             TS_ERR_SYSTEM => c"system error",
+            TS_ERR_BUSY => c"handle in use by another call",
             _ => c"unknown status",
         };
         m.as_ptr()

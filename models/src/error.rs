@@ -18,6 +18,15 @@ pub enum ModelError {
         #[source]
         source: std::io::Error,
     },
+    /// The path names something other than a regular file (a directory, a device such as
+    /// `/dev/zero`, a FIFO, a socket): a model is read from a file.
+    #[error("{path}: not a regular file ({kind}); give the path of a .gguf model file")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        kind: &'static str,
+    },
     /// The first four bytes are not `GGUF`.
     #[error("not a GGUF file: magic is {found:02x?}, expected \"GGUF\"")]
     BadMagic {

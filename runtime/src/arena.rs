@@ -147,9 +147,10 @@ impl Arena {
         })?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
-        let ptr = NonNull::new(ptr).ok_or_else(|| RuntimeError::InvalidParameter {
-            name: "memory plan",
-            problem: format!("could not allocate the {size}-byte arena"),
+        let ptr = NonNull::new(ptr).ok_or(RuntimeError::OutOfMemory {
+            what: "the session arena",
+            bytes: size as u64,
+            hint: "lower --ctx or --batch, use --kv-type q8_0, or raise the memory limit",
         })?;
         if huge {
             // SAFETY: the range is exactly our allocation; the advice changes no contents.

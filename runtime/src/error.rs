@@ -42,6 +42,37 @@ pub enum RuntimeError {
         /// The vocabulary size.
         n_vocab: usize,
     },
+    /// The mapped model file shrank or was rewritten in place while in use (reading it raised
+    /// SIGBUS, see [`crate::fault`]): the result of the call is void and the model must be
+    /// loaded again.
+    #[error(
+        "{path}: the model file was truncated or rewritten while mapped (--mmap); the model must be loaded again (replace model files with a rename, never in place)"
+    )]
+    ModelFileChanged {
+        /// The model file.
+        path: std::path::PathBuf,
+    },
+    /// The system refused an allocation the plan had room for (an address-space limit such as
+    /// `ulimit -v`, overcommit settings); nothing was kept.
+    #[error("out of memory: could not allocate {bytes} bytes for {what} ({hint})")]
+    OutOfMemory {
+        /// What was being allocated.
+        what: &'static str,
+        /// Its size.
+        bytes: u64,
+        /// What to change.
+        hint: &'static str,
+    },
+    /// The calling thread has less stack left than the kernels need.
+    #[error(
+        "the calling thread has {available} bytes of stack left, the kernels need {needed}: run the call on a thread with a larger stack"
+    )]
+    StackTooSmall {
+        /// Bytes left below the caller's frame.
+        available: usize,
+        /// Bytes needed.
+        needed: usize,
+    },
     /// The memory plan exceeds the RAM budget (nothing was allocated).
     #[error("over budget: {message}")]
     OverBudget {

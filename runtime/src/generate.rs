@@ -198,6 +198,12 @@ impl Generator {
         interrupt: &AtomicBool,
         mut on_token: impl FnMut(Option<Token>, &str) -> Flow,
     ) -> Result<GenStats> {
+        if let Some(i) = stops.iter().position(String::is_empty) {
+            return Err(RuntimeError::InvalidParameter {
+                name: "stop",
+                problem: format!("stop string {i} is empty (it would match at once; give at least one character)"),
+            });
+        }
         let model = std::sync::Arc::clone(session.model());
         let tok = model.tokenizer();
         if session.n_past() + prompt.len() > session.n_ctx() {

@@ -5,6 +5,7 @@
 
 pub mod arena;
 pub mod error;
+pub mod fault;
 pub mod generate;
 pub mod model;
 pub mod ops;
@@ -12,6 +13,7 @@ pub mod plan;
 pub mod pool;
 pub mod sampler;
 pub mod session;
+pub mod stack;
 pub mod tokenizer;
 
 pub use error::{Result, RuntimeError};

@@ -51,6 +51,11 @@ pub struct LayerWeights {
 /// A model ready to run: read-only, shareable between sessions and threads.
 #[derive(Debug)]
 pub struct Model {
+    /// Watches a file mapping for SIGBUS (declared before `file`: unregistered before the
+    /// mapping is unmapped).
+    mapping_watch: Option<crate::fault::MappingWatch>,
+    /// The file the model was loaded from.
+    path: std::path::PathBuf,
     pub(crate) file: GgufFile,
     pub(crate) spec: ModelSpec,
     pub(crate) tokenizer: Tokenizer,
@@ -99,6 +104,37 @@ fn fits_in_ram(path: &Path) -> bool {
     fits
 }
 
+/// Address space a load needs besides the file: the parsed header, tokenizer tables and norms
+/// (a few MiB for the test models; generous for large vocabularies).
+const LOAD_TABLES_ESTIMATE: u64 = 48 << 20;
+
+/// Under an address-space limit (`ulimit -v`), refuses a load that cannot fit before anything is
+/// allocated (an allocation that fails later would abort the process).
+fn check_address_space(path: &Path, _mode: WeightsMode) -> Result<()> {
+    let Some(room) = crate::plan::address_space_room() else {
+        return Ok(());
+    };
+    let Ok(meta) = std::fs::metadata(path) else {
+        return Ok(()); // the open reports it
+    };
+    let need = meta.len() + LOAD_TABLES_ESTIMATE + crate::plan::ADDRESS_SPACE_MARGIN;
+    if need <= room {
+        return Ok(());
+    }
+    let mib = |b: u64| b as f64 / 1048576.0;
+    Err(crate::error::RuntimeError::OverBudget {
+        needed: need,
+        budget: room,
+        message: format!(
+            "{}: loading needs about {:.1} MiB of address space ({:.1} MiB of weights, tables, margin) but the address-space limit (ulimit -v) leaves {:.1} MiB: raise the limit or use a smaller model",
+            path.display(),
+            mib(need),
+            mib(meta.len()),
+            mib(room)
+        ),
+    })
+}
+
 /// The rule of [`fits_in_ram`]: a copy may take up to 90% of the RAM available.
 fn copy_fits(file_len: u64, available: u64) -> bool {
     file_len <= available / 10 * 9
@@ -125,6 +161,7 @@ impl Model {
             None => Kernels::from_env()?,
         };
         let path = path.as_ref();
+        check_address_space(path, weights)?;
         let file = match weights {
             WeightsMode::Resident if !fits_in_ram(path) => GgufFile::open(path)?,
             WeightsMode::Resident => GgufFile::open_resident(path)?,
@@ -181,7 +218,21 @@ impl Model {
             tensorsharp_models::arch::Activation::GeluTanh => crate::ops::gelu_f16_table(),
             _ => Vec::new(),
         };
+        let mapping_watch = if file.is_file_mapping() {
+            let w = crate::fault::MappingWatch::register(file.bytes());
+            if w.is_none() {
+                log::warn!(
+                    "{}: the mapping is not watched for truncation (no SIGBUS guard)",
+                    path.display()
+                );
+            }
+            w
+        } else {
+            None
+        };
         Ok(Model {
+            mapping_watch,
+            path: path.to_owned(),
             fingerprint: fingerprint(&file),
             gelu_table,
             file,
@@ -193,6 +244,22 @@ impl Model {
             output_norm,
             layers,
         })
+    }
+
+    /// The file the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `Err(ModelFileChanged)` once a read of the mapped file faulted (it was truncated or
+    /// rewritten in place under the mapping); `Ok` for a resident model.
+    pub fn check_file(&self) -> Result<()> {
+        match &self.mapping_watch {
+            Some(w) if w.faulted() => Err(crate::error::RuntimeError::ModelFileChanged {
+                path: self.path.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// An identity of the model file: a 64-bit FNV-1a hash of its header (metadata, tokenizer,

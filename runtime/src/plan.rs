@@ -219,6 +219,28 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok((v * mult as f64) as u64)
 }
 
+/// Address space kept free under `RLIMIT_AS` for what the plan does not itemise (allocator
+/// bookkeeping, the C library's own mappings, a few small buffers).
+pub const ADDRESS_SPACE_MARGIN: u64 = 16 << 20;
+
+/// Bytes of address space this process may still map under `RLIMIT_AS` (`ulimit -v`): the soft
+/// limit minus the current `VmSize`. `None` when unlimited or unknown. Every allocation counts
+/// against this limit, and one that does not fit ends a Rust program with an abort, so the
+/// model load and the session plan check it first.
+pub fn address_space_room() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, Resource, RLIM_INFINITY};
+    let (soft, _) = getrlimit(Resource::RLIMIT_AS).ok()?;
+    if soft == RLIM_INFINITY {
+        return None;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?;
+    Some(soft.saturating_sub(kb * 1024))
+}
+
 /// The RAM this process may use: the smaller of its cgroup's `memory.max` (v2) or
 /// `memory.limit_in_bytes` (v1) and the system's `MemAvailable`.
 pub fn detect_ram_budget() -> Option<Budget> {

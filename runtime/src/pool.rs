@@ -1,6 +1,14 @@
 //! A persistent thread pool for the executor: the caller is worker 0, `n - 1` threads wait for
 //! work, spinning for a configurable time and then parking. One call to [`ThreadPool::run`] is
 //! one parallel region with a barrier at its end. Dispatching work allocates nothing.
+//!
+//! Oversubscription: sessions of one process each have a pool, and while more of their threads
+//! compute at once than the process has CPUs (8 sessions x 2 threads on 2 cores), spinning
+//! workers and barrier waits only steal time from the threads doing the work (measured: 8 x 2
+//! took 12x as long as 8 x 1). A session marks itself computing ([`ThreadPool::computing`]);
+//! while the computing threads of the process exceed its CPUs, every parallel region runs on
+//! its caller alone (the workers stay parked). The jobs split their work by the thread count
+//! they are given and every result is the same whatever that count, so only the speed changes.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -9,6 +17,32 @@ use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 type Job = dyn Fn(usize, usize) + Sync;
+
+/// Threads of this process's pools whose sessions are computing now (see [`Computing`]).
+static COMPUTING_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// The CPUs this process may use (affinity and cgroup quota), asked once.
+fn process_cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// Whether the computing threads of the process exceed its CPUs.
+fn oversubscribed() -> bool {
+    COMPUTING_THREADS.load(Ordering::Relaxed) > process_cpus()
+}
+
+/// A session's compute call in progress: its pool's threads count as computing until dropped.
+#[derive(Debug)]
+pub struct Computing {
+    n: usize,
+}
+
+impl Drop for Computing {
+    fn drop(&mut self) {
+        COMPUTING_THREADS.fetch_sub(self.n, Ordering::Relaxed);
+    }
+}
 
 /// Spins between two reads of the clock while an idle worker waits for work.
 const SPIN_CHECK: u32 = 64;
@@ -200,11 +234,20 @@ impl ThreadPool {
         &self.threads
     }
 
+    /// Marks a compute call (a prefill or decode) of this pool's session as running until the
+    /// returned guard drops; see the module notes on oversubscription.
+    pub fn computing(&self) -> Computing {
+        let n = self.shared.n_threads;
+        COMPUTING_THREADS.fetch_add(n, Ordering::Relaxed);
+        Computing { n }
+    }
+
     /// Runs `f(i, n)` on every thread `i < n` (the caller is `i = 0`) and returns when all are done.
+    /// While the process is oversubscribed the caller runs `f(0, 1)` alone.
     pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
         let s = &*self.shared;
         let n = s.n_threads;
-        if n == 1 {
+        if n == 1 || oversubscribed() {
             f(0, 1);
             return;
         }

@@ -155,7 +155,9 @@ impl Sampler {
     /// Picks the next token from `logits` (which the penalties modify in place).
     pub fn sample(&mut self, logits: &mut [f32]) -> Token {
         self.apply_penalties(logits);
-        if self.params.temperature <= 0.0 || self.params.top_k == 1 {
+        // A temperature so small that 1/T overflows (a subnormal) is greedy's limit: take it as
+        // greedy (the softmax below would compute 0 * inf = NaN for the top token).
+        if self.params.temperature <= 0.0 || self.params.top_k == 1 || !(1.0 / self.params.temperature).is_finite() {
             return argmax(logits);
         }
         // Candidates sorted by logit (top-k first).
@@ -276,6 +278,28 @@ mod tests {
         .unwrap();
         for _ in 0..20 {
             assert_eq!(s.sample(&mut logits()), 1);
+        }
+    }
+
+    #[test]
+    fn a_subnormal_temperature_is_greedy() {
+        // 1/T overflows to infinity: the top token's softmax term was 0 * inf = NaN and the
+        // draw picked arbitrary tokens.
+        for t in [1e-40f32, f32::MIN_POSITIVE / 4.0, 2e-39] {
+            let mut s = Sampler::new(
+                SamplerParams {
+                    temperature: t,
+                    top_k: 0,
+                    top_p: 1.0,
+                    min_p: 0.0,
+                    ..Default::default()
+                },
+                6,
+            )
+            .unwrap();
+            for _ in 0..50 {
+                assert_eq!(s.sample(&mut logits()), 1, "temperature {t:e}");
+            }
         }
     }
 

@@ -14,7 +14,9 @@ import os
 __all__ = ["Model", "Session", "TensorSharpError", "library"]
 
 TS_OK = 0
+TS_ERR_CONTEXT_FULL = 6
 TS_ERR_BUFFER_TOO_SMALL = 8
+TS_ERR_BUSY = 11
 ABI_VERSION = 1
 
 
@@ -24,6 +26,34 @@ class TensorSharpError(RuntimeError):
     def __init__(self, status, message):
         super().__init__(f"{message} (status {status})")
         self.status = status
+
+
+def _uint(name, value, bits=32):
+    """`value` as an unsigned C integer of `bits` bits: TypeError for a non-int (bool included),
+    ValueError for a negative one, OverflowError for one too large (ctypes would wrap it)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    if value >= 1 << bits:
+        raise OverflowError(f"{name}={value} does not fit in {bits} bits")
+    return value
+
+
+def _real(name, value):
+    """`value` as a finite float: TypeError for a non-number, ValueError for NaN or infinity."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def _text(name, value):
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    return value
 
 
 class _SessionParams(ctypes.Structure):
@@ -134,6 +164,7 @@ class Model:
 
     def meta(self, key):
         """A metadata value as text."""
+        _text("key", key)
         n = ctypes.c_size_t()
         buf = ctypes.create_string_buffer(256)
         st = library().ts_model_meta(self._h, key.encode(), buf, len(buf), ctypes.byref(n))
@@ -144,7 +175,7 @@ class Model:
         return buf.value.decode("utf-8", "replace")
 
     def tokenize(self, text, add_special=True, parse_special=True):
-        data = text.encode("utf-8")
+        data = _text("text", text).encode("utf-8")
         n = ctypes.c_size_t()
         st = library().ts_tokenize(self._h, data, len(data), int(add_special), int(parse_special), None, 0, ctypes.byref(n))
         if st not in (TS_OK, TS_ERR_BUFFER_TOO_SMALL):
@@ -163,14 +194,18 @@ class Model:
 
 
 class Session:
-    """One conversation over a model (one thread at a time)."""
+    """One conversation over a model. One call at a time: a call while another thread's call
+    runs raises TensorSharpError with status TS_ERR_BUSY (nothing is done)."""
 
     def __init__(self, model, n_ctx=0, n_threads=0):
         lib = library()
         self.model = model
         p = _SessionParams()
         lib.ts_session_params_default(ctypes.byref(p))
-        p.n_ctx, p.n_threads = n_ctx, n_threads
+        p.n_ctx, p.n_threads = _uint("n_ctx", n_ctx), _uint("n_threads", n_threads)
+        #: Why the last generate stopped: "length", "end" (end of generation or callback) or
+        #: "context_full" (the context filled; the text so far is returned).
+        self.stop_reason = None
         self._h = ctypes.c_void_p()
         _check(lib.ts_session_create(model._h, ctypes.byref(p), ctypes.byref(self._h)))
 
@@ -191,30 +226,52 @@ class Session:
 
     def generate(self, prompt, max_tokens=64, on_text=None, temperature=0.0, top_k=40, top_p=0.95, min_p=0.05, seed=0x5EED):
         """Generates after `prompt` (the session continues from its state); returns the text.
-        `on_text(piece)` receives the text as it is produced."""
+        `on_text(piece)` receives the text as it is produced; an exception it raises stops the
+        generation and is raised here. A full context ends the generation like a length limit:
+        the text so far is returned and `stop_reason` is "context_full"."""
         lib = library()
+        _text("prompt", prompt)
+        max_tokens = _uint("max_tokens", max_tokens, 64)
+        temperature = _real("temperature", temperature)
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if on_text is not None and not callable(on_text):
+            raise TypeError("on_text must be callable")
         sp = _SamplerParams()
         lib.ts_sampler_params_default(ctypes.byref(sp))
         if temperature > 0:
-            sp.temperature, sp.top_k, sp.top_p, sp.min_p = temperature, top_k, top_p, min_p
-        sp.seed = seed
+            sp.temperature, sp.top_k = temperature, _uint("top_k", top_k)
+            sp.top_p, sp.min_p = _real("top_p", top_p), _real("min_p", min_p)
+        sp.seed = _uint("seed", seed, 64)
         sampler = ctypes.c_void_p()
         _check(lib.ts_sampler_create(self.model._h, ctypes.byref(sp), ctypes.byref(sampler)))
         ids = self.model.tokenize(prompt)
         arr = (ctypes.c_int32 * len(ids))(*ids)
         out = bytearray()
+        raised = []
 
         def cb(_user, _token, piece, length):
             chunk = ctypes.string_at(piece, length) if length else b""
             out.extend(chunk)
             if on_text is not None and chunk:
-                on_text(chunk.decode("utf-8", "replace"))
+                try:
+                    on_text(chunk.decode("utf-8", "replace"))
+                except BaseException as e:  # stop the generation; raised after it returns
+                    raised.append(e)
+                    return 1
             return 0
 
         keep = _TOKEN_CB(cb)
         n = ctypes.c_size_t()
         try:
-            _check(lib.ts_session_generate(self._h, sampler, arr, len(ids), max_tokens, keep, None, ctypes.byref(n)))
+            st = lib.ts_session_generate(self._h, sampler, arr, len(ids), max_tokens, keep, None, ctypes.byref(n))
         finally:
             lib.ts_sampler_free(sampler)
+        if raised:
+            raise raised[0]
+        if st == TS_ERR_CONTEXT_FULL:
+            self.stop_reason = "context_full"
+        else:
+            _check(st)
+            self.stop_reason = "length" if n.value >= max_tokens else "end"
         return out.decode("utf-8", "replace")

@@ -25,6 +25,77 @@ static void *cancel_later(void *s) {
     return NULL;
 }
 
+/* ---- one session used by two threads (against the rules): TS_ERR_BUSY, never a race ---- */
+struct busy_ctx {
+    ts_session *s;
+    ts_sampler *sm;  /* the sampler the running generate holds */
+    ts_sampler *own; /* a second sampler, free */
+    const int32_t *toks;
+    size_t n;
+    int checked;
+};
+
+/* Runs on a second thread while the main thread's ts_session_generate holds the session. */
+static void *intrude(void *p) {
+    struct busy_ctx *c = p;
+    int32_t t = 0;
+    size_t sz = 0, n_gen = 0;
+    EXPECT(ts_session_prefill(c->s, c->toks, c->n), TS_ERR_BUSY);
+    EXPECT(ts_session_decode_step(c->s, c->own, &t), TS_ERR_BUSY);
+    EXPECT(ts_session_generate(c->s, c->own, c->toks, c->n, 4, NULL, NULL, &n_gen), TS_ERR_BUSY);
+    EXPECT(ts_session_reset(c->s), TS_ERR_BUSY);
+    EXPECT(ts_session_state_size(c->s, &sz), TS_ERR_BUSY);
+    EXPECT(ts_sampler_reset(c->sm), TS_ERR_BUSY);
+    if (strstr(ts_last_error(), "in use") == NULL) { printf("FAIL: busy message: %s\n", ts_last_error()); failures++; }
+    ts_session_free(c->s); /* refused while in use: the generate on the main thread goes on */
+    return NULL;
+}
+
+static int intrude_once(void *user, int32_t token, const char *piece, size_t len) {
+    (void)token, (void)piece, (void)len;
+    struct busy_ctx *c = user;
+    if (!c->checked) {
+        c->checked = 1;
+        pthread_t th;
+        pthread_create(&th, NULL, intrude, c);
+        pthread_join(th, NULL);
+        /* re-entering from the callback is refused too */
+        int32_t t = 0;
+        EXPECT(ts_session_decode_step(c->s, c->own, &t), TS_ERR_BUSY);
+    }
+    return 0;
+}
+
+/* Two threads generating on one session at once: every call is OK or BUSY, none crashes. */
+struct race_ctx {
+    ts_session *s;
+    ts_sampler *sm;
+    const int32_t *toks;
+    size_t n;
+    int ok, busy, other;
+};
+
+static void *race(void *p) {
+    struct race_ctx *c = p;
+    for (int i = 0; i < 40; i++) {
+        size_t n_gen = 0;
+        ts_session_reset(c->s); /* may be BUSY itself; the generate below continues then */
+        ts_status st = ts_session_generate(c->s, c->sm, c->toks, c->n, 6, NULL, NULL, &n_gen);
+        if (st == TS_OK) c->ok++;
+        else if (st == TS_ERR_BUSY) c->busy++;
+        else if (st != TS_ERR_CONTEXT_FULL) c->other++;
+    }
+    return NULL;
+}
+
+/* A prefill on a thread with a 64 KiB stack: refused with TS_ERR_SYSTEM, not a stack overflow. */
+static void *small_stack_prefill(void *p) {
+    struct busy_ctx *c = p;
+    EXPECT(ts_session_prefill(c->s, c->toks, c->n), TS_ERR_SYSTEM);
+    if (strstr(ts_last_error(), "stack") == NULL) { printf("FAIL: stack message: %s\n", ts_last_error()); failures++; }
+    return NULL;
+}
+
 static int count_tokens(void *user, int32_t token, const char *piece, size_t len) {
     (void)token, (void)piece, (void)len;
     ++*(size_t *)user;
@@ -163,8 +234,42 @@ int main(int argc, char **argv) {
     EXPECT(ts_session_state_size(NULL, &need), TS_ERR_INVALID_ARG);
     EXPECT(ts_session_state_load(s, NULL, 5), TS_ERR_INVALID_ARG);
 
+    /* a second thread (and a re-entrant callback) on a session in use: TS_ERR_BUSY */
+    ts_sampler *own = NULL;
+    EXPECT(ts_sampler_create(m, NULL, &own), TS_OK);
+    EXPECT(ts_session_reset(s), TS_OK);
+    struct busy_ctx bc = {s, sm, own, toks, n, 0};
+    size_t n_busy_gen = 0;
+    EXPECT(ts_session_generate(s, sm, toks, n, 3, intrude_once, &bc, &n_busy_gen), TS_OK);
+    if (!bc.checked || n_busy_gen != 3) { printf("FAIL: busy check did not run (%zu tokens)\n", n_busy_gen); failures++; }
+    EXPECT(ts_session_reset(s), TS_OK); /* free again after the call */
+    /* two threads racing on one session, each with its own sampler */
+    struct race_ctx r1 = {s, sm, toks, n, 0, 0, 0}, r2 = {s, own, toks, n, 0, 0, 0};
+    pthread_t t1, t2;
+    pthread_create(&t1, NULL, race, &r1);
+    pthread_create(&t2, NULL, race, &r2);
+    pthread_join(t1, NULL);
+    pthread_join(t2, NULL);
+    if (r1.other + r2.other != 0 || r1.ok + r2.ok == 0) {
+        printf("FAIL: race: ok %d+%d busy %d+%d other %d+%d\n", r1.ok, r2.ok, r1.busy, r2.busy, r1.other, r2.other);
+        failures++;
+    }
+    printf("race: ok %d busy %d\n", r1.ok + r2.ok, r1.busy + r2.busy);
+    ts_sampler_free(own);
+
+    /* a caller thread with a small stack */
+    EXPECT(ts_session_reset(s), TS_OK);
+    pthread_attr_t small;
+    pthread_attr_init(&small);
+    pthread_attr_setstacksize(&small, 64 << 10);
+    pthread_t st;
+    if (pthread_create(&st, &small, small_stack_prefill, &bc) != 0) { printf("FAIL: pthread_create\n"); failures++; }
+    else pthread_join(st, NULL);
+    pthread_attr_destroy(&small);
+    if (ts_session_n_past(s) != 0) { printf("FAIL: the refused prefill changed the session\n"); failures++; }
+
     /* status strings and frees of NULL */
-    for (int st = 0; st <= 11; st++)
+    for (int st = 0; st <= 12; st++)
         if (ts_status_str(st) == NULL) { printf("FAIL: status_str(%d) NULL\n", st); failures++; }
     ts_model_free(NULL);
     ts_session_free(NULL);

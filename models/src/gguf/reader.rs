@@ -58,6 +58,9 @@ impl TensorInfo {
 }
 
 enum Backing {
+    /// A shared mapping of the file itself (its pages are the page cache's).
+    FileMap(memmap2::Mmap),
+    /// Private memory (the resident copy, read-only after the read).
     Mmap(memmap2::Mmap),
     Owned(Vec<u8>),
 }
@@ -65,7 +68,7 @@ enum Backing {
 impl Backing {
     fn bytes(&self) -> &[u8] {
         match self {
-            Backing::Mmap(m) => m,
+            Backing::FileMap(m) | Backing::Mmap(m) => m,
             Backing::Owned(v) => v,
         }
     }
@@ -94,6 +97,31 @@ impl std::fmt::Debug for GgufFile {
     }
 }
 
+/// `NotAFile` unless `meta` describes a regular file.
+fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    };
+    Err(ModelError::NotAFile {
+        path: path.to_owned(),
+        kind,
+    })
+}
+
 /// Opens `path` for [`GgufFile::open`] / [`GgufFile::open_resident`]: the file, its length (at
 /// least the 4 bytes of the magic) and the constructor of its I/O errors.
 fn open_file(path: &Path) -> Result<(std::fs::File, u64, impl Fn(std::io::Error) -> ModelError + Copy + '_)> {
@@ -101,8 +129,13 @@ fn open_file(path: &Path) -> Result<(std::fs::File, u64, impl Fn(std::io::Error)
         path: path.to_owned(),
         source,
     };
+    // Checked before opening: opening a FIFO without a writer would block forever, and a
+    // device like /dev/zero reports length 0 (it would read as a truncated file).
+    check_regular(path, &std::fs::metadata(path).map_err(io)?)?;
     let file = std::fs::File::open(path).map_err(io)?;
-    let len = file.metadata().map_err(io)?.len();
+    let meta = file.metadata().map_err(io)?;
+    check_regular(path, &meta)?; // what was opened, should the path have changed meanwhile
+    let len = meta.len();
     if len < 4 {
         return Err(ModelError::truncated("GGUF magic", 0, 4, len));
     }
@@ -114,12 +147,12 @@ impl GgufFile {
     /// cache, shared with other processes and faulted in on first use).
     pub fn open(path: impl AsRef<Path>) -> Result<GgufFile> {
         let (file, _len, io) = open_file(path.as_ref())?;
-        // SAFETY: the mapping is read-only and private to this process. The file could still be
-        // truncated by another process while mapped (which would raise SIGBUS on access); that is
-        // the documented contract of every mmap-based model loader, and model files are not
-        // rewritten in place while a runtime serves them.
+        // SAFETY: the mapping is read-only. The file could still be truncated by another process
+        // while mapped, and reading a page past the new end raises SIGBUS: the runtime registers
+        // file mappings with its fault guard (tensorsharp-runtime `fault`), which turns that
+        // into an error for the call in flight (see `is_file_mapping`).
         let mmap = unsafe { memmap2::MmapOptions::new().map(&file) }.map_err(io)?;
-        Self::parse(Backing::Mmap(mmap))
+        Self::parse(Backing::FileMap(mmap))
     }
 
     /// Reads `path` once into private anonymous memory advised for transparent huge pages, and
@@ -171,6 +204,13 @@ impl GgufFile {
                 .collect(),
             tensors: header.tensors,
         })
+    }
+
+    /// Whether the bytes are a mapping of the file itself ([`open`](Self::open)): reading a page
+    /// that another process truncated away raises SIGBUS. Resident copies and in-memory images
+    /// are private memory.
+    pub fn is_file_mapping(&self) -> bool {
+        matches!(self.backing, Backing::FileMap(_))
     }
 
     /// The whole file.

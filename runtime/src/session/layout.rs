@@ -9,7 +9,7 @@ use super::params::SessionParams;
 use crate::arena::{Arena, MemoryPlan, Slot};
 use crate::error::Result;
 use crate::model::Model;
-use crate::plan::{detect_ram_budget, Budget, SessionPlan, WORKER_STACK};
+use crate::plan::{address_space_room, detect_ram_budget, Budget, SessionPlan, ADDRESS_SPACE_MARGIN, WORKER_STACK};
 
 /// The forward pass's buffers in the arena. "Rows" are the tokens of a prefill chunk (at most
 /// `n_batch`); one row per token.
@@ -126,20 +126,36 @@ impl Layout {
     /// (`--ram-budget`, else the cgroup limit or `MemAvailable`) but not yet enforced.
     pub(crate) fn session_plan(&self, model: &Model) -> SessionPlan {
         let p = &self.params;
-        let budget = match p.ram_budget {
+        let mut budget = match p.ram_budget {
             Some(b) => Some(Budget {
                 bytes: b,
                 source: "--ram-budget".into(),
             }),
             None => detect_ram_budget(),
         };
+        let (model_tables, tokenizer) = model.heap_bytes();
+        let weights = model.file.bytes().len() as u64;
+        // Under an address-space limit what the session adds must fit in the room left; the
+        // model (weights and tables) is already mapped, so it counts as in place.
+        if let Some(room) = address_space_room() {
+            let bytes = room.saturating_sub(ADDRESS_SPACE_MARGIN) + weights + (model_tables + tokenizer) as u64;
+            if budget.as_ref().is_none_or(|b| bytes < b.bytes) {
+                budget = Some(Budget {
+                    bytes,
+                    source: format!(
+                        "address-space limit (ulimit -v): {:.1} MiB left to map",
+                        room as f64 / 1048576.0
+                    ),
+                });
+            }
+        }
         let arena = Arena::size_for(&self.plan);
         SessionPlan {
             n_ctx: p.n_ctx,
             n_batch: p.n_batch,
             n_threads: p.n_threads,
             kv_type: p.kv_type,
-            weights: model.file.bytes().len() as u64,
+            weights,
             lock: p.mlock,
             arena: self.plan.clone(),
             arena_bytes: if p.huge_pages {
@@ -148,8 +164,8 @@ impl Layout {
                 arena
             } as u64,
             kv_bytes_per_pos: self.kv.bytes_per_position() as u64,
-            model_tables: model.heap_bytes().0 as u64,
-            tokenizer: model.heap_bytes().1 as u64,
+            model_tables: model_tables as u64,
+            tokenizer: tokenizer as u64,
             sampler: crate::sampler::Sampler::planned_bytes(model.spec.n_vocab, 1 << 10) as u64,
             thread_stacks: ((p.n_threads - 1) * WORKER_STACK) as u64,
             budget,

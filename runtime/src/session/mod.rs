@@ -318,21 +318,29 @@ impl Session {
             });
         }
         self.check(tokens)?;
+        let _computing = self.pool.computing();
         for (i, chunk) in tokens.chunks(self.params.n_batch).enumerate() {
             let last = (i + 1) * self.params.n_batch >= tokens.len();
             self.forward(chunk, last)?;
         }
+        self.model.check_file()?; // the weights read were the file's, not zeros
         Ok(self.logits())
     }
 
     /// Processes one token and returns the logits of the next.
     pub fn decode(&mut self, token: Token) -> Result<&[f32]> {
         self.check(&[token])?;
+        let _computing = self.pool.computing();
         self.forward(&[token], true)?;
+        self.model.check_file()?;
         Ok(self.logits())
     }
 
+    /// What every prefill/decode checks first: the model file, the caller's stack, the tokens
+    /// and the room in the context.
     fn check(&self, tokens: &[Token]) -> Result<()> {
+        self.model.check_file()?;
+        crate::stack::check_stack()?;
         let n_vocab = self.model.spec.n_vocab;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(RuntimeError::BadToken { id: bad, n_vocab });

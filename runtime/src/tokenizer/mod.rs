@@ -410,16 +410,6 @@ pub struct StreamDecoder {
     n_pending: usize,
 }
 
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0x00..=0x7F => 1,
-        0xC2..=0xDF => 2,
-        0xE0..=0xEF => 3,
-        0xF0..=0xF4 => 4,
-        _ => 0,
-    }
-}
-
 impl StreamDecoder {
     /// A decoder with nothing pending.
     pub fn new() -> Self {
@@ -432,26 +422,32 @@ impl StreamDecoder {
     }
 
     /// Feeds one token's bytes; calls `emit` with each complete run of text. Invalid bytes come
-    /// out as U+FFFD.
+    /// out as U+FFFD, exactly as `String::from_utf8_lossy` replaces them in the whole stream, however
+    /// the bytes are split into tokens.
     pub fn push(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(&str)) {
-        // Complete a pending character first.
+        // Complete a pending character first, a byte at a time.
         while self.n_pending > 0 && !bytes.is_empty() {
-            let need = utf8_len(self.pending[0]);
-            let b = bytes[0];
-            if b & 0xC0 != 0x80 {
-                emit("\u{FFFD}");
-                self.n_pending = 0;
-                break;
-            }
-            self.pending[self.n_pending] = b;
+            self.pending[self.n_pending] = bytes[0];
             self.n_pending += 1;
             bytes = &bytes[1..];
-            if self.n_pending == need {
-                match std::str::from_utf8(&self.pending[..need]) {
-                    Ok(s) => emit(s),
-                    Err(_) => emit("\u{FFFD}"),
+            match std::str::from_utf8(&self.pending[..self.n_pending]) {
+                Ok(s) => {
+                    emit(s);
+                    self.n_pending = 0;
                 }
-                self.n_pending = 0;
+                // Still a prefix of a character (at most 3 bytes are held).
+                Err(e) if e.error_len().is_none() => {}
+                // The held bytes start an invalid sequence of `bad` bytes: one U+FFFD for it
+                // (as from_utf8_lossy), and the bytes after it start over.
+                Err(e) => {
+                    let bad = e.error_len().unwrap_or(1);
+                    emit("\u{FFFD}");
+                    let mut rest = [0u8; 4];
+                    let n_rest = self.n_pending - bad;
+                    rest[..n_rest].copy_from_slice(&self.pending[bad..self.n_pending]);
+                    self.n_pending = 0;
+                    self.push(&rest[..n_rest], emit);
+                }
             }
         }
         while !bytes.is_empty() {
@@ -496,6 +492,31 @@ impl StreamDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stream_decoding_does_not_depend_on_the_split() {
+        // Overlong and truncated sequences, a surrogate, stray continuations, valid text.
+        let cases: [&[u8]; 6] = [
+            b"\xE0\x80\x80abc",
+            b"\xF0\x9F\x98",
+            b"\xED\xA0\x80z\xC3\xA9",
+            b"\x80\x80\xC3",
+            "h\u{e9}llo \u{1F600}".as_bytes(),
+            b"\xF4\x90\x80\x80\xC2",
+        ];
+        for bytes in cases {
+            let want = String::from_utf8_lossy(bytes).into_owned();
+            for split in 1..=bytes.len() {
+                let mut d = StreamDecoder::new();
+                let mut got = String::new();
+                for chunk in bytes.chunks(split) {
+                    d.push(chunk, &mut |s| got.push_str(s));
+                }
+                d.flush(&mut |s| got.push_str(s));
+                assert_eq!(got, want, "{bytes:x?} in chunks of {split}");
+            }
+        }
+    }
 
     #[test]
     fn stream_decoder_holds_split_characters() {
