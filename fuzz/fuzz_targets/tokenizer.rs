@@ -1,6 +1,9 @@
 //! Any text through a real model's tokenizer (SmolLM2's byte-level BPE; `TSHARP_FUZZ_MODEL`
 //! names another GGUF): encoding never panics, every id is in the vocabulary, and decoding the
-//! ids of plain text (no special tokens, no BOS) gives the text back.
+//! ids of plain text (no special tokens, no BOS) gives the text back, where every character of
+//! it has tokens. (SmolLM2's vocabulary has no byte token for 21 byte values, among them 0x04,
+//! 0x06, 0x14 and the lead bytes 0xF1-0xF4; such bytes are dropped, as llama.cpp's byte
+//! fallback drops them.)
 #![no_main]
 
 use std::sync::OnceLock;
@@ -30,7 +33,11 @@ fuzz_target!(|data: &[u8]| {
     let (add_special, parse_special) = (flags & 1 != 0, flags & 2 != 0);
     let ids = tok.tokenize(&text, add_special, parse_special);
     assert!(ids.iter().all(|&t| (t as usize) < tok.n_vocab()));
-    if !add_special && !parse_special {
+    let representable = |c: char| {
+        let s = c.to_string();
+        tok.detokenize(&tok.tokenize(&s, false, false), false) == s
+    };
+    if !add_special && !parse_special && text.chars().all(representable) {
         assert_eq!(tok.detokenize(&ids, false), text, "round trip of {text:?}");
     }
 });

@@ -143,6 +143,19 @@ impl ModelSpec {
         let arch = Arch::from_name(name)?;
         let k = |s: &str| format!("{name}.{s}");
         let n_layers = need_u(f, &k("block_count"))?;
+        // Every block has at least its norm and four attention and three FFN matrices: a block
+        // count the tensor table cannot hold is refused before anything is sized by it (a 3 KiB
+        // file claiming 16 million blocks made the per-layer tables take 18 GB; found by the
+        // gguf_reader fuzz target).
+        if n_layers > f.tensors().len() / 8 {
+            return Err(bad(
+                &k("block_count"),
+                format!(
+                    "{n_layers} blocks, but the file has only {} tensors (each block needs at least 8)",
+                    f.tensors().len()
+                ),
+            ));
+        }
         let n_embd = need_u(f, &k("embedding_length"))?;
         let n_ff = need_u(f, &k("feed_forward_length"))?;
         let n_head = need_u(f, &k("attention.head_count"))?;

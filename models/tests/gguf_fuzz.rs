@@ -100,3 +100,29 @@ proptest! {
         }
     }
 }
+
+/// Found by the cargo-fuzz `gguf_reader` target: a 3 KiB file claiming 16 million blocks made
+/// the architecture spec size its per-layer tables by that count (18 GB, then the OOM killer).
+/// It is refused at once, naming the key.
+#[test]
+fn a_block_count_the_tensor_table_cannot_hold_is_refused_without_allocating() {
+    let mut w = GgufWriter::new();
+    w.add_meta("general.architecture", MetaValue::String("llama".into()))
+        .unwrap();
+    for (k, v) in [
+        ("llama.block_count", 16_121_857u32),
+        ("llama.embedding_length", 8),
+        ("llama.feed_forward_length", 16),
+        ("llama.attention.head_count", 2),
+        ("llama.context_length", 64),
+    ] {
+        w.add_meta(k, MetaValue::U32(v)).unwrap();
+    }
+    w.add_tensor("token_embd.weight", GgmlType::F32, &[8, 7], vec![0; 224])
+        .unwrap();
+    let f = GgufFile::from_bytes(w.to_bytes().unwrap()).unwrap();
+    let start = std::time::Instant::now();
+    let e = tensorsharp_models::ModelSpec::from_gguf(&f).unwrap_err().to_string();
+    assert!(e.contains("llama.block_count") && e.contains("16121857"), "{e}");
+    assert!(start.elapsed().as_secs_f64() < 1.0);
+}
