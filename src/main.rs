@@ -69,7 +69,8 @@ enum Command {
 /// The stack of the thread that runs the command: the kernels need ~128 KiB below the caller
 /// (`tensorsharp_runtime::stack::STACK_NEEDED`), and the main thread's stack is whatever
 /// `ulimit -s` says (64 KiB on some boards' init scripts); a thread's own stack is not bound by it.
-const COMMAND_STACK: usize = 8 << 20;
+/// Small on purpose: `--mlock` makes the whole of it resident, outside the session plan.
+const COMMAND_STACK: usize = 2 << 20;
 
 fn main() -> ExitCode {
     // Run the command on a thread with a known stack; should the thread not start (an
