@@ -270,13 +270,16 @@ impl ThreadPool {
             }
         }
         f(0, n);
+        // Wait for the workers: spin, and every SPIN_CHECK spins offer the core to anything else
+        // runnable on it (a worker of ours that was preempted, another process): sched_yield
+        // returns at once on an idle core.
         let mut spins = 0u32;
         while s.remaining.load(Ordering::Acquire) != 0 {
-            spins += 1;
-            if spins < 1 << 16 {
-                std::hint::spin_loop();
-            } else {
+            spins = spins.wrapping_add(1);
+            if spins.is_multiple_of(SPIN_CHECK) {
                 thread::yield_now();
+            } else {
+                std::hint::spin_loop();
             }
         }
         // SAFETY: all workers are done with the job.
@@ -299,8 +302,12 @@ fn worker(s: &Shared, i: usize) {
             // instructions per spin instead of a clock read each (it shares the core's issue
             // slots with a sibling thread, and on a busy board with other work).
             spins = spins.wrapping_add(1);
-            if !spins.is_multiple_of(SPIN_CHECK) || start.elapsed() < s.spin {
+            if !spins.is_multiple_of(SPIN_CHECK) {
                 std::hint::spin_loop();
+            } else if start.elapsed() < s.spin {
+                // Still spinning: offer the core to other runnable threads (other processes on
+                // an oversubscribed board) between clock reads; free on an idle core.
+                thread::yield_now();
             } else {
                 s.parked[i].store(true, Ordering::SeqCst);
                 // The store above must be visible before the generation is read again (else
