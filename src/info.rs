@@ -14,20 +14,18 @@ pub fn run(path: &Path, as_json: bool, max_items: usize) -> Result<()> {
     let f = GgufFile::open(path)?;
     let s = ModelSummary::from_gguf(&f)?;
     let out = &mut std::io::stdout().lock();
-    let written = if as_json {
+    // A closed pipe (`tsharp info m.gguf | head`) ends quietly: `main` treats it so for every
+    // command.
+    if as_json {
         writeln!(
             out,
             "{}",
             serde_json::to_string_pretty(&to_json(path, &f, &s, max_items))?
-        )
+        )?;
     } else {
-        print_text(out, path, &f, &s, max_items)
-    };
-    match written {
-        // A closed pipe (`tsharp info m.gguf | head`) is the reader's choice, not an error.
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
+        print_text(out, path, &f, &s, max_items)?;
     }
+    Ok(())
 }
 
 pub fn kernels() -> Result<()> {

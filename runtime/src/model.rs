@@ -110,7 +110,7 @@ const LOAD_TABLES_ESTIMATE: u64 = 48 << 20;
 
 /// Under an address-space limit (`ulimit -v`), refuses a load that cannot fit before anything is
 /// allocated (an allocation that fails later would abort the process).
-fn check_address_space(path: &Path, _mode: WeightsMode) -> Result<()> {
+fn check_address_space(path: &Path) -> Result<()> {
     let Some(room) = crate::plan::address_space_room() else {
         return Ok(());
     };
@@ -161,7 +161,7 @@ impl Model {
             None => Kernels::from_env()?,
         };
         let path = path.as_ref();
-        check_address_space(path, weights)?;
+        check_address_space(path)?;
         let file = match weights {
             WeightsMode::Resident if !fits_in_ram(path) => GgufFile::open(path)?,
             WeightsMode::Resident => GgufFile::open_resident(path)?,
