@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test command: sets up what is missing, then runs every test on the host and the aarch64
-# kernel and model-file tests and the end-to-end parity test (two models) cross-compiled and run
-# under qemu-aarch64 (-cpu max: NEON, dotprod).
+# The test command: sets up what is missing, then runs every test on the host, and the aarch64
+# kernel, model-file and runtime tests with the end-to-end parity test (five models) cross-compiled
+# and run under qemu-aarch64 (-cpu max: NEON, dotprod).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -19,7 +19,8 @@ scripts/setup.sh
 phase "host tests ($(uname -m))"
 cargo test --workspace --all-targets
 cargo test --workspace --doc
-# Parity with llama.cpp on every other kernel tier this CPU runs (the run above used the best).
+# Parity with llama.cpp on every other kernel tier this CPU runs (the run above used the best);
+# --workspace keeps the feature set of the build above, so nothing is compiled again.
 tsharp="${CARGO_TARGET_DIR:-target}/debug/tsharp"
 best="$("$tsharp" kernels | awk '/^selected:/ {print $2}')"
 for tier in $("$tsharp" kernels | awk '$2 == "supported" {print $1}'); do
@@ -28,19 +29,23 @@ for tier in $("$tsharp" kernels | awk '$2 == "supported" {print $1}'); do
   if [ "$tier" = scalar ]; then
     # The portable tier is slow (fmaf per lane); kernels-c/tests/orders.rs already holds it to the
     # SIMD tiers' bits on every type and shape, so one model end to end.
-    TSHARP_KERNELS=scalar TSHARP_PARITY_MODELS=smollm2-135m-q4_1 cargo test --test parity
+    TSHARP_KERNELS=scalar TSHARP_PARITY_MODELS=smollm2-135m-q4_1 cargo test --workspace --test parity
   else
-    TSHARP_KERNELS="$tier" cargo test --test parity
+    TSHARP_KERNELS="$tier" cargo test --workspace --test parity
   fi
 done
-phase "aarch64 tests under qemu-aarch64"
-cargo test --target aarch64-unknown-linux-gnu -p tensorsharp-kernels -p tensorsharp-models
-# End-to-end parity with llama.cpp on ARM: the whole forward pass on the dotprod tier (-cpu max
-# picks it), two models (the other three are measured in the README; minutes each under qemu);
-# then SmolLM2 on the NEON-only tier (a Cortex-A72 / Raspberry Pi 4 class core).
-phase "aarch64 parity (dotprod)"
-TSHARP_PARITY_MODELS=smollm2-135m-q4_1,qwen2.5-coder-0.5b-q4_k_m \
-  cargo test --target aarch64-unknown-linux-gnu --test parity
-phase "aarch64 parity (neon)"
-TSHARP_KERNELS=neon TSHARP_PARITY_MODELS=smollm2-135m-q4_1 \
-  cargo test --target aarch64-unknown-linux-gnu --test parity
+# aarch64 under qemu-aarch64 -cpu max (NEON, dotprod, i8mm): the kernel tests (every tier held to
+# the x86 orders' bits on every type and shape), the model-file tests, the runtime's unit tests and
+# the end-to-end parity with llama.cpp on the dotprod tier for all five models, then on the
+# NEON-only tier (a Cortex-A72 / Raspberry Pi 4 class core) for SmolLM2. One cargo invocation, so
+# the host proc-macro crates are built once for it. Under emulation a decode step costs about a
+# second, so the parity checks the prompt logits and the first TSHARP_PARITY_STEPS greedy steps of
+# each case; `TSHARP_ARM_FULL=1 scripts/test.sh` checks every reference step (about 15 minutes).
+arm_steps=8
+[ "${TSHARP_ARM_FULL:-0}" = 1 ] && arm_steps=1000
+arm=(--target aarch64-unknown-linux-gnu -p tensorsharp-kernels -p tensorsharp-models -p tensorsharp-runtime)
+phase "aarch64 tests under qemu-aarch64, parity on the dotprod kernels"
+TSHARP_PARITY_STEPS=$arm_steps cargo test "${arm[@]}"
+phase "aarch64 parity on the neon kernels"
+TSHARP_KERNELS=neon TSHARP_PARITY_MODELS=smollm2-135m-q4_1 TSHARP_PARITY_STEPS=$arm_steps \
+  cargo test "${arm[@]}" --test parity

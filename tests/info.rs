@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -24,13 +24,21 @@ fn tsharp_info_json(path: &std::path::Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn gguf_py(path: &std::path::Path) -> Value {
+/// Starts gguf-py on a file (seconds per model: it parses every vocabulary string in Python), so
+/// the files are read side by side while `tsharp info` runs; `gguf_py` collects the result.
+fn spawn_gguf_py(path: &std::path::Path) -> Child {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/gguf_py_tensors.py");
-    let out = Command::new("python3")
+    Command::new("python3")
         .arg(script)
         .arg(path)
-        .output()
-        .expect("python3 (installed by scripts/setup.sh)");
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 (installed by scripts/setup.sh)")
+}
+
+fn gguf_py(path: &std::path::Path, child: Child) -> Value {
+    let out = child.wait_with_output().expect("gguf-py");
     assert!(
         out.status.success(),
         "gguf-py on {}: {} (install it with scripts/setup.sh)",
@@ -42,7 +50,12 @@ fn gguf_py(path: &std::path::Path) -> Value {
 
 #[test]
 fn info_reports_architecture_layers_and_every_tensor() {
-    for m in common::test_models() {
+    let models = common::test_models();
+    let mut readers: Vec<Option<Child>> = models
+        .iter()
+        .map(|m| m.gguf_py_reads.then(|| spawn_gguf_py(&m.path)))
+        .collect();
+    for (m, reader) in models.iter().zip(readers.iter_mut()) {
         let j = tsharp_info_json(&m.path);
         let name = m.path.display();
         assert_eq!(j["architecture"], m.arch, "{name}");
@@ -86,8 +99,8 @@ fn info_reports_architecture_layers_and_every_tensor() {
         assert_eq!(j["tensor_bytes"].as_u64().unwrap(), total);
 
         // 2. gguf-py, tensor by tensor.
-        if m.gguf_py_reads {
-            let py = gguf_py(&m.path);
+        if let Some(child) = reader.take() {
+            let py = gguf_py(&m.path, child);
             assert_eq!(py["architecture"], m.arch);
             let pts = py["tensors"].as_array().unwrap();
             assert_eq!(pts.len(), tensors.len(), "{name}");

@@ -57,8 +57,15 @@ fn eight_sessions_of_two_threads_keep_pace_with_eight_of_one() {
         .tokenizer()
         .tokenize("The robot arm moves to the left and", true, false);
     run_all(&model, &prompt, 1); // warm-up (page faults, lazy statics)
-    let (t1, one) = run_all(&model, &prompt, 1);
-    let (t2, two) = run_all(&model, &prompt, 2);
+    let (mut t1, one) = run_all(&model, &prompt, 1);
+    let (mut t2, two) = run_all(&model, &prompt, 2);
+    if t2 > 1.5 * t1 {
+        // Wall time on a shared machine: one more measurement of each before judging (the
+        // regression this guards against was 9.6x).
+        println!("{SESSIONS} sessions x 1 thread: {t1:.2} s; x 2 threads: {t2:.2} s; measuring again");
+        t1 = t1.min(run_all(&model, &prompt, 1).0);
+        t2 = t2.min(run_all(&model, &prompt, 2).0);
+    }
     println!(
         "{SESSIONS} sessions x 1 thread: {t1:.2} s; x 2 threads: {t2:.2} s (ratio {:.2}) on {} CPUs",
         t2 / t1,
@@ -98,8 +105,14 @@ fn processes(n: usize, threads: &str) -> f64 {
 #[test]
 fn six_processes_of_two_threads_keep_pace_with_six_of_one() {
     let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let t1 = processes(6, "1");
-    let t2 = processes(6, "2");
+    let (mut t1, mut t2) = (processes(6, "1"), processes(6, "2"));
+    if t2 > 1.5 * t1 {
+        // Wall time on a shared machine: one more measurement of each before judging (the
+        // regression this guards against was 7.8x).
+        println!("6 processes x 1 thread: {t1:.2} s; x 2 threads: {t2:.2} s; measuring again");
+        t1 = t1.min(processes(6, "1"));
+        t2 = t2.min(processes(6, "2"));
+    }
     println!(
         "6 processes x 1 thread: {t1:.2} s; x 2 threads: {t2:.2} s (ratio {:.2})",
         t2 / t1

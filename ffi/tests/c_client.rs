@@ -12,13 +12,13 @@ use std::sync::Arc;
 use tensorsharp_runtime::sampler::argmax;
 use tensorsharp_runtime::{Model, Session, SessionParams};
 
-/// The static library: `TSHARP_FFI_LIB`, or libtensorsharp.a built here with the test build's
-/// profile (optimized; `TSHARP_BUILD_PROFILE=release` for a release build).
+/// The static library: `TSHARP_FFI_LIB`, or the libtensorsharp.a cargo built for this test
+/// (`TSHARP_BUILD_PROFILE=release` for a release build).
 fn static_lib() -> PathBuf {
     if let Ok(p) = std::env::var("TSHARP_FFI_LIB") {
         return p.into();
     }
-    common::test_build(&["-p", "tensorsharp-ffi"]).join("libtensorsharp.a")
+    common::built_artifact("libtensorsharp.a", &["-p", "tensorsharp-ffi"])
 }
 
 /// Installs the library with `ffi/install.sh` into a fresh prefix (once per test process).
@@ -109,9 +109,10 @@ fn greedy_reference(model: &Path, prompt: &str, n: usize) -> Vec<u32> {
     out
 }
 
-/// The tokens `tsharp run --temp 0 --json` generates (the binary of the test build's profile).
+/// The tokens `tsharp run --temp 0 --json` generates (the binary of the test build: the one a
+/// workspace test run has just built, or built here when missing).
 fn tsharp_run_tokens(model: &Path, prompt: &str, n: usize) -> Vec<u32> {
-    let tsharp = common::test_build(&["-p", "tensorsharp", "--bin", "tsharp"]).join("tsharp");
+    let tsharp = common::built_artifact("tsharp", &["-p", "tensorsharp", "--bin", "tsharp"]);
     let out = Command::new(tsharp)
         .arg("run")
         .arg("-m")

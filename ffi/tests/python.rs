@@ -9,7 +9,7 @@ use std::process::Command;
 #[test]
 fn pip_installed_binding_generates_text() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let lib = common::test_build(&["-p", "tensorsharp-ffi"]).join("libtensorsharp.so");
+    let lib = common::built_artifact("libtensorsharp.so", &["-p", "tensorsharp-ffi"]);
     let site = std::env::temp_dir().join(format!("tsharp-py-{}", std::process::id()));
     let st = Command::new("python3")
         .args(["-m", "pip", "install", "--quiet", "--no-deps", "--target"])
