@@ -22,9 +22,11 @@ macro_rules! outln {
 }
 
 mod bench;
+mod chat;
 mod default_model;
 mod info;
 mod run;
+mod template;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,11 +57,17 @@ enum Command {
     Kernels,
     /// Generate text: streams to stdout, timings to stderr (like llama.cpp's CLI).
     Run(run::RunArgs),
+    /// Chat with the model: an interactive conversation through its chat template (streamed
+    /// replies, Ctrl-C stops a reply, /help for commands), or one reply to `-f FILE`.
+    Chat(chat::ChatArgs),
     /// Print a session's memory plan (weights, KV cache, activations, scratch, ...) and check
     /// it against the RAM budget; exits with an error when it does not fit.
     Plan(run::PlanArgs),
     /// Measure prompt processing and generation throughput (llama-bench style).
     Bench(bench::BenchArgs),
+    /// Print a conversation (JSON: messages, tools, add_generation_prompt) rendered through the
+    /// model's chat template, exactly.
+    Template(template::TemplateArgs),
     /// Print the token ids of a text as a JSON list.
     Tokenize(run::TokenizeArgs),
     /// Print the text of token ids.
@@ -91,8 +99,10 @@ fn command() -> ExitCode {
         Command::Info { model, json, max_items } => info::run(&model, json, max_items),
         Command::Kernels => info::kernels(),
         Command::Run(a) => run::run(a),
+        Command::Chat(a) => chat::chat(a),
         Command::Plan(a) => run::plan(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Template(a) => template::template(a),
         Command::Tokenize(a) => run::tokenize(a),
         Command::Detokenize(a) => run::detokenize(a),
     };

@@ -9,8 +9,10 @@ use std::time::Instant;
 use clap::Args;
 use serde_json::json;
 use tensorsharp_runtime::plan::parse_size;
+use tensorsharp_runtime::prompt_cache::{self, CacheLoad};
 use tensorsharp_runtime::{
-    Generator, KvType, LockMode, Model, Sampler, SamplerParams, Session, SessionParams, StopReason, WeightsMode,
+    ChatTemplate, Conversation, Flow, Generator, KvType, LockMode, Model, Sampler, SamplerParams, Session,
+    SessionParams, StopReason, WeightsMode,
 };
 
 use crate::default_model;
@@ -18,7 +20,7 @@ use crate::default_model;
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Set by SIGINT; the generation loop checks it between tokens.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub(crate) static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// The session's cancel flag (checked between layers), set by SIGINT too.
 static CANCEL: AtomicPtr<AtomicBool> = AtomicPtr::new(std::ptr::null_mut());
 
@@ -33,15 +35,17 @@ extern "C" fn on_sigint(_: i32) {
 }
 
 /// Ctrl-C stops generation within one layer (the session's cancel flag) and the loop at the
-/// next token boundary; a second Ctrl-C kills (SA_RESETHAND).
-fn install_sigint(cancel: Arc<AtomicBool>) {
+/// next token boundary. With `once` a second Ctrl-C kills (SA_RESETHAND: `tsharp run`);
+/// without, every Ctrl-C stops the current reply (`tsharp chat`).
+pub(crate) fn install_interrupt(cancel: Arc<AtomicBool>, once: bool) {
     CANCEL.store(Arc::into_raw(cancel) as *mut AtomicBool, Ordering::SeqCst);
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(
-        SigHandler::Handler(on_sigint),
-        SaFlags::SA_RESETHAND | SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
+    let flags = if once {
+        SaFlags::SA_RESETHAND | SaFlags::SA_RESTART
+    } else {
+        SaFlags::SA_RESTART
+    };
+    let act = SigAction::new(SigHandler::Handler(on_sigint), flags, SigSet::empty());
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     if let Err(e) = unsafe { sigaction(Signal::SIGINT, &act) } {
         eprintln!("tsharp: warning: could not install the Ctrl-C handler: {e}");
@@ -135,19 +139,9 @@ impl SessionArgs {
     }
 }
 
-/// Options of `tsharp run`.
+/// Sampling options shared by `run` and `chat`.
 #[derive(Args, Debug)]
-pub struct RunArgs {
-    #[command(flatten)]
-    model: ModelArg,
-    /// The prompt (special tokens such as <|im_start|> are parsed).
-    #[arg(short = 'p', long = "prompt")]
-    prompt: String,
-    /// Tokens to generate.
-    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
-    n_predict: usize,
-    #[command(flatten)]
-    session: SessionArgs,
+pub struct SamplingArgs {
     /// Temperature (0 = greedy).
     #[arg(long = "temp", default_value_t = 0.8)]
     temp: f32,
@@ -175,9 +169,57 @@ pub struct RunArgs {
     /// Random seed.
     #[arg(short = 's', long = "seed", default_value_t = 0x5EED)]
     seed: u64,
+}
+
+impl SamplingArgs {
+    /// The sampler parameters these options describe.
+    pub fn params(&self) -> SamplerParams {
+        SamplerParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            penalty_last_n: self.repeat_last_n,
+            seed: self.seed,
+        }
+    }
+}
+
+/// Options of `tsharp run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    model: ModelArg,
+    /// The prompt (special tokens such as <|im_start|> are parsed).
+    #[arg(short = 'p', long = "prompt")]
+    prompt: String,
+    /// Tokens to generate.
+    #[arg(short = 'n', long = "n-predict", default_value_t = 128)]
+    n_predict: usize,
+    #[command(flatten)]
+    session: SessionArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Stop string (repeatable); not printed.
     #[arg(long = "stop")]
     stop: Vec<String>,
+    /// Wrap the prompt as a user turn in the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    /// A system message before the prompt (implies --chat).
+    #[arg(long)]
+    system: Option<String>,
+    /// Chat template: a built-in (chatml, llama3, gemma, phi3) or a Jinja file, instead of the
+    /// model's own (implies --chat).
+    #[arg(long = "chat-template")]
+    chat_template: Option<String>,
+    /// Keep the session state after the prompt in this file and start from it next time: a
+    /// prompt that starts the same way prefills only the rest.
+    #[arg(long = "prompt-cache")]
+    prompt_cache: Option<PathBuf>,
     /// Print one JSON object (prompt token ids, generated ids, text, timings) instead of streaming.
     #[arg(long)]
     json: bool,
@@ -220,18 +262,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");
     }
-    let sp = SamplerParams {
-        temperature: a.temp,
-        top_k: a.top_k,
-        top_p: a.top_p,
-        min_p: a.min_p,
-        repeat_penalty: a.repeat_penalty,
-        presence_penalty: a.presence_penalty,
-        frequency_penalty: a.frequency_penalty,
-        penalty_last_n: a.repeat_last_n,
-        seed: a.seed,
-    };
-    let mut sampler = Sampler::new(sp, model.tokenizer().n_vocab())?;
+    let mut sampler = Sampler::new(a.sampling.params(), model.tokenizer().n_vocab())?;
     let max_stop = a.stop.iter().map(String::len).max().unwrap_or(0);
     let mut generator = Generator::new(&session, max_stop);
     if session.params().mlock != LockMode::Off {
@@ -247,32 +278,66 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     let load_secs = t0.elapsed().as_secs_f64();
     let (_, majflt_loaded) = rusage();
-    let prompt = model.tokenizer().tokenize(&a.prompt, true, true);
+    let prompt = if a.chat || a.system.is_some() || a.chat_template.is_some() {
+        let template = ChatTemplate::for_model(&model, a.chat_template.as_deref())?;
+        let mut conv = Conversation::default();
+        if let Some(system) = &a.system {
+            conv.push("system", system);
+        }
+        conv.push("user", &a.prompt);
+        template.tokenize(model.tokenizer(), &template.render(&conv)?)
+    } else {
+        model.tokenizer().tokenize(&a.prompt, true, true)
+    };
     if prompt.is_empty() {
         return Err("the prompt is empty after tokenization".into());
     }
-    install_sigint(session.cancel_flag());
+    let mut save_cache = false;
+    let t_cache = Instant::now();
+    if let Some(pc) = &a.prompt_cache {
+        let loaded = prompt_cache::load(&mut session, pc).map_err(|e| {
+            format!(
+                "--prompt-cache {}: {e}; pass another file for this model and session, or delete it",
+                pc.display()
+            )
+        })?;
+        if let CacheLoad::Ignored { reason } = &loaded {
+            eprintln!(
+                "tsharp: warning: prompt cache {}: {reason}; rebuilding it",
+                pc.display()
+            );
+        }
+        save_cache = !prompt_cache::covers(session.cached_tokens(), &prompt);
+    }
+    let cache_load_secs = t_cache.elapsed().as_secs_f64();
+    install_interrupt(session.cancel_flag(), true);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut text = String::new();
     let mut write_err = None;
-    let g = generator.run(
+    let g = generator.run_conversation(
         &mut session,
         &mut sampler,
         &prompt,
         a.n_predict,
         &a.stop,
         &INTERRUPTED,
-        |s| {
+        |_, s| {
             if a.json {
                 text.push_str(s);
-            } else if write_err.is_none() {
+            } else if write_err.is_none() && !s.is_empty() {
                 if let Err(e) = out.write_all(s.as_bytes()).and_then(|_| out.flush()) {
                     write_err = Some(e);
                 }
             }
+            Flow::Continue
         },
     )?;
+    // The state after the prompt and the reply: the next run keeps what its prompt shares
+    // with it. Saved after the reply, so the save is not on the first token's path.
+    if let Some(pc) = a.prompt_cache.as_ref().filter(|_| save_cache) {
+        prompt_cache::save(&session, pc)?;
+    }
     if let Some(e) = write_err {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
             return Err(e.into());
@@ -298,6 +363,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             "kernels": model.kernels().tier().name(),
             "threads": session.params().n_threads,
             "prompt_tokens": prompt,
+            "cached_tokens": g.cached_tokens,
             "tokens": generator.tokens(),
             "text": text,
             "stop_reason": reason,
@@ -307,6 +373,8 @@ pub fn run(a: RunArgs) -> Result<()> {
             "timings": {
                 "load_ms": load_secs * 1e3,
                 "prompt_ms": g.prompt_secs * 1e3,
+                "prompt_cache_load_ms": cache_load_secs * 1e3,
+                "first_token_ms": (cache_load_secs + g.prompt_secs) * 1e3,
                 "prompt_tokens_per_s": pp,
                 "gen_ms": g.gen_secs * 1e3,
                 "gen_tokens_per_s": tg,
@@ -318,9 +386,10 @@ pub fn run(a: RunArgs) -> Result<()> {
         writeln!(out)?;
         out.flush()?;
         eprintln!(
-            "tsharp: load {:.0} ms | prompt {} tokens, {:.1} ms, {:.1} tok/s | generation {} tokens, {:.1} tok/s | {} threads, {} kernels | stop: {reason}",
+            "tsharp: load {:.0} ms | prompt {} tokens ({} cached), {:.1} ms, {:.1} tok/s | generation {} tokens, {:.1} tok/s | {} threads, {} kernels | stop: {reason}",
             load_secs * 1e3,
             g.n_prompt,
+            g.cached_tokens,
             g.prompt_secs * 1e3,
             pp,
             g.n_generated,

@@ -131,6 +131,73 @@ fn decode_and_second_prompt_allocate_nothing() {
     }
 }
 
+/// A chat turn (issue 19): the conversation is rendered and tokenized per turn (that allocates),
+/// then the turn itself — prefix reuse, prefill of the new turn, up to 64 decoded tokens —
+/// allocates nothing, on three turns after a warm-up.
+#[test]
+fn a_chat_turn_allocates_nothing_while_it_runs() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let model = Arc::new(Model::load(common::default_model()).unwrap());
+    let mut session = Session::new(
+        Arc::clone(&model),
+        SessionParams {
+            n_ctx: 1024,
+            n_threads: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let sp = SamplerParams {
+        temperature: 0.8,
+        seed: 7,
+        ..Default::default()
+    };
+    let mut sampler = Sampler::new(sp, model.tokenizer().n_vocab()).unwrap();
+    let mut generator = Generator::new(&session, 0);
+    let template = tensorsharp_runtime::ChatTemplate::for_model(&model, None).unwrap();
+    let mut conv = tensorsharp_runtime::Conversation::default();
+    conv.push("system", "You are a robot arm controller. Answer in one sentence.");
+    conv.push("user", "What can you do?");
+    let never = AtomicBool::new(false);
+    let mut text = Box::new(TextBuf {
+        buf: [0; 1 << 16],
+        len: 0,
+    });
+    // Warm-up (first-touch of every buffer, lazily initialised statics), as above.
+    let warm = template.tokenize(model.tokenizer(), &template.render(&conv).unwrap());
+    generator
+        .run_conversation(&mut session, &mut sampler, &warm, 4, &[], &never, |_, _| {
+            tensorsharp_runtime::Flow::Continue
+        })
+        .unwrap();
+    session.reset();
+    let mut replies = Vec::new();
+    for turn in 0..3 {
+        let tokens = template.tokenize(model.tokenizer(), &template.render(&conv).unwrap());
+        text.len = 0;
+        ALLOC.start();
+        let st = generator
+            .run_conversation(&mut session, &mut sampler, &tokens, 64, &[], &never, |_, s| {
+                text.push(s);
+                tensorsharp_runtime::Flow::Continue
+            })
+            .unwrap();
+        let heap = ALLOC.stop();
+        eprintln!(
+            "turn {turn}: {} prompt tokens prefilled, {} cached, {} generated: {} allocations, {} reallocations, {} frees",
+            st.n_prompt, st.cached_tokens, st.n_generated, heap.allocs, heap.reallocs, heap.frees
+        );
+        assert_eq!((heap.allocs, heap.reallocs, heap.frees), (0, 0, 0), "turn {turn}");
+        if turn > 0 {
+            assert!(st.cached_tokens > 0, "turn {turn} reused nothing");
+        }
+        let reply = String::from_utf8_lossy(&text.buf[..text.len]).into_owned();
+        conv.push("assistant", &reply);
+        conv.push("user", "And then?");
+        replies.push(reply);
+    }
+}
+
 #[test]
 fn over_budget_plan_is_refused_before_the_arena_is_allocated() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());

@@ -45,7 +45,7 @@ extern "C" {
 typedef int ts_status;
 #define TS_OK 0
 #define TS_ERR_INVALID_ARG 1      /* NULL handle, bad size, out-of-range parameter */
-#define TS_ERR_IO 2               /* the model file could not be read, or changed while mapped */
+#define TS_ERR_IO 2               /* a file (model, state) could not be read or written, or the model changed while mapped */
 #define TS_ERR_BAD_MODEL 3        /* the model file is malformed */
 #define TS_ERR_UNSUPPORTED 4      /* architecture, tokenizer or tensor type not supported */
 #define TS_ERR_OVER_BUDGET 5      /* the memory plan exceeds the budget, or an allocation failed */
@@ -128,6 +128,13 @@ ts_status ts_model_meta(const ts_model *model, const char *key, char *buf, size_
 ts_status ts_tokenize(const ts_model *model, const char *text, size_t len, int add_special, int parse_special,
                       int32_t *tokens, size_t cap, size_t *n_tokens);
 ts_status ts_detokenize(const ts_model *model, const int32_t *tokens, size_t n, char *buf, size_t cap, size_t *len);
+/* A conversation, JSON {"messages": [{"role": ..., "content": ...}, ...], "tools": [...],
+ * "add_generation_prompt": true}, rendered through a chat template into buf (not NUL-terminated;
+ * *len = bytes, the needed size with TS_ERR_BUFFER_TOO_SMALL). template_name: NULL for the model's
+ * own (or the built-in for its architecture), a built-in (chatml, llama3, gemma, phi3) or a Jinja
+ * file. Tokenize the result with parse_special = 1. Allocates; thread-safe. */
+ts_status ts_chat_apply_template(const ts_model *model, const char *conversation_json, const char *template_name,
+                                 char *buf, size_t cap, size_t *len);
 
 /* ---- session (one thread at a time) --------------------------------------------------- */
 ts_status ts_session_create(const ts_model *model, const ts_session_params *params /* may be NULL */,
@@ -147,6 +154,13 @@ ts_status ts_session_generate(ts_session *session, ts_sampler *sampler, const in
 ts_status ts_session_state_size(ts_session *session, size_t *size);
 ts_status ts_session_state_save(ts_session *session, uint8_t *buf, size_t cap, size_t *written);
 ts_status ts_session_state_load(ts_session *session, const uint8_t *buf, size_t len);
+/* The state in a file (prompt caches): written atomically (temporary file + rename); loading gives
+ * TS_ERR_IO for a missing file, TS_ERR_INVALID_ARG for another model / shape or a damaged file. */
+ts_status ts_session_state_save_file(ts_session *session, const char *path);
+ts_status ts_session_state_load_file(ts_session *session, const char *path, size_t *n_positions /* may be NULL */);
+/* Prompt reuse: keeps the longest cached prefix equal to the start of tokens (short of the last
+ * token) and drops the rest; prefill or generate from tokens + *kept next. */
+ts_status ts_session_keep_prefix(ts_session *session, const int32_t *tokens, size_t n, size_t *kept);
 /* Any thread, or a signal handler: the running or next call returns TS_ERR_CANCELLED at the next
  * layer boundary; stays raised until ts_session_reset. */
 ts_status ts_session_cancel(const ts_session *session);

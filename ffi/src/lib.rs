@@ -10,7 +10,8 @@
 //!
 //! One module per object: [`status`] (codes, last error, log callback, versions), [`guard`],
 //! [`params`] (the params structs and their conversion), [`model`], [`session`], [`sampler`],
-//! [`generate`] (the token-callback generation over the runtime's `Generator`). Each exported
+//! [`generate`] (the token-callback generation over the runtime's `Generator`), [`chat`] (chat
+//! templates, prompt reuse, state files). Each exported
 //! function's doc comment states its contract (which pointers must be valid for what, and
 //! which calls may run concurrently).
 #![allow(non_camel_case_types)]
@@ -18,6 +19,7 @@
 // rest of its contract, so they are safe functions to C callers.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+pub mod chat;
 mod exclusive;
 pub mod generate;
 mod guard;
@@ -27,6 +29,7 @@ pub mod sampler;
 pub mod session;
 pub mod status;
 
+pub use chat::*;
 pub use generate::*;
 pub use model::*;
 pub use params::*;

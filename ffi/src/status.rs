@@ -19,8 +19,8 @@ pub const TS_OK: ts_status = 0;
 /// A NULL handle, a bad size, an out-of-range parameter, or a saved state that does not belong
 /// to the session (another model or shape) or is damaged.
 pub const TS_ERR_INVALID_ARG: ts_status = 1;
-/// The model file could not be read, or a mapped model file was truncated or rewritten while in
-/// use (load the model again).
+/// A file could not be read or written (the model file, a state file), or a mapped model file
+/// was truncated or rewritten while in use (load the model again).
 pub const TS_ERR_IO: ts_status = 2;
 /// The model file is malformed.
 pub const TS_ERR_BAD_MODEL: ts_status = 3;
@@ -105,14 +105,17 @@ pub(crate) fn status_of(e: &RuntimeError) -> ts_status {
         RuntimeError::InvalidParameter { .. }
         | RuntimeError::BadToken { .. }
         | RuntimeError::StateMismatch { .. }
-        | RuntimeError::CorruptState(_) => TS_ERR_INVALID_ARG,
+        | RuntimeError::CorruptState(_)
+        | RuntimeError::Template { .. }
+        | RuntimeError::Conversation(_) => TS_ERR_INVALID_ARG,
         RuntimeError::BufferTooSmall { .. } => TS_ERR_BUFFER_TOO_SMALL,
         RuntimeError::ContextFull { .. } => TS_ERR_CONTEXT_FULL,
         RuntimeError::OverBudget { .. } | RuntimeError::OutOfMemory { .. } => TS_ERR_OVER_BUDGET,
         RuntimeError::ModelFileChanged { .. } => TS_ERR_IO,
         RuntimeError::StackTooSmall { .. } => TS_ERR_SYSTEM,
         RuntimeError::Cancelled => TS_ERR_CANCELLED,
-        RuntimeError::System { .. } | RuntimeError::Io(_) => TS_ERR_SYSTEM,
+        RuntimeError::Io(_) => TS_ERR_IO,
+        RuntimeError::System { .. } => TS_ERR_SYSTEM,
         _ => TS_ERR_INTERNAL,
     }
 }

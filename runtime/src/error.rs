@@ -116,6 +116,20 @@ pub enum RuntimeError {
     /// A saved session state is not one, or is damaged (the session is unchanged).
     #[error("corrupt session state: {0}")]
     CorruptState(String),
+    /// A chat template failed to compile or render (the template's own `raise_exception`
+    /// included); `line` is the template line where it failed, when known.
+    #[error("chat template '{template}'{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
+    Template {
+        /// The template's name (the model's own, a built-in, or the file it came from).
+        template: String,
+        /// Line in the template source.
+        line: Option<usize>,
+        /// What went wrong.
+        message: String,
+    },
+    /// A conversation (messages, tools) is not of the expected shape.
+    #[error("conversation: {0}")]
+    Conversation(String),
     /// Generation was cancelled.
     #[error("cancelled")]
     Cancelled,

@@ -108,8 +108,11 @@ impl StopFilter<'_> {
 pub struct GenStats {
     /// Why it stopped.
     pub reason: StopReason,
-    /// Prompt tokens processed.
+    /// Prompt tokens processed (prefilled).
     pub n_prompt: usize,
+    /// Prompt tokens not prefilled because the session already held them
+    /// ([`Generator::run_conversation`]).
+    pub cached_tokens: usize,
     /// Tokens generated.
     pub n_generated: usize,
     /// Seconds spent on the prompt (prefill + first sample).
@@ -180,6 +183,51 @@ impl Generator {
             }
             Flow::Continue
         })
+    }
+
+    /// Generates after a whole conversation's tokens, prefilling only what the session does not
+    /// already hold: the longest common prefix of `tokens` and the session's cached tokens is
+    /// kept ([`Session::keep_common_prefix`]), the rest prefilled (a chat's next turn prefills
+    /// the new turn; an edited history, from the first edit). [`GenStats::cached_tokens`] says
+    /// how many were reused. Otherwise as [`run_tokens`](Self::run_tokens).
+    #[allow(clippy::too_many_arguments)]
+    pub fn run_conversation(
+        &mut self,
+        session: &mut Session,
+        sampler: &mut Sampler,
+        tokens: &[Token],
+        max_tokens: usize,
+        stops: &[String],
+        interrupt: &AtomicBool,
+        on_token: impl FnMut(Option<Token>, &str) -> Flow,
+    ) -> Result<GenStats> {
+        if tokens.is_empty() {
+            return Err(RuntimeError::InvalidParameter {
+                name: "prompt",
+                problem: "no tokens".into(),
+            });
+        }
+        if tokens.len() > session.n_ctx() {
+            return Err(RuntimeError::ContextFull {
+                needed: tokens.len(),
+                n_ctx: session.n_ctx(),
+            });
+        }
+        let cached = session.keep_common_prefix(tokens);
+        for &t in &tokens[..cached] {
+            sampler.accept(t);
+        }
+        let mut st = self.run_tokens(
+            session,
+            sampler,
+            &tokens[cached..],
+            max_tokens,
+            stops,
+            interrupt,
+            on_token,
+        )?;
+        st.cached_tokens = cached;
+        Ok(st)
     }
 
     /// [`run`](Self::run) with a callback per token: `on_token(Some(token), text)` after each
@@ -303,6 +351,7 @@ impl Generator {
         Ok(GenStats {
             reason,
             n_prompt: prompt.len(),
+            cached_tokens: 0,
             n_generated: self.tokens.len(),
             prompt_secs: (first - t0).as_secs_f64(),
             gen_secs: (t_end - first).as_secs_f64(),

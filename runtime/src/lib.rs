@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 pub mod arena;
+pub mod chat;
 pub mod error;
 pub mod fault;
 pub mod generate;
@@ -11,11 +12,13 @@ pub mod model;
 pub mod ops;
 pub mod plan;
 pub mod pool;
+pub mod prompt_cache;
 pub mod sampler;
 pub mod session;
 pub mod stack;
 pub mod tokenizer;
 
+pub use chat::{ChatTemplate, Conversation};
 pub use error::{Result, RuntimeError};
 pub use generate::{generate, Flow, GenStats, Generation, Generator, StopReason};
 pub use model::{Model, WeightsMode};

@@ -234,6 +234,51 @@ int main(int argc, char **argv) {
     EXPECT(ts_session_state_size(NULL, &need), TS_ERR_INVALID_ARG);
     EXPECT(ts_session_state_load(s, NULL, 5), TS_ERR_INVALID_ARG);
 
+    /* chat template: the model's own, too small a buffer, malformed conversations, bad names */
+    const char *conv = "{\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}]}";
+    const char *want_chat = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging "
+                            "Face<|im_end|>\n<|im_start|>user\nHello!<|im_end|>\n<|im_start|>assistant\n";
+    char chat[512];
+    size_t clen = 0;
+    EXPECT(ts_chat_apply_template(m, conv, NULL, chat, 8, &clen), TS_ERR_BUFFER_TOO_SMALL);
+    if (clen != strlen(want_chat)) { printf("FAIL: chat needs %zu, reported %zu\n", strlen(want_chat), clen); failures++; }
+    EXPECT(ts_chat_apply_template(m, conv, NULL, chat, sizeof chat, &clen), TS_OK);
+    if (clen != strlen(want_chat) || memcmp(chat, want_chat, clen) != 0) { printf("FAIL: chat %.*s\n", (int)clen, chat); failures++; }
+    EXPECT(ts_chat_apply_template(m, conv, "gemma", chat, sizeof chat, &clen), TS_OK);
+    if (clen < 14 || memcmp(chat, "<start_of_turn>", 15) != 0) { printf("FAIL: gemma built-in %.*s\n", (int)clen, chat); failures++; }
+    EXPECT(ts_chat_apply_template(m, "{\"messages\": 5}", NULL, chat, sizeof chat, &clen), TS_ERR_INVALID_ARG);
+    EXPECT(ts_chat_apply_template(m, "not json", NULL, chat, sizeof chat, &clen), TS_ERR_INVALID_ARG);
+    EXPECT(ts_chat_apply_template(m, conv, "no-such-template", chat, sizeof chat, &clen), TS_ERR_INVALID_ARG);
+    EXPECT(ts_chat_apply_template(m, NULL, NULL, chat, sizeof chat, &clen), TS_ERR_INVALID_ARG);
+    EXPECT(ts_chat_apply_template(NULL, conv, NULL, chat, sizeof chat, &clen), TS_ERR_INVALID_ARG);
+    EXPECT(ts_chat_apply_template(m, conv, NULL, NULL, 5, &clen), TS_ERR_INVALID_ARG);
+    EXPECT(ts_chat_apply_template(m, conv, NULL, chat, sizeof chat, NULL), TS_ERR_INVALID_ARG);
+
+    /* state files (prompt caches) and prefix reuse */
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/tsharp-abuse-%d.state", (int)getpid());
+    size_t npos = 0, kept = 0;
+    EXPECT(ts_session_reset(s), TS_OK);
+    EXPECT(ts_session_prefill(s, toks, n), TS_OK);
+    EXPECT(ts_session_state_save_file(s, path), TS_OK);
+    EXPECT(ts_session_reset(s), TS_OK);
+    EXPECT(ts_session_state_load_file(s, path, &npos), TS_OK);
+    if (npos != n || ts_session_n_past(s) != n) { printf("FAIL: state file restored %zu of %zu\n", npos, n); failures++; }
+    EXPECT(ts_session_keep_prefix(s, toks, n, &kept), TS_OK);
+    if (kept != n - 1 || ts_session_n_past(s) != n - 1) { printf("FAIL: keep_prefix kept %zu\n", kept); failures++; }
+    EXPECT(ts_session_keep_prefix(s, toks, 0, &kept), TS_ERR_INVALID_ARG);
+    EXPECT(ts_session_keep_prefix(s, NULL, n, &kept), TS_ERR_INVALID_ARG);
+    FILE *f = fopen(path, "r+b");
+    if (f) { fseek(f, 100, SEEK_SET); fputc(0x5a, f); fclose(f); }
+    EXPECT(ts_session_reset(s), TS_OK);
+    EXPECT(ts_session_state_load_file(s, path, &npos), TS_ERR_INVALID_ARG);
+    if (ts_session_n_past(s) != 0) { printf("FAIL: a damaged state file changed the session\n"); failures++; }
+    unlink(path);
+    EXPECT(ts_session_state_load_file(s, path, NULL), TS_ERR_IO);
+    EXPECT(ts_session_state_load_file(s, NULL, NULL), TS_ERR_INVALID_ARG);
+    EXPECT(ts_session_state_save_file(s, "/nonexistent-dir/x.state"), TS_ERR_IO);
+    EXPECT(ts_session_state_save_file(NULL, path), TS_ERR_INVALID_ARG);
+
     /* a second thread (and a re-entrant callback) on a session in use: TS_ERR_BUSY */
     ts_sampler *own = NULL;
     EXPECT(ts_sampler_create(m, NULL, &own), TS_OK);
