@@ -42,6 +42,12 @@ if ! python3 -c 'import gguf' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check gguf==0.19.0 2>&1 | grep -v 'Running pip as the' >&2 || true
   python3 -c 'import gguf' || { say "gguf-py could not be installed"; exit 1; }
 fi
+# jsonschema validates the structured-output test's generations (runtime/tests/structured.rs).
+if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
+  say "installing jsonschema (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check 'jsonschema>=4.18' 2>&1 | grep -v 'Running pip as the' >&2 || true
+  python3 -c 'import jsonschema' || { say "jsonschema could not be installed"; exit 1; }
+fi
 
 # 4. Test models (shared/MODELS.md) into the cache.
 if [ -z "${SETUP_NO_MODELS:-}" ]; then

@@ -14,9 +14,10 @@ use std::sync::Arc;
 
 use clap::Args;
 use rustyline::error::ReadlineError;
+use tensorsharp_runtime::chat::tool_calls;
 use tensorsharp_runtime::{ChatTemplate, Conversation, Flow, GenStats, Generator, Model, Sampler, Session, StopReason};
 
-use crate::run::{self, ModelArg, SamplingArgs, SessionArgs};
+use crate::run::{self, ModelArg, SamplingArgs, SessionArgs, StructuredArgs};
 use crate::template::read_conversation;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
@@ -30,6 +31,8 @@ pub struct ChatArgs {
     session: SessionArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    structured: StructuredArgs,
     /// A system message to start with.
     #[arg(long)]
     system: Option<String>,
@@ -42,6 +45,10 @@ pub struct ChatArgs {
     /// One-shot: reply to the conversation in this JSON file (`messages`, `tools`), then exit.
     #[arg(short = 'f', long = "file")]
     file: Option<PathBuf>,
+    /// With -f: print one JSON object (the reply, its tool calls parsed, the counts) instead of
+    /// the text.
+    #[arg(long, requires = "file")]
+    json: bool,
 }
 
 /// The conversation and everything a turn needs.
@@ -60,6 +67,14 @@ impl Chat {
     /// One assistant turn after the conversation so far: renders it, prefills what the session
     /// does not hold yet, streams the reply to stdout and appends it to the conversation.
     fn reply(&mut self) -> Result<StopReason> {
+        self.reply_to(true)
+    }
+
+    /// [`reply`](Self::reply), streaming the text to stdout or not.
+    fn reply_to(&mut self, stream: bool) -> Result<StopReason> {
+        if let Some(c) = self.sampler.constraint_mut() {
+            c.reset()?;
+        }
         self.conv.add_generation_prompt = true;
         let text = self.template.render(&self.conv)?;
         let tokens = self.template.tokenize(self.model.tokenizer(), &text);
@@ -85,11 +100,14 @@ impl Chat {
             &run::INTERRUPTED,
             |_, piece| {
                 reply.push_str(piece);
-                let _ = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
+                if stream {
+                    let _ = out.write_all(piece.as_bytes()).and_then(|_| out.flush());
+                }
                 Flow::Continue
             },
         )?;
-        if st.reason == StopReason::Cancelled {
+        if !stream {
+        } else if st.reason == StopReason::Cancelled {
             let _ = writeln!(out, " [stopped]");
         } else {
             let _ = writeln!(out);
@@ -183,7 +201,8 @@ pub fn chat(a: ChatArgs) -> Result<()> {
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");
     }
-    let sampler = Sampler::new(a.sampling.params(), model.tokenizer().n_vocab())?;
+    let mut sampler = Sampler::new(a.sampling.params(), model.tokenizer().n_vocab())?;
+    sampler.set_constraint(a.structured.constraint(&model)?);
     let generator = Generator::new(&session, 0);
     let template = ChatTemplate::for_model(&model, a.chat_template.as_deref())?;
     run::install_interrupt(session.cancel_flag(), false);
@@ -202,7 +221,25 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         if let Some(s) = &a.system {
             chat.system(s);
         }
-        chat.reply()?;
+        chat.reply_to(!a.json)?;
+        if a.json {
+            let reply = chat
+                .conv
+                .messages
+                .last()
+                .map(|m| m["content"].clone())
+                .unwrap_or_default();
+            let text = reply.as_str().unwrap_or_default();
+            let st = chat.last.expect("a reply ran");
+            let j = serde_json::json!({
+                "text": text,
+                "tool_calls": tool_calls::parse(text),
+                "stop_reason": run::stop_reason_name(&st.reason),
+                "prompt_tokens": st.n_prompt + st.cached_tokens,
+                "generated_tokens": st.n_generated,
+            });
+            outln!("{j}")?;
+        }
         return Ok(());
     }
     if let Some(s) = &a.system {

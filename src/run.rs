@@ -10,6 +10,7 @@ use clap::Args;
 use serde_json::json;
 use tensorsharp_runtime::plan::parse_size;
 use tensorsharp_runtime::prompt_cache::{self, CacheLoad};
+use tensorsharp_runtime::structured::{Constraint, ConstraintFactory};
 use tensorsharp_runtime::{
     ChatTemplate, Conversation, Flow, Generator, KvType, LockMode, Model, Sampler, SamplerParams, Session,
     SessionParams, StopReason, WeightsMode,
@@ -188,6 +189,43 @@ impl SamplingArgs {
     }
 }
 
+/// Structured output, shared by `run` and `chat`.
+#[derive(Args, Debug)]
+pub struct StructuredArgs {
+    /// Constrain the output to JSON that validates against this JSON Schema (a file, or the
+    /// schema itself when it starts with '{').
+    #[arg(long = "json-schema")]
+    json_schema: Option<String>,
+    /// Constrain the output to a grammar file: llama.cpp's GBNF (`root ::= ...`) or Lark.
+    #[arg(long = "grammar", conflicts_with = "json_schema")]
+    grammar: Option<PathBuf>,
+}
+
+impl StructuredArgs {
+    /// The constraint these options ask for, compiled for `model`'s vocabulary.
+    pub fn constraint(&self, model: &Arc<Model>) -> Result<Option<Constraint>> {
+        if self.json_schema.is_none() && self.grammar.is_none() {
+            return Ok(None);
+        }
+        let factory = ConstraintFactory::new(model)?;
+        if let Some(s) = &self.json_schema {
+            let text = if s.trim_start().starts_with('{') {
+                s.clone()
+            } else {
+                std::fs::read_to_string(s).map_err(|e| format!("--json-schema {s}: {e}"))?
+            };
+            return Ok(Some(factory.json_schema(&text)?));
+        }
+        let g = self.grammar.as_ref().expect("checked above");
+        let text = std::fs::read_to_string(g).map_err(|e| format!("--grammar {}: {e}", g.display()))?;
+        Ok(Some(
+            factory
+                .grammar(&text)
+                .map_err(|e| format!("--grammar {}: {e}", g.display()))?,
+        ))
+    }
+}
+
 /// Options of `tsharp run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -203,6 +241,8 @@ pub struct RunArgs {
     session: SessionArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    structured: StructuredArgs,
     /// Stop string (repeatable); not printed.
     #[arg(long = "stop")]
     stop: Vec<String>,
@@ -226,6 +266,18 @@ pub struct RunArgs {
     /// Also report per-token decode latency (p50 / p90 / p99 / max) and the memory plan total.
     #[arg(long)]
     timings: bool,
+}
+
+/// The name `--json` gives a stop reason.
+pub fn stop_reason_name(r: &StopReason) -> String {
+    match r {
+        StopReason::EndOfGeneration => "eog".to_owned(),
+        StopReason::MaxTokens => "max_tokens".to_owned(),
+        StopReason::StopString(i) => format!("stop:{i}"),
+        StopReason::ContextFull => "context_full".to_owned(),
+        StopReason::Cancelled => "cancelled".to_owned(),
+        StopReason::Callback => "callback".to_owned(),
+    }
 }
 
 /// p-th percentile (nearest rank) of sorted values.
@@ -263,6 +315,7 @@ pub fn run(a: RunArgs) -> Result<()> {
         eprintln!("tsharp: warning: {w}");
     }
     let mut sampler = Sampler::new(a.sampling.params(), model.tokenizer().n_vocab())?;
+    sampler.set_constraint(a.structured.constraint(&model)?);
     let max_stop = a.stop.iter().map(String::len).max().unwrap_or(0);
     let mut generator = Generator::new(&session, max_stop);
     if session.params().mlock != LockMode::Off {
@@ -346,14 +399,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let pp = g.n_prompt as f64 / g.prompt_secs.max(1e-9);
     let n_gen = g.n_generated.saturating_sub(1);
     let tg = n_gen as f64 / g.gen_secs.max(1e-9);
-    let reason = match &g.reason {
-        StopReason::EndOfGeneration => "eog".to_owned(),
-        StopReason::MaxTokens => "max_tokens".to_owned(),
-        StopReason::StopString(i) => format!("stop:{i}"),
-        StopReason::ContextFull => "context_full".to_owned(),
-        StopReason::Cancelled => "cancelled".to_owned(),
-        StopReason::Callback => "callback".to_owned(),
-    };
+    let reason = stop_reason_name(&g.reason);
     let (peak_rss, majflt_end) = rusage();
     let lat = latency_summary(generator.latencies());
     let plan_total = session.full_plan().total();
@@ -410,6 +456,9 @@ pub fn run(a: RunArgs) -> Result<()> {
                 majflt_end - majflt_loaded
             );
         }
+    }
+    if let Some(e) = sampler.constraint_mut().and_then(|c| c.error()) {
+        eprintln!("tsharp: warning: structured output: {e}");
     }
     if g.reason == StopReason::Cancelled {
         eprintln!("tsharp: interrupted");

@@ -170,6 +170,13 @@ ts_status ts_sampler_create(const ts_model *model, const ts_sampler_params *para
                             ts_sampler **out);
 void ts_sampler_free(ts_sampler *sampler);
 ts_status ts_sampler_reset(ts_sampler *sampler);
+/* Structured output: kind TS_CONSTRAINT_JSON_SCHEMA (text = a JSON Schema: the output is JSON that
+ * validates) or TS_CONSTRAINT_GRAMMAR (text = llama.cpp GBNF or Lark); TS_CONSTRAINT_NONE lifts it.
+ * TS_ERR_INVALID_ARG when it does not compile. Constrained steps allocate. */
+#define TS_CONSTRAINT_NONE 0
+#define TS_CONSTRAINT_JSON_SCHEMA 1
+#define TS_CONSTRAINT_GRAMMAR 2
+ts_status ts_sampler_set_constraint(ts_sampler *sampler, const ts_model *model, int kind, const char *text);
 
 #ifdef __cplusplus
 }

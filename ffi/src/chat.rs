@@ -177,3 +177,59 @@ pub extern "C" fn ts_session_state_load_file(
         }
     })
 }
+
+/// Constrains a sampler's picks (structured output): `kind` 1 = a JSON Schema (the output is
+/// JSON that validates), 2 = a grammar (llama.cpp's GBNF, or Lark); `text` the schema or
+/// grammar; kind 0 (text NULL) lifts the constraint. A schema or grammar that does not compile
+/// gives `TS_ERR_INVALID_ARG` with the reason in `ts_last_error` (the sampler is unchanged).
+/// `ts_sampler_reset` starts the constraint over. Constrained steps allocate; unconstrained
+/// sampling does not. Allocates.
+///
+/// Contract: `sampler` is a live sampler used by no other thread meanwhile; `m` the live model
+/// it samples for; `text` NUL-terminated UTF-8 (or NULL with kind 0).
+#[no_mangle]
+pub extern "C" fn ts_sampler_set_constraint(
+    sampler: *mut crate::sampler::ts_sampler,
+    m: *const ts_model,
+    kind: std::ffi::c_int,
+    text: *const c_char,
+) -> ts_status {
+    guard(|| {
+        let mut held = match crate::sampler::sampler_inner(sampler) {
+            Ok(s) => s,
+            Err(st) => return st,
+        };
+        if kind == 0 {
+            held.set_constraint(None);
+            return TS_OK;
+        }
+        let Some(m) = model_ref(m) else {
+            return fail(TS_ERR_INVALID_ARG, "model is NULL");
+        };
+        if m.model.tokenizer().n_vocab() != held.n_vocab() {
+            return fail(
+                TS_ERR_INVALID_ARG,
+                "the sampler was created for another vocabulary size",
+            );
+        }
+        let text = match c_str(text, "text") {
+            Ok(t) => t,
+            Err(st) => return st,
+        };
+        let built = tensorsharp_runtime::structured::ConstraintFactory::new(&m.model).and_then(|f| match kind {
+            1 => f.json_schema(text),
+            2 => f.grammar(text),
+            _ => Err(tensorsharp_runtime::RuntimeError::InvalidParameter {
+                name: "kind",
+                problem: format!("{kind}: expected 0 (none), 1 (JSON schema) or 2 (grammar)"),
+            }),
+        });
+        match built {
+            Ok(c) => {
+                held.set_constraint(Some(c));
+                TS_OK
+            }
+            Err(e) => from_err(e),
+        }
+    })
+}

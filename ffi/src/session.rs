@@ -323,7 +323,7 @@ pub extern "C" fn ts_session_decode_step(s: *mut ts_session, sampler: *mut ts_sa
             return fail(TS_ERR_INVALID_ARG, "nothing to continue: call ts_session_prefill first");
         }
         let next = sm.sample(&mut i.logits);
-        sm.accept(next);
+        sm.commit(next);
         // SAFETY: non-NULL by the check above.
         unsafe { *token = next as i32 };
         if i.session.model().tokenizer().is_eog(next) {

@@ -299,7 +299,7 @@ impl Generator {
                 if tok.is_eog(next) {
                     break StopReason::EndOfGeneration;
                 }
-                sampler.accept(next);
+                sampler.commit(next);
                 if self.tokens.len() < self.tokens.capacity() {
                     self.tokens.push(next);
                 }

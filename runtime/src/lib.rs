@@ -16,6 +16,7 @@ pub mod prompt_cache;
 pub mod sampler;
 pub mod session;
 pub mod stack;
+pub mod structured;
 pub mod tokenizer;
 
 pub use chat::{ChatTemplate, Conversation};

@@ -5,6 +5,7 @@
 //! the sampler is created; [`Sampler::sample`] allocates nothing.
 
 use crate::error::{Result, RuntimeError};
+use crate::structured::Constraint;
 use crate::tokenizer::Token;
 
 /// Sampling settings (llama.cpp's defaults).
@@ -91,6 +92,8 @@ pub struct Sampler {
     recent_len: usize,
     recent_pos: usize,
     n_vocab: usize,
+    /// Structured output: the tokens allowed next ([`set_constraint`](Self::set_constraint)).
+    constraint: Option<Box<Constraint>>,
 }
 
 impl Sampler {
@@ -107,6 +110,7 @@ impl Sampler {
             recent_len: 0,
             recent_pos: 0,
             n_vocab,
+            constraint: None,
         })
     }
 
@@ -126,11 +130,35 @@ impl Sampler {
         &self.params
     }
 
-    /// Forgets the recent tokens and reseeds.
+    /// Forgets the recent tokens and reseeds; a constraint starts over.
     pub fn reset(&mut self) {
         self.recent_len = 0;
         self.recent_pos = 0;
         self.rng = self.params.seed ^ 0x9E37_79B9_7F4A_7C15;
+        if let Some(c) = &mut self.constraint {
+            let _ = c.reset();
+        }
+    }
+
+    /// Constrains what [`sample`](Self::sample) may pick (a JSON schema or a grammar, see
+    /// [`crate::structured`]), or lifts the constraint (`None`). The constraint follows the
+    /// tokens given to [`commit`](Self::commit).
+    pub fn set_constraint(&mut self, c: Option<Constraint>) {
+        self.constraint = c.map(Box::new);
+    }
+
+    /// The constraint, if any (its error, whether the output is complete).
+    pub fn constraint_mut(&mut self) -> Option<&mut Constraint> {
+        self.constraint.as_deref_mut()
+    }
+
+    /// Records a token this sampler picked and that was kept: for the penalties, and for the
+    /// constraint. (Prompt tokens go to [`accept`](Self::accept) only.)
+    pub fn commit(&mut self, t: Token) {
+        self.accept(t);
+        if let Some(c) = &mut self.constraint {
+            c.commit(t);
+        }
     }
 
     /// Records a token (prompt or generated) for the penalties.
@@ -154,6 +182,9 @@ impl Sampler {
 
     /// Picks the next token from `logits` (which the penalties modify in place).
     pub fn sample(&mut self, logits: &mut [f32]) -> Token {
+        if let Some(c) = &mut self.constraint {
+            c.mask(logits);
+        }
         self.apply_penalties(logits);
         // A temperature so small that 1/T overflows (a subnormal) is greedy's limit: take it as
         // greedy (the softmax below would compute 0 * inf = NaN for the top token).

@@ -96,6 +96,14 @@ static void *small_stack_prefill(void *p) {
     return NULL;
 }
 
+/* Appends each piece to a 256-byte buffer. */
+static int collect_text(void *user, int32_t token, const char *piece, size_t len) {
+    struct { char *buf; size_t len; } *a = user;
+    (void)token;
+    if (a->len + len < 255) { memcpy(a->buf + a->len, piece, len); a->len += len; }
+    return 0;
+}
+
 static int count_tokens(void *user, int32_t token, const char *piece, size_t len) {
     (void)token, (void)piece, (void)len;
     ++*(size_t *)user;
@@ -253,6 +261,34 @@ int main(int argc, char **argv) {
     EXPECT(ts_chat_apply_template(NULL, conv, NULL, chat, sizeof chat, &clen), TS_ERR_INVALID_ARG);
     EXPECT(ts_chat_apply_template(m, conv, NULL, NULL, 5, &clen), TS_ERR_INVALID_ARG);
     EXPECT(ts_chat_apply_template(m, conv, NULL, chat, sizeof chat, NULL), TS_ERR_INVALID_ARG);
+
+    /* structured output: a schema constrains the sampler; bad ones are refused */
+    {
+        ts_sampler *js = NULL;
+        EXPECT(ts_sampler_create(m, NULL, &js), TS_OK);
+        EXPECT(ts_sampler_set_constraint(js, m, TS_CONSTRAINT_JSON_SCHEMA,
+                                         "{\"type\": \"object\", \"properties\": {\"ok\": {\"type\": \"boolean\"}}, "
+                                         "\"required\": [\"ok\"], \"additionalProperties\": false}"),
+               TS_OK);
+        EXPECT(ts_session_reset(s), TS_OK);
+        char out[256];
+        size_t olen = 0;
+        struct { char *buf; size_t len; } acc = {out, 0};
+        EXPECT(ts_session_generate(s, js, toks, n, 40, collect_text, &acc, NULL), TS_OK);
+        out[acc.len] = 0;
+        if (strcmp(out, "{\"ok\": true}") != 0 && strcmp(out, "{\"ok\": false}") != 0) {
+            printf("FAIL: constrained output %s\n", out);
+            failures++;
+        }
+        (void)olen;
+        EXPECT(ts_sampler_set_constraint(js, m, TS_CONSTRAINT_JSON_SCHEMA, "not json"), TS_ERR_INVALID_ARG);
+        EXPECT(ts_sampler_set_constraint(js, m, TS_CONSTRAINT_GRAMMAR, "root ::= undefined"), TS_ERR_INVALID_ARG);
+        EXPECT(ts_sampler_set_constraint(js, m, 7, "x"), TS_ERR_INVALID_ARG);
+        EXPECT(ts_sampler_set_constraint(js, m, TS_CONSTRAINT_GRAMMAR, NULL), TS_ERR_INVALID_ARG);
+        EXPECT(ts_sampler_set_constraint(js, NULL, TS_CONSTRAINT_GRAMMAR, "root ::= \"a\""), TS_ERR_INVALID_ARG);
+        EXPECT(ts_sampler_set_constraint(js, m, TS_CONSTRAINT_NONE, NULL), TS_OK);
+        ts_sampler_free(js);
+    }
 
     /* state files (prompt caches) and prefix reuse */
     char path[256];

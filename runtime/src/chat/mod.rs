@@ -11,6 +11,7 @@
 
 pub mod builtin;
 pub mod pyjson;
+pub mod tool_calls;
 
 use std::path::Path;
 
