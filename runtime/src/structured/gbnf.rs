@@ -358,7 +358,7 @@ ws-x ::= [ \t\n]* [^"\\] .
             ("root ::= missing", "not defined"),
             ("x ::= \"a\"", "no 'root'"),
             ("root ::= \"abc", "unterminated string"),
-            ("root ::= [a-", "unterminated"),
+            ("root ::= [a-", "unexpected end"),
             ("root ::= [z-a]", "reversed"),
             ("root ::= * \"a\"", "nothing before"),
             ("root ::= \"a\"\nroot ::= \"b\"", "defined twice"),
