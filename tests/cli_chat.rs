@@ -194,6 +194,51 @@ fn prompt_cache_is_reused_and_bad_files_are_refused_or_rebuilt() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn chat_file_json_parses_tool_calls() {
+    // Qwen2.5 with the arm tools of the template test data: its greedy reply calls move_arm.
+    let qwen = common::test_models()
+        .into_iter()
+        .find(|m| m.reference == "qwen2.5-coder-0.5b-q4_k_m")
+        .unwrap();
+    let data: Value = serde_json::from_slice(
+        &std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/runtime/tests/data/chat_cases.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let case = data["template_cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["model"] == "qwen2.5-coder-0.5b-q4_k_m" && c.get("tools").is_some())
+        .unwrap();
+    let dir = scratch("tools");
+    let f = dir.join("conv.json");
+    std::fs::write(
+        &f,
+        serde_json::json!({"messages": case["messages"], "tools": case["tools"]}).to_string(),
+    )
+    .unwrap();
+    let j = common::tsharp_json(&[
+        "chat",
+        "-m",
+        qwen.path.to_str().unwrap(),
+        "-f",
+        f.to_str().unwrap(),
+        "--json",
+        "--temp",
+        "0",
+        "-n",
+        "80",
+    ]);
+    assert_eq!(j["tool_calls"][0]["name"], "move_arm", "{j}");
+    assert_eq!(j["tool_calls"][0]["arguments"]["joint"], "elbow", "{j}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// A child process on a pseudo-terminal, as a person at a terminal runs it.
 struct Pty {
     master: OwnedFd,

@@ -1,7 +1,8 @@
 //! Tool calls in a reply, parsed into `{"name": ..., "arguments": {...}}` objects: Qwen2.5's
 //! (and Hermes') `<tool_call>{...}</tool_call>` blocks, or else a reply that is itself a call in
 //! the generic JSON form — one object with `name` and `arguments` (or `parameters`), or an
-//! array of them. Arguments given as a JSON string are parsed when they hold JSON.
+//! array of them, bare or in Markdown code fences. Arguments given as a JSON string are parsed
+//! when they hold JSON.
 
 use serde_json::{json, Value};
 
@@ -23,7 +24,28 @@ pub fn parse(text: &str) -> Vec<Value> {
     if !calls.is_empty() || text.contains("<tool_call>") {
         return calls;
     }
-    match serde_json::from_str::<Value>(text.trim()) {
+    let whole = json_calls(text.trim());
+    if !whole.is_empty() {
+        return whole;
+    }
+    // Small models often fence the call: ```json {...} ```.
+    let mut rest = text;
+    while let Some(open) = rest.find("```") {
+        let body = &rest[open + 3..];
+        let body = body.strip_prefix("json").unwrap_or(body);
+        let (block, next) = match body.find("```") {
+            Some(end) => (&body[..end], &body[end + 3..]),
+            None => (body, ""),
+        };
+        calls.extend(json_calls(block.trim()));
+        rest = next;
+    }
+    calls
+}
+
+/// The calls of a text that is one call or an array of calls in the generic JSON form.
+fn json_calls(text: &str) -> Vec<Value> {
+    match serde_json::from_str::<Value>(text) {
         Ok(Value::Array(items)) => items.into_iter().filter_map(call).collect(),
         Ok(v) => call(v).into_iter().collect(),
         Err(_) => Vec::new(),
@@ -71,7 +93,12 @@ mod tests {
             parse("[{\"function\": {\"name\": \"a\", \"arguments\": {}}}]"),
             vec![json!({"name": "a", "arguments": {}})]
         );
+        assert_eq!(
+            parse("Here:\n```json\n{\"name\": \"stop\", \"arguments\": {}}\n```\nDone."),
+            vec![json!({"name": "stop", "arguments": {}})]
+        );
         assert!(parse("just text").is_empty());
+        assert!(parse("```\nnot json\n```").is_empty());
         assert!(parse("<tool_call>not json</tool_call>").is_empty());
         assert!(parse("{\"no\": \"name\"}").is_empty());
         // An unterminated block (the reply hit its token limit) still yields a complete call.
