@@ -18,7 +18,7 @@ use tensorsharp_runtime::chat::tool_calls;
 use tensorsharp_runtime::{ChatTemplate, Conversation, Flow, GenStats, Generator, Model, Sampler, Session, StopReason};
 
 use crate::run::{self, ModelArg, SamplingArgs, SessionArgs, StructuredArgs};
-use crate::template::read_conversation;
+use crate::template::{read_conversation, TemplateChoice};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -36,9 +36,8 @@ pub struct ChatArgs {
     /// A system message to start with.
     #[arg(long)]
     system: Option<String>,
-    /// Chat template: a built-in (chatml, llama3, gemma, phi3) or a Jinja file.
-    #[arg(long = "chat-template")]
-    chat_template: Option<String>,
+    #[command(flatten)]
+    template: TemplateChoice,
     /// Most tokens per reply.
     #[arg(short = 'n', long = "n-predict", default_value_t = 512)]
     n_predict: usize,
@@ -106,11 +105,16 @@ impl Chat {
                 Flow::Continue
             },
         )?;
-        if !stream {
-        } else if st.reason == StopReason::Cancelled {
-            let _ = writeln!(out, " [stopped]");
-        } else {
-            let _ = writeln!(out);
+        if stream {
+            let _ = writeln!(
+                out,
+                "{}",
+                if st.reason == StopReason::Cancelled {
+                    " [stopped]"
+                } else {
+                    ""
+                }
+            );
         }
         self.conv.push("assistant", &reply);
         self.last = Some(st);
@@ -204,7 +208,7 @@ pub fn chat(a: ChatArgs) -> Result<()> {
     let mut sampler = Sampler::new(a.sampling.params(), model.tokenizer().n_vocab())?;
     sampler.set_constraint(a.structured.constraint(&model)?);
     let generator = Generator::new(&session, 0);
-    let template = ChatTemplate::for_model(&model, a.chat_template.as_deref())?;
+    let template = ChatTemplate::for_model(&model, a.template.chat_template.as_deref())?;
     run::install_interrupt(session.cancel_flag(), false);
     let mut chat = Chat {
         model,

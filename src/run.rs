@@ -17,6 +17,7 @@ use tensorsharp_runtime::{
 };
 
 use crate::default_model;
+use crate::template::TemplateChoice;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -252,10 +253,9 @@ pub struct RunArgs {
     /// A system message before the prompt (implies --chat).
     #[arg(long)]
     system: Option<String>,
-    /// Chat template: a built-in (chatml, llama3, gemma, phi3) or a Jinja file, instead of the
-    /// model's own (implies --chat).
-    #[arg(long = "chat-template")]
-    chat_template: Option<String>,
+    // --chat-template (implies --chat).
+    #[command(flatten)]
+    template: TemplateChoice,
     /// Keep the session state after the prompt in this file and start from it next time: a
     /// prompt that starts the same way prefills only the rest.
     #[arg(long = "prompt-cache")]
@@ -331,8 +331,8 @@ pub fn run(a: RunArgs) -> Result<()> {
     }
     let load_secs = t0.elapsed().as_secs_f64();
     let (_, majflt_loaded) = rusage();
-    let prompt = if a.chat || a.system.is_some() || a.chat_template.is_some() {
-        let template = ChatTemplate::for_model(&model, a.chat_template.as_deref())?;
+    let prompt = if a.chat || a.system.is_some() || a.template.chat_template.is_some() {
+        let template = ChatTemplate::for_model(&model, a.template.chat_template.as_deref())?;
         let mut conv = Conversation::default();
         if let Some(system) = &a.system {
             conv.push("system", system);

@@ -19,10 +19,17 @@ pub struct TemplateArgs {
     /// `add_generation_prompt` (default true); `-` reads standard input.
     #[arg(short = 'f', long = "file")]
     file: PathBuf,
-    /// A built-in template (chatml, llama3, gemma, phi3) or a Jinja template file, instead of
-    /// the model's own.
+    #[command(flatten)]
+    template: TemplateChoice,
+}
+
+/// `--chat-template`, shared by `run`, `chat` and `template`.
+#[derive(Args, Debug)]
+pub struct TemplateChoice {
+    /// Chat template: a built-in (chatml, llama3, gemma, phi3) or a Jinja file, instead of the
+    /// model's own.
     #[arg(long = "chat-template")]
-    chat_template: Option<String>,
+    pub chat_template: Option<String>,
 }
 
 /// Reads a conversation file (`-`: standard input).
@@ -39,7 +46,7 @@ pub fn template(a: TemplateArgs) -> Result<()> {
     let conv = read_conversation(&a.file)?;
     let f = tensorsharp_models::GgufFile::open(a.model.resolve()?)?;
     let tok = Tokenizer::from_gguf(&f)?;
-    let t = ChatTemplate::for_file(&f, &tok, a.chat_template.as_deref())?;
+    let t = ChatTemplate::for_file(&f, &tok, a.template.chat_template.as_deref())?;
     let text = t.render(&conv)?;
     out!("{text}")?;
     {

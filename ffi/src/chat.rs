@@ -1,7 +1,7 @@
 //! Chat and prompt caching: a conversation rendered through the model's chat template, the
 //! session's prefix reuse, and session states kept in files (prompt caches).
 
-use std::ffi::{c_char, CStr};
+use std::ffi::c_char;
 
 use tensorsharp_runtime::prompt_cache::{self, CacheLoad};
 use tensorsharp_runtime::{ChatTemplate, Conversation};
@@ -9,18 +9,7 @@ use tensorsharp_runtime::{ChatTemplate, Conversation};
 use crate::guard::guard;
 use crate::model::{model_ref, ts_model};
 use crate::session::{inner, ts_session};
-use crate::status::{fail, from_err, ts_status, TS_ERR_BUFFER_TOO_SMALL, TS_ERR_INVALID_ARG, TS_ERR_IO, TS_OK};
-
-/// A NUL-terminated UTF-8 argument, or the status for NULL / invalid UTF-8.
-fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a str, ts_status> {
-    if p.is_null() {
-        return Err(fail(TS_ERR_INVALID_ARG, format!("{what} is NULL")));
-    }
-    // SAFETY: non-NULL and NUL-terminated by contract.
-    unsafe { CStr::from_ptr(p) }
-        .to_str()
-        .map_err(|_| fail(TS_ERR_INVALID_ARG, format!("{what} is not UTF-8")))
-}
+use crate::status::{c_str, fail, from_err, ts_status, TS_ERR_BUFFER_TOO_SMALL, TS_ERR_INVALID_ARG, TS_ERR_IO, TS_OK};
 
 /// Renders a conversation — JSON `{"messages": [...], "tools": [...], "add_generation_prompt":
 /// true}` — through a chat template into `buf` (capacity `cap`, not NUL-terminated); `*len`

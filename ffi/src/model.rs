@@ -1,13 +1,13 @@
 //! The model handle: load, free, properties, metadata, tokenizer.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::{c_char, c_int};
 use std::sync::Arc;
 
 use tensorsharp_runtime::Model;
 
 use crate::guard::{guard, guard_or, guard_unit};
 use crate::params::{ts_model_params, weights_mode};
-use crate::status::{fail, from_err, ts_status, TS_ERR_BUFFER_TOO_SMALL, TS_ERR_INVALID_ARG, TS_OK};
+use crate::status::{c_str, fail, from_err, ts_status, TS_ERR_BUFFER_TOO_SMALL, TS_ERR_INVALID_ARG, TS_OK};
 
 /// Opaque model handle: read-only after load, shareable between threads.
 pub struct ts_model {
@@ -41,10 +41,9 @@ pub extern "C" fn ts_model_load(
             Ok(m) => m,
             Err(st) => return st,
         };
-        // SAFETY: non-NULL NUL-terminated string by contract.
-        let path = match unsafe { CStr::from_ptr(path) }.to_str() {
+        let path = match c_str(path, "path") {
             Ok(p) => p,
-            Err(_) => return fail(TS_ERR_INVALID_ARG, "path is not UTF-8"),
+            Err(st) => return st,
         };
         match Model::load_opts(path, mode, None) {
             Ok(m) => {
@@ -120,9 +119,9 @@ pub extern "C" fn ts_model_meta(
         if key.is_null() || len.is_null() || (buf.is_null() && cap > 0) {
             return fail(TS_ERR_INVALID_ARG, "key or len is NULL, or buf is NULL with cap > 0");
         }
-        // SAFETY: NUL-terminated by contract.
-        let Ok(key) = (unsafe { CStr::from_ptr(key) }).to_str() else {
-            return fail(TS_ERR_INVALID_ARG, "key is not UTF-8");
+        let key = match c_str(key, "key") {
+            Ok(k) => k,
+            Err(st) => return st,
         };
         use std::io::Write;
         use tensorsharp_models::MetaValue as V;

@@ -87,6 +87,18 @@ pub(crate) fn log(level: c_int, msg: &str) {
     }
 }
 
+/// A NUL-terminated UTF-8 argument called `what`, or the recorded `TS_ERR_INVALID_ARG` for NULL
+/// ("`what` is NULL") or invalid UTF-8 ("`what` is not UTF-8").
+pub(crate) fn c_str<'a>(p: *const std::ffi::c_char, what: &str) -> Result<&'a str, ts_status> {
+    if p.is_null() {
+        return Err(fail(TS_ERR_INVALID_ARG, format!("{what} is NULL")));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| fail(TS_ERR_INVALID_ARG, format!("{what} is not UTF-8")))
+}
+
 /// Records `msg` and returns `status`.
 pub(crate) fn fail(status: ts_status, msg: impl AsRef<str>) -> ts_status {
     set_error(msg.as_ref());
