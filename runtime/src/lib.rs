@@ -1,9 +1,14 @@
 //! TensorSharp runtime: tokenizers, the CPU executor, KV cache, sampling, sessions and the
 //! generation loop, over the GGUF reader and architecture specs of `tensorsharp-models` and the
 //! kernels of `tensorsharp-kernels` (the architecture is described in the repository README).
+//!
+//! Features (both on by default): `chat` (chat templates and tool calls, [`chat`]) and
+//! `structured` (constrained sampling, [`structured`]). A firmware link that feeds token ids
+//! can leave them out (`default-features = false`): the rest has no Jinja or grammar engine.
 #![deny(missing_docs)]
 
 pub mod arena;
+#[cfg(feature = "chat")]
 pub mod chat;
 pub mod error;
 pub mod fault;
@@ -16,9 +21,11 @@ pub mod prompt_cache;
 pub mod sampler;
 pub mod session;
 pub mod stack;
+#[cfg(feature = "structured")]
 pub mod structured;
 pub mod tokenizer;
 
+#[cfg(feature = "chat")]
 pub use chat::{ChatTemplate, Conversation};
 pub use error::{Result, RuntimeError};
 pub use generate::{generate, Flow, GenStats, Generation, Generator, StopReason};

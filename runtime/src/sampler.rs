@@ -5,6 +5,7 @@
 //! the sampler is created; [`Sampler::sample`] allocates nothing.
 
 use crate::error::{Result, RuntimeError};
+#[cfg(feature = "structured")]
 use crate::structured::Constraint;
 use crate::tokenizer::Token;
 
@@ -93,6 +94,7 @@ pub struct Sampler {
     recent_pos: usize,
     n_vocab: usize,
     /// Structured output: the tokens allowed next ([`set_constraint`](Self::set_constraint)).
+    #[cfg(feature = "structured")]
     constraint: Option<Box<Constraint>>,
 }
 
@@ -110,6 +112,7 @@ impl Sampler {
             recent_len: 0,
             recent_pos: 0,
             n_vocab,
+            #[cfg(feature = "structured")]
             constraint: None,
         })
     }
@@ -135,6 +138,7 @@ impl Sampler {
         self.recent_len = 0;
         self.recent_pos = 0;
         self.rng = self.params.seed ^ 0x9E37_79B9_7F4A_7C15;
+        #[cfg(feature = "structured")]
         if let Some(c) = &mut self.constraint {
             let _ = c.reset();
         }
@@ -143,11 +147,13 @@ impl Sampler {
     /// Constrains what [`sample`](Self::sample) may pick (a JSON schema or a grammar, see
     /// [`crate::structured`]), or lifts the constraint (`None`). The constraint follows the
     /// tokens given to [`commit`](Self::commit).
+    #[cfg(feature = "structured")]
     pub fn set_constraint(&mut self, c: Option<Constraint>) {
         self.constraint = c.map(Box::new);
     }
 
     /// The constraint, if any (its error, whether the output is complete).
+    #[cfg(feature = "structured")]
     pub fn constraint_mut(&mut self) -> Option<&mut Constraint> {
         self.constraint.as_deref_mut()
     }
@@ -156,6 +162,7 @@ impl Sampler {
     /// constraint. (Prompt tokens go to [`accept`](Self::accept) only.)
     pub fn commit(&mut self, t: Token) {
         self.accept(t);
+        #[cfg(feature = "structured")]
         if let Some(c) = &mut self.constraint {
             c.commit(t);
         }
@@ -182,6 +189,7 @@ impl Sampler {
 
     /// Picks the next token from `logits` (which the penalties modify in place).
     pub fn sample(&mut self, logits: &mut [f32]) -> Token {
+        #[cfg(feature = "structured")]
         if let Some(c) = &mut self.constraint {
             c.mask(logits);
         }

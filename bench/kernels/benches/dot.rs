@@ -1,7 +1,7 @@
 //! Dot-product throughput per weight type and kernel tier, in GB/s of weights streamed.
 //!
 //! Each benchmark is a GEMV (all rows of a ~4 MiB weight matrix against one activation vector),
-//! the decode-time shape. `cargo bench -p tensorsharp-kernels --bench dot`; filter with e.g.
+//! the decode-time shape. `cargo bench -p tensorsharp-kernel-bench --bench dot`; filter with e.g.
 //! `-- q4_k/avx512`. Set `TSHARP_BENCH_F32=1` to also measure the f32-activation path.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -11,7 +11,7 @@ use tensorsharp_kernels::{BlockQ8a, Kernels, Tier, WType};
 const N: usize = 2048; // row length
 const TARGET_BYTES: usize = 4 << 20;
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../../kernels-c/tests/common/mod.rs"]
 mod common;
 use common::{f16_fields, rng_bytes};
 
