@@ -50,7 +50,9 @@ arm_limits=(TSHARP_PARITY_STEPS=8 TSHARP_PARITY_CASES=2)
 arm=(--target aarch64-unknown-linux-gnu -p tensorsharp-kernels -p tensorsharp-models -p tensorsharp-runtime
   --no-default-features)
 phase "aarch64 tests under qemu-aarch64, parity on the dotprod kernels"
-env "${arm_limits[@]}" cargo test "${arm[@]}"
+# Batched decode is held to one-sequence decode bit for bit on the host (runtime/tests/batch.rs);
+# the kernels' column counts it relies on are held to the x86 bits here by orders.rs and shapes.rs.
+env "${arm_limits[@]}" cargo test "${arm[@]}" -- --skip batched_decode_equals_each_sequence_alone
 phase "aarch64 parity on the neon kernels"
 env "${arm_limits[@]}" TSHARP_KERNELS=neon TSHARP_PARITY_MODELS=smollm2-135m-q4_1 \
   cargo test "${arm[@]}" --test parity

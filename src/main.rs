@@ -21,6 +21,7 @@ macro_rules! outln {
     }};
 }
 
+mod ask;
 mod bench;
 mod chat;
 mod default_model;
@@ -72,6 +73,10 @@ enum Command {
     Tokenize(run::TokenizeArgs),
     /// Print the text of token ids.
     Detokenize(run::DetokenizeArgs),
+    /// Ask a running tsharpd: streams its reply.
+    Ask(ask::AskArgs),
+    /// A running tsharpd's models, queues, sessions and memory.
+    Status(ask::StatusArgs),
 }
 
 /// The stack of the thread that runs the command: the kernels need ~128 KiB below the caller
@@ -105,6 +110,8 @@ fn command() -> ExitCode {
         Command::Template(a) => template::template(a),
         Command::Tokenize(a) => run::tokenize(a),
         Command::Detokenize(a) => run::detokenize(a),
+        Command::Ask(a) => ask::ask(a),
+        Command::Status(a) => ask::status(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

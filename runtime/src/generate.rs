@@ -51,19 +51,36 @@ pub struct Generation {
     pub gen_secs: f64,
 }
 
-/// Holds back output that might be the beginning of a stop string.
-struct StopFilter<'a> {
-    stops: &'a [String],
+/// Holds back output that might be the beginning of a stop string (the stop strings are passed
+/// to each call, so one filter serves any request). Reserve its buffer with
+/// [`StopFilter::with_capacity`] (the longest stop string plus the longest token piece) and
+/// pushing allocates nothing.
+#[derive(Debug, Default)]
+pub struct StopFilter {
     held: String,
 }
 
-impl StopFilter<'_> {
-    /// Adds text; emits what is safe; returns the index of a stop string that completed.
-    fn push(&mut self, text: &str, emit: &mut impl FnMut(&str)) -> Option<usize> {
+impl StopFilter {
+    /// A filter with room for `bytes` of held-back text.
+    pub fn with_capacity(bytes: usize) -> StopFilter {
+        StopFilter {
+            held: String::with_capacity(bytes),
+        }
+    }
+
+    /// Forgets held text and makes room for `bytes` (allocates only to grow).
+    pub fn reset(&mut self, bytes: usize) {
+        self.held.clear();
+        self.held.reserve(bytes);
+    }
+
+    /// Adds text; emits what is safe; returns the index of a stop string that completed (the
+    /// text before it is emitted, the rest dropped).
+    pub fn push(&mut self, stops: &[String], text: &str, emit: &mut impl FnMut(&str)) -> Option<usize> {
         self.held.push_str(text);
         // A complete stop string: emit what precedes it and stop.
         let mut first: Option<(usize, usize)> = None;
-        for (i, s) in self.stops.iter().enumerate() {
+        for (i, s) in stops.iter().enumerate() {
             if let Some(at) = self.held.find(s.as_str()) {
                 if first.is_none_or(|(a, _)| at < a) {
                     first = Some((at, i));
@@ -77,7 +94,7 @@ impl StopFilter<'_> {
         }
         // Keep the longest suffix that is a prefix of some stop string.
         let mut keep = 0;
-        for s in self.stops {
+        for s in stops {
             for (n, _) in s.char_indices().skip(1).chain(std::iter::once((s.len(), ' '))) {
                 if n <= self.held.len()
                     && n > keep
@@ -97,7 +114,8 @@ impl StopFilter<'_> {
         None
     }
 
-    fn flush(&mut self, emit: &mut impl FnMut(&str)) {
+    /// Emits whatever is held (the generation ended without a stop string).
+    pub fn flush(&mut self, emit: &mut impl FnMut(&str)) {
         emit(&self.held);
         self.held.clear();
     }
@@ -129,8 +147,8 @@ pub struct Generator {
     logits: Vec<f32>,
     tokens: Vec<Token>,
     latencies: Vec<f32>,
-    /// Text held back by the stop-string filter.
-    held: String,
+    /// Text held back while it may be the start of a stop string.
+    filter: StopFilter,
     /// The text one token made final.
     text: String,
     decoder: StreamDecoder,
@@ -145,7 +163,7 @@ impl Generator {
             logits: vec![0.0; tok.n_vocab()],
             tokens: Vec::with_capacity(session.n_ctx()),
             latencies: Vec::with_capacity(session.n_ctx()),
-            held: String::with_capacity(max_stop_len + tok.max_piece_len() + 8),
+            filter: StopFilter::with_capacity(max_stop_len + tok.max_piece_len() + 8),
             text: String::with_capacity(max_stop_len + tok.max_piece_len() + 8),
             decoder: StreamDecoder::new(),
         }
@@ -261,14 +279,10 @@ impl Generator {
             });
         }
         let max_stop = stops.iter().map(String::len).max().unwrap_or(0);
-        self.held.clear();
-        self.held.reserve(max_stop + tok.max_piece_len() + 8);
+        self.filter.reset(max_stop + tok.max_piece_len() + 8);
         self.text.clear();
         self.text.reserve(max_stop + tok.max_piece_len() + 8);
-        let mut filter = StopFilter {
-            stops,
-            held: std::mem::take(&mut self.held),
-        };
+        let filter = &mut self.filter;
         self.decoder = StreamDecoder::new();
         self.tokens.clear();
         self.latencies.clear();
@@ -308,7 +322,7 @@ impl Generator {
                 text.clear();
                 self.decoder.push(tok.piece(next, false), &mut |s| {
                     if stopped.is_none() {
-                        stopped = filter.push(s, &mut |t: &str| text.push_str(t));
+                        stopped = filter.push(stops, s, &mut |t: &str| text.push_str(t));
                     }
                 });
                 let flow = on_token(Some(next), &self.text);
@@ -338,14 +352,13 @@ impl Generator {
             let text = &mut self.text;
             text.clear();
             self.decoder.flush(&mut |s| {
-                filter.push(s, &mut |t: &str| text.push_str(t));
+                filter.push(stops, s, &mut |t: &str| text.push_str(t));
             });
             filter.flush(&mut |t: &str| text.push_str(t));
             if !self.text.is_empty() {
                 on_token(None, &self.text);
             }
         }
-        self.held = filter.held;
         let t_end = std::time::Instant::now();
         let first = t_first.unwrap_or(t_end);
         Ok(GenStats {
@@ -388,13 +401,10 @@ mod tests {
 
     fn run(stops: &[&str], pieces: &[&str]) -> (String, Option<usize>) {
         let stops: Vec<String> = stops.iter().map(|s| s.to_string()).collect();
-        let mut f = StopFilter {
-            stops: &stops,
-            held: String::new(),
-        };
+        let mut f = StopFilter::default();
         let mut out = String::new();
         for p in pieces {
-            if let Some(i) = f.push(p, &mut |s| out.push_str(s)) {
+            if let Some(i) = f.push(&stops, p, &mut |s| out.push_str(s)) {
                 return (out, Some(i));
             }
         }

@@ -28,9 +28,9 @@ pub mod tokenizer;
 #[cfg(feature = "chat")]
 pub use chat::{ChatTemplate, Conversation};
 pub use error::{Result, RuntimeError};
-pub use generate::{generate, Flow, GenStats, Generation, Generator, StopReason};
+pub use generate::{generate, Flow, GenStats, Generation, Generator, StopFilter, StopReason};
 pub use model::{Model, WeightsMode};
 pub use plan::{LockMode, SessionPlan};
 pub use sampler::{Sampler, SamplerParams};
-pub use session::{KvCache, KvType, ProfileOp, Session, SessionParams};
+pub use session::{BatchRow, KvCache, KvType, ProfileOp, Session, SessionParams};
 pub use tokenizer::{StreamDecoder, Token, Tokenizer};

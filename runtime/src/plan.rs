@@ -59,6 +59,8 @@ pub struct SessionPlan {
     pub n_ctx: usize,
     /// Prefill chunk (tokens).
     pub n_batch: usize,
+    /// Sequences held at once (each `n_ctx` positions of KV cache and a sampler).
+    pub n_seq: usize,
     /// Threads, the caller included.
     pub n_threads: usize,
     /// KV cache type.
@@ -97,7 +99,7 @@ impl SessionPlan {
 
     /// KV cache bytes.
     pub fn kv_bytes(&self) -> u64 {
-        self.kv_bytes_per_pos * self.n_ctx as u64
+        self.kv_bytes_per_pos * (self.n_ctx * self.n_seq) as u64
     }
 
     /// `Err(OverBudget)` with the numbers and what to change when the plan exceeds its budget.
@@ -111,7 +113,7 @@ impl SessionPlan {
         let mut advice = String::new();
         let fixed = total - self.kv_bytes();
         if self.kv_bytes_per_pos > 0 && fixed < b.bytes {
-            let ctx_fit = (b.bytes - fixed) / self.kv_bytes_per_pos;
+            let ctx_fit = (b.bytes - fixed) / self.kv_bytes_per_pos / self.n_seq.max(1) as u64;
             // Whole multiples of 256 positions are the useful sizes.
             let ctx_fit = ctx_fit / 256 * 256;
             if ctx_fit >= 256 {
@@ -158,11 +160,16 @@ impl SessionPlan {
         };
         let _ = writeln!(
             s,
-            "memory plan: n_ctx {}, n_batch {}, {} threads, kv {}",
+            "memory plan: n_ctx {}, n_batch {}, {} threads, kv {}{}",
             self.n_ctx,
             self.n_batch,
             self.n_threads,
-            self.kv_type.name()
+            self.kv_type.name(),
+            if self.n_seq > 1 {
+                format!(", {} sequences", self.n_seq)
+            } else {
+                String::new()
+            }
         );
         let mut row = |name: &str, b: u64| {
             let _ = writeln!(s, "  {name:<44} {:>12} B {:>10.2} MiB", b, mib(b));

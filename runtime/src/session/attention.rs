@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::kv::KvType;
+use super::layout::ROW_MULTI;
 use super::matmul::{FirstError, SharedPtr};
 use super::Session;
 use crate::error::Result;
@@ -10,15 +11,20 @@ use crate::ops;
 use crate::pool::split;
 
 impl Session {
-    /// Attention of the chunk's `t_n` tokens (positions `pos0..`) in layer `layer`: `q` holds
-    /// their queries (`n_head * head_dim` per token; an f32 or q8_0 cache rounds them to f16 in
-    /// place), `out` receives `n_head * head_dim_v` per token. Parallel over (token, head)
-    /// pairs; K·q runs through the kernels' f32-activation GEMV over cache rows.
+    /// Attention of the pass's `t_n` rows in layer `layer`, each over its own sequence's cache up
+    /// to its position (`row_seq`, `row_pos`; `row_flags` says whether a row's sequence has
+    /// several rows in the pass, which picks the prefill arithmetic): `q` holds their queries
+    /// (`n_head * head_dim` per row; an f32 or q8_0 cache rounds them to f16 in place), `out`
+    /// receives `n_head * head_dim_v` per row. Parallel over (row, head) pairs; K·q runs through
+    /// the kernels' f32-activation GEMV over cache rows.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn attention(
         &self,
         layer: usize,
         t_n: usize,
-        pos0: usize,
+        row_seq: &[u32],
+        row_pos: &[u32],
+        row_flags: &[u8],
         q: &mut [f32],
         out: &mut [f32],
     ) -> Result<()> {
@@ -70,15 +76,17 @@ impl Session {
                 };
                 let (t, h) = (item / nh, item % nh);
                 let g = h / group;
-                let p = pos0 + t;
+                let p = row_pos[t] as usize;
                 let lo = window.map_or(0, |w| (p + 1).saturating_sub(w));
                 let npos = p + 1 - lo;
-                // SAFETY: rows lo..=p of kv head g were written (this chunk or earlier) and lie in
-                // the layer region; q[t][h] and out[t][h] are this work item's alone.
+                let first = kv.cell(row_seq[t] as usize, lo);
+                let multi = row_flags[t] & ROW_MULTI != 0;
+                // SAFETY: positions lo..=p of the row's sequence, kv head g, were written (this
+                // pass or earlier) and lie in the layer region; q[t][h] and out[t][h] are this work item's alone.
                 unsafe {
                     let qh = qp.get().add(t * nh * hd + h * hd);
-                    let k0 = cache.get().add(kv.k_row(layer, lo, g));
-                    let v0 = cache.get().add(kv.v_row(layer, lo, g));
+                    let k0 = cache.get().add(kv.k_row(layer, first, g));
+                    let v0 = cache.get().add(kv.v_row(layer, first, g));
                     if kvt == KvType::F16 {
                         let out = outp.get().add(t * nh * hdv + h * hdv);
                         kernels.attention_f16_raw(
@@ -92,7 +100,7 @@ impl Session {
                             hd,
                             hdv,
                             scale,
-                            t_n > 1,
+                            multi,
                             sc.as_mut_ptr(),
                             out,
                         );

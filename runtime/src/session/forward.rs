@@ -1,5 +1,6 @@
-//! The forward pass of a chunk of tokens: embeddings, then per layer the attention block and
-//! the FFN block, then (when asked) the logits of the last token.
+//! The forward pass of a set of rows (a prefill chunk of one sequence, or a batch of rows of
+//! several sequences): embeddings, then per layer the attention block and the FFN block, then
+//! (when asked) the logits of the rows that want them.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use std::time::Instant;
 use tensorsharp_models::arch::{Activation, RopeStyle};
 
 use super::kv::store_row;
+use super::layout::{ROW_LOGITS, ROW_MULTI};
 use super::matmul::{FirstError, MatmulJob, SharedPtr};
 use super::profile::ProfileOp;
 use super::Session;
@@ -32,16 +34,70 @@ struct Activations<'a> {
     proj_out: &'a mut [f32],
     ffn_gate: &'a mut [f32],
     ffn_up: &'a mut [f32],
-    /// (cos, sin) of each distinct RoPE setting for each token of the chunk.
+    /// (cos, sin) of each distinct RoPE setting for each row.
     rope: &'a mut [(f32, f32)],
+    /// Each row's sequence.
+    row_seq: &'a mut [u32],
+    /// Each row's position in its sequence.
+    row_pos: &'a mut [u32],
+    /// Each row's flags ([`ROW_LOGITS`], [`ROW_MULTI`]).
+    row_flags: &'a mut [u8],
+}
+
+/// One row of a batched forward pass ([`Session::forward_batch`]): a token of a sequence, after
+/// the sequence's cached positions and its earlier rows in the same batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRow {
+    /// The sequence (`< n_seq`).
+    pub seq: u32,
+    /// The token.
+    pub token: Token,
+    /// Whether to compute this row's logits ([`Session::seq_logits`]); at most one row per
+    /// sequence and pass.
+    pub logits: bool,
+}
+
+/// The rows of one forward pass.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Rows<'a> {
+    /// Consecutive tokens of one sequence after its cached positions; the logits of the last
+    /// one when `logits`. Computed exactly as the same tokens in a one-sequence session.
+    Chunk {
+        /// The sequence.
+        seq: usize,
+        /// Its tokens.
+        tokens: &'a [Token],
+        /// Whether the last token's logits are wanted.
+        logits: bool,
+    },
+    /// Rows of any sequences (validated by [`Session::forward_batch`]).
+    Batch(&'a [BatchRow]),
+}
+
+impl Rows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Rows::Chunk { tokens, .. } => tokens.len(),
+            Rows::Batch(rows) => rows.len(),
+        }
+    }
+
+    /// Row `t`: (sequence, token, logits wanted).
+    fn get(&self, t: usize) -> (usize, Token, bool) {
+        match *self {
+            Rows::Chunk { seq, tokens, logits } => (seq, tokens[t], logits && t + 1 == tokens.len()),
+            Rows::Batch(rows) => (rows[t].seq as usize, rows[t].token, rows[t].logits),
+        }
+    }
 }
 
 impl Session {
-    /// Runs `tokens` (at most `n_batch`, fitting the context) through the model after the cached
-    /// positions, and computes the logits of the last one when `want_logits`.
-    pub(crate) fn forward(&mut self, tokens: &[Token], want_logits: bool) -> Result<()> {
+    /// Runs `rows` (at most `n_batch`, each sequence's fitting its context: checked by the
+    /// callers) through the model after the cached positions, and computes the logits of the
+    /// rows that want them. A cancelled pass leaves every sequence's length as it was.
+    pub(crate) fn forward(&mut self, rows: Rows) -> Result<()> {
         let model = Arc::clone(&self.model);
-        let pos0 = self.n_past;
+        let t_n = rows.len();
         let b = self.buffers;
         // SAFETY: the slots are disjoint parts of the arena and `&mut self` excludes any other
         // user; parallel regions below only write disjoint ranges through raw pointers.
@@ -58,36 +114,70 @@ impl Session {
                 ffn_gate: a.slice(b.ffn_gate),
                 ffn_up: a.slice(b.ffn_up),
                 rope: a.slice(b.rope),
+                row_seq: a.slice(b.row_seq),
+                row_pos: a.slice(b.row_pos),
+                row_flags: a.slice(b.row_flags),
             }
         };
+        // Each row's sequence, position and flags; the rows per sequence.
+        self.seq_rows.iter_mut().for_each(|n| *n = 0);
+        for t in 0..t_n {
+            let (seq, _, logits) = rows.get(t);
+            act.row_seq[t] = seq as u32;
+            act.row_pos[t] = (self.seq_len[seq] + self.seq_rows[seq] as usize) as u32;
+            act.row_flags[t] = if logits { ROW_LOGITS } else { 0 };
+            self.seq_rows[seq] += 1;
+        }
+        for t in 0..t_n {
+            if self.seq_rows[act.row_seq[t] as usize] > 1 {
+                act.row_flags[t] |= ROW_MULTI;
+            }
+        }
+        self.seq_logits_row.iter_mut().for_each(|r| *r = u32::MAX);
+        // Only a one-sequence chunk can skip the last layer's FFN for all but its last row.
+        let one_chunk = matches!(rows, Rows::Chunk { .. });
         let mut clock = self.profiler.start();
-        self.embed(tokens, pos0, &mut act)?;
+        self.embed(&rows, &mut act)?;
         self.profiler.lap(ProfileOp::Embedding, &mut clock);
         for (layer, lw) in model.layers.iter().enumerate() {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(RuntimeError::Cancelled);
             }
-            self.attention_block(layer, lw, tokens.len(), pos0, &mut act, &mut clock)?;
-            self.ffn_block(layer, lw, tokens.len(), &mut act, &mut clock)?;
+            self.attention_block(layer, lw, t_n, &mut act, &mut clock)?;
+            let last_rows_only = one_chunk && layer + 1 == model.layers.len();
+            self.ffn_block(lw, t_n, last_rows_only, &mut act, &mut clock)?;
         }
-        // SAFETY: &mut self; the token slot holds n_ctx ids and pos0 + len <= n_ctx (checked by
-        // the callers); nothing else borrows it.
-        let cached = unsafe { std::slice::from_raw_parts_mut(self.kv.tokens_ptr(&self.arena), self.params.n_ctx) };
-        cached[pos0..pos0 + tokens.len()].copy_from_slice(tokens);
-        self.n_past += tokens.len();
-        if want_logits {
-            self.output_logits(tokens.len() - 1, &mut act)?;
+        for t in 0..t_n {
+            let (seq, token, _) = rows.get(t);
+            // SAFETY: &mut self; a sequence's token ids are n_ctx cells and every row's position
+            // is below n_ctx (checked by the callers); nothing else borrows them.
+            unsafe { *self.kv.tokens_ptr(&self.arena, seq).add(act.row_pos[t] as usize) = token };
+        }
+        for (len, &n) in self.seq_len.iter_mut().zip(&self.seq_rows) {
+            *len += n as usize;
+        }
+        if act.row_flags[..t_n].iter().any(|f| f & ROW_LOGITS != 0) {
+            self.output_logits(t_n, &mut act)?;
             self.profiler.lap(ProfileOp::Logits, &mut clock);
+            let mut n_out = 0;
+            for t in 0..t_n {
+                if act.row_flags[t] & ROW_LOGITS != 0 {
+                    self.seq_logits_row[act.row_seq[t] as usize] = n_out;
+                    n_out += 1;
+                }
+            }
         }
         Ok(())
     }
 
-    /// The embeddings of `tokens` into the residual stream and the RoPE tables of their positions.
-    fn embed(&self, tokens: &[Token], pos0: usize, act: &mut Activations) -> Result<()> {
+    /// The embeddings of the rows' tokens into the residual stream and the RoPE tables of their
+    /// positions.
+    fn embed(&self, rows: &Rows, act: &mut Activations) -> Result<()> {
         let model = &*self.model;
         let sp = &model.spec;
         let e = sp.n_embd;
-        for (t, &tok) in tokens.iter().enumerate() {
+        for t in 0..rows.len() {
+            let tok = rows.get(t).1;
             let rb = model.embd.row_bytes;
             let row = &model.bytes(&model.embd)[tok as usize * rb..(tok as usize + 1) * rb];
             let x = &mut act.residual[t * e..(t + 1) * e];
@@ -98,9 +188,10 @@ impl Session {
         }
         let half = sp.rope_dim / 2;
         for (ri, &(base, scale)) in self.ropes.pairs.iter().enumerate() {
-            for t in 0..tokens.len() {
+            for t in 0..rows.len() {
                 let off = (ri * self.params.n_batch + t) * half;
-                ops::rope_table(pos0 + t, sp.rope_dim, base, scale, &mut act.rope[off..off + half]);
+                let pos = act.row_pos[t] as usize;
+                ops::rope_table(pos, sp.rope_dim, base, scale, &mut act.rope[off..off + half]);
             }
         }
         Ok(())
@@ -113,7 +204,6 @@ impl Session {
         layer: usize,
         lw: &LayerWeights,
         t_n: usize,
-        pos0: usize,
         act: &mut Activations,
         clock: &mut Option<Instant>,
     ) -> Result<()> {
@@ -161,9 +251,12 @@ impl Session {
         let half = sp.rope_dim / 2;
         let rope = &act.rope[self.ropes.layer_pair[layer] * self.params.n_batch * half..];
         let neox = sp.rope_style == RopeStyle::Neox;
+        let (row_seq, row_pos) = (&*act.row_seq, &*act.row_pos);
         let per_token = |t: usize| {
-            // SAFETY: token t's q, k and v rows and its K/V cache rows (position pos0 + t) are
-            // touched by this call alone; q, k, v hold t_n rows and the cache n_ctx.
+            let cell = kv.cell(row_seq[t] as usize, row_pos[t] as usize);
+            // SAFETY: row t's q, k and v rows and its K/V cache rows (its sequence's cell at its
+            // position) are touched by this call alone; q, k, v hold t_n rows; the cell is in the
+            // cache (position < n_ctx, sequence < n_seq).
             let (qt, kt, vt) = unsafe {
                 (
                     std::slice::from_raw_parts_mut(qp.get().add(t * q_dim), q_dim),
@@ -190,12 +283,12 @@ impl Session {
                 ops::rope(h, cs, neox);
             }
             for g in 0..nkv {
-                // SAFETY: the K and V rows of (pos0 + t, g) belong to this call alone and lie
-                // inside the cache (pos0 + t < n_ctx).
+                // SAFETY: the K and V rows of (cell, g) belong to this call alone and lie inside
+                // the cache.
                 let (kd, vd) = unsafe {
                     (
-                        std::slice::from_raw_parts_mut(cache.get().add(kv.k_row(layer, pos0 + t, g)), kv.row_k()),
-                        std::slice::from_raw_parts_mut(cache.get().add(kv.v_row(layer, pos0 + t, g)), kv.row_v()),
+                        std::slice::from_raw_parts_mut(cache.get().add(kv.k_row(layer, cell, g)), kv.row_k()),
+                        std::slice::from_raw_parts_mut(cache.get().add(kv.v_row(layer, cell, g)), kv.row_v()),
                     )
                 };
                 store_row(kv.kv_type(), &kt[g * hd..(g + 1) * hd], kd);
@@ -211,7 +304,7 @@ impl Session {
             });
         }
         self.profiler.lap(ProfileOp::QkvPrepare, clock);
-        self.attention(layer, t_n, pos0, act.q, act.attn_out)?;
+        self.attention(layer, t_n, act.row_seq, act.row_pos, act.row_flags, act.q, act.attn_out)?;
         self.profiler.lap(ProfileOp::Attention, clock);
         let jobs = [MatmulJob {
             weight: lw.wo,
@@ -224,13 +317,14 @@ impl Session {
     }
 
     /// The attention output into the residual, norm, gate/up projections, activation, down
-    /// projection, into the residual. After the last layer's attention only the last token's
-    /// state is used (for the logits), so there the FFN runs for that token alone.
+    /// projection, into the residual. After the last layer's attention of a one-sequence chunk
+    /// only the last token's state is used (for the logits), so there (`last_row_only`) the FFN
+    /// runs for that token alone.
     fn ffn_block(
         &self,
-        layer: usize,
         lw: &LayerWeights,
         t_n: usize,
+        last_row_only: bool,
         act: &mut Activations,
         clock: &mut Option<Instant>,
     ) -> Result<()> {
@@ -239,7 +333,7 @@ impl Session {
         let (e, eps, ff) = (sp.n_embd, sp.rms_eps, sp.n_ff);
         // As in llama.cpp's graph (which also decides which of its matmul kernels, and so which
         // summation order, runs): tokens t0.. go on, their FFN rows counted from 0.
-        let t0 = if layer + 1 == model.layers.len() { t_n - 1 } else { 0 };
+        let t0 = if last_row_only { t_n - 1 } else { 0 };
         let t_f = t_n - t0;
         for t in t0..t_n {
             let ot = &mut act.proj_out[t * e..(t + 1) * e];
@@ -337,18 +431,25 @@ impl Session {
         failed.into_result()
     }
 
-    /// The output norm of token `last`'s residual and the logits (softcapped where the model
-    /// says so) into the logits slot.
-    fn output_logits(&self, last: usize, act: &mut Activations) -> Result<()> {
+    /// The output norm of the residual of each row that wants logits and their logits
+    /// (softcapped where the model says so) into the logits slot, one row each in row order.
+    fn output_logits(&self, t_n: usize, act: &mut Activations) -> Result<()> {
         let model = &*self.model;
         let sp = &model.spec;
         let e = sp.n_embd;
-        ops::rms_norm(
-            &act.residual[last * e..(last + 1) * e],
-            &model.output_norm,
-            sp.rms_eps,
-            &mut act.normed[..e],
-        );
+        let mut n_out = 0;
+        for t in 0..t_n {
+            if act.row_flags[t] & ROW_LOGITS == 0 {
+                continue;
+            }
+            ops::rms_norm(
+                &act.residual[t * e..(t + 1) * e],
+                &model.output_norm,
+                sp.rms_eps,
+                &mut act.normed[n_out * e..(n_out + 1) * e],
+            );
+            n_out += 1;
+        }
         // SAFETY: the logits slot is disjoint from the activations; &self is the pass's owner.
         let logits = unsafe { self.arena.slice(self.buffers.logits) };
         let jobs = [MatmulJob {
@@ -356,9 +457,11 @@ impl Session {
             out: SharedPtr(logits.as_mut_ptr()),
             stride: sp.n_vocab,
         }];
-        self.project(&jobs, act.normed.as_ptr(), e, 1)?;
+        self.project(&jobs, act.normed.as_ptr(), e, n_out)?;
         if let Some(cap) = sp.final_logit_softcap {
-            logits.iter_mut().for_each(|l| *l = cap * (*l / cap).tanh());
+            logits[..n_out * sp.n_vocab]
+                .iter_mut()
+                .for_each(|l| *l = cap * (*l / cap).tanh());
         }
         Ok(())
     }

@@ -129,10 +129,11 @@ pub fn store_row(ty: KvType, x: &[f32], dst: &mut [u8]) {
     }
 }
 
-/// Where the cache lives in a session's arena and how it is laid out. Per layer: the K region
-/// (`n_ctx` positions of `n_head_kv` rows of `row_k` bytes), then the V region (the same with
-/// `row_v`). Positions `[0, n_past)` of every layer are valid; the token slot records the token
-/// id of each.
+/// Where the cache lives in a session's arena and how it is laid out. The cache holds `n_seq`
+/// sequences of `n_ctx` positions each; position `pos` of sequence `seq` is cell
+/// `seq * n_ctx + pos` ([`cell`](Self::cell)). Per layer: the K region (every cell's `n_head_kv`
+/// rows of `row_k` bytes), then the V region (the same with `row_v`). A sequence's positions
+/// `[0, len)` of every layer are valid; the token slot records the token id of each cell.
 #[derive(Debug, Clone, Copy)]
 pub struct KvCache {
     rows: Slot<u8>,
@@ -140,15 +141,22 @@ pub struct KvCache {
     kv_type: KvType,
     n_layers: usize,
     n_ctx: usize,
+    n_seq: usize,
     n_head_kv: usize,
     row_k: usize,
     row_v: usize,
 }
 
 impl KvCache {
-    /// Adds the cache's slots to `plan` for `n_ctx` positions of a model of shape `spec`
-    /// (the KV type already checked against the head dimensions).
-    pub(crate) fn plan(plan: &mut MemoryPlan, spec: &ModelSpec, kv_type: KvType, n_ctx: usize) -> Result<KvCache> {
+    /// Adds the cache's slots to `plan` for `n_seq` sequences of `n_ctx` positions of a model of
+    /// shape `spec` (the KV type already checked against the head dimensions).
+    pub(crate) fn plan(
+        plan: &mut MemoryPlan,
+        spec: &ModelSpec,
+        kv_type: KvType,
+        n_ctx: usize,
+        n_seq: usize,
+    ) -> Result<KvCache> {
         let row = |dim: usize| {
             kv_type.row_bytes(dim).ok_or_else(|| RuntimeError::InvalidParameter {
                 name: "kv type",
@@ -156,7 +164,11 @@ impl KvCache {
             })
         };
         let (row_k, row_v) = (row(spec.head_dim)?, row(spec.head_dim_v)?);
-        let bytes = n_ctx
+        let cells = n_ctx.checked_mul(n_seq).ok_or_else(|| RuntimeError::InvalidParameter {
+            name: "n_seq",
+            problem: "KV cache size overflows".into(),
+        })?;
+        let bytes = cells
             .checked_mul(spec.n_head_kv * (row_k + row_v))
             .and_then(|layer| layer.checked_mul(spec.n_layers))
             .ok_or_else(|| RuntimeError::InvalidParameter {
@@ -165,10 +177,11 @@ impl KvCache {
             })?;
         Ok(KvCache {
             rows: plan.add("kv cache", bytes)?,
-            tokens: plan.add("kv cache: token ids", n_ctx)?,
+            tokens: plan.add("kv cache: token ids", cells)?,
             kv_type,
             n_layers: spec.n_layers,
             n_ctx,
+            n_seq,
             n_head_kv: spec.n_head_kv,
             row_k,
             row_v,
@@ -180,9 +193,19 @@ impl KvCache {
         self.kv_type
     }
 
-    /// Positions the cache holds.
+    /// Positions the cache holds per sequence.
     pub fn n_ctx(&self) -> usize {
         self.n_ctx
+    }
+
+    /// Sequences the cache holds.
+    pub fn n_seq(&self) -> usize {
+        self.n_seq
+    }
+
+    /// The cell of position `pos` of sequence `seq`.
+    pub(crate) fn cell(&self, seq: usize, pos: usize) -> usize {
+        seq * self.n_ctx + pos
     }
 
     /// Bytes of one K row (one position of one kv head).
@@ -210,29 +233,33 @@ impl KvCache {
         self.n_head_kv * self.row_v
     }
 
+    fn cells(&self) -> usize {
+        self.n_ctx * self.n_seq
+    }
+
     fn layer_bytes(&self) -> usize {
-        self.n_ctx * (self.k_stride() + self.v_stride())
+        self.cells() * (self.k_stride() + self.v_stride())
     }
 
-    /// Offset of the K row of (`pos`, kv head `head`) of layer `layer` in the cache.
-    pub(crate) fn k_row(&self, layer: usize, pos: usize, head: usize) -> usize {
-        layer * self.layer_bytes() + pos * self.k_stride() + head * self.row_k
+    /// Offset of the K row of (`cell`, kv head `head`) of layer `layer` in the cache.
+    pub(crate) fn k_row(&self, layer: usize, cell: usize, head: usize) -> usize {
+        layer * self.layer_bytes() + cell * self.k_stride() + head * self.row_k
     }
 
-    /// Offset of the V row of (`pos`, kv head `head`) of layer `layer` in the cache.
-    pub(crate) fn v_row(&self, layer: usize, pos: usize, head: usize) -> usize {
-        layer * self.layer_bytes() + self.n_ctx * self.k_stride() + pos * self.v_stride() + head * self.row_v
+    /// Offset of the V row of (`cell`, kv head `head`) of layer `layer` in the cache.
+    pub(crate) fn v_row(&self, layer: usize, cell: usize, head: usize) -> usize {
+        layer * self.layer_bytes() + self.cells() * self.k_stride() + cell * self.v_stride() + head * self.row_v
     }
 
-    /// The K rows of positions `[0, n)` of a layer (contiguous).
-    fn k_prefix(&self, layer: usize, n: usize) -> Range<usize> {
-        let at = self.k_row(layer, 0, 0);
+    /// The K rows of positions `[0, n)` of sequence `seq` in a layer (contiguous).
+    fn k_prefix(&self, layer: usize, seq: usize, n: usize) -> Range<usize> {
+        let at = self.k_row(layer, self.cell(seq, 0), 0);
         at..at + n * self.k_stride()
     }
 
-    /// The V rows of positions `[0, n)` of a layer (contiguous).
-    fn v_prefix(&self, layer: usize, n: usize) -> Range<usize> {
-        let at = self.v_row(layer, 0, 0);
+    /// The V rows of positions `[0, n)` of sequence `seq` in a layer (contiguous).
+    fn v_prefix(&self, layer: usize, seq: usize, n: usize) -> Range<usize> {
+        let at = self.v_row(layer, self.cell(seq, 0), 0);
         at..at + n * self.v_stride()
     }
 
@@ -241,9 +268,10 @@ impl KvCache {
         arena.ptr(self.rows)
     }
 
-    /// The token ids slot in `arena`.
-    pub(crate) fn tokens_ptr(&self, arena: &Arena) -> *mut Token {
-        arena.ptr(self.tokens)
+    /// The token ids of sequence `seq` (`n_ctx` cells from the returned pointer while
+    /// `seq < n_seq`) in `arena`.
+    pub(crate) fn tokens_ptr(&self, arena: &Arena, seq: usize) -> *mut Token {
+        arena.ptr(self.tokens).wrapping_add(self.cell(seq, 0))
     }
 
     /// Whether rows written by `other` can be read by this cache (same model shape and element
@@ -258,21 +286,21 @@ impl KvCache {
         n * (4 + self.bytes_per_position())
     }
 
-    /// Writes positions `[0, n)` to `out` (`saved_bytes(n)` long): their token ids (u32 LE),
-    /// then per layer the K rows and the V rows.
+    /// Writes positions `[0, n)` of sequence `seq` to `out` (`saved_bytes(n)` long): their token
+    /// ids (u32 LE), then per layer the K rows and the V rows.
     ///
     /// # Safety
-    /// `arena` is this cache's; no forward pass writes it meanwhile; `n <= n_ctx`.
-    pub(crate) unsafe fn save_prefix(&self, arena: &Arena, n: usize, out: &mut [u8]) {
+    /// `arena` is this cache's; no forward pass writes it meanwhile; `n <= n_ctx`, `seq < n_seq`.
+    pub(crate) unsafe fn save_prefix(&self, arena: &Arena, seq: usize, n: usize, out: &mut [u8]) {
         // SAFETY: the caller's contract: no writer; the slots lie in the arena.
         let (rows, tokens) = unsafe { (&*arena.slice(self.rows), &*arena.slice(self.tokens)) };
         let mut at = 0;
-        for t in &tokens[..n] {
+        for t in &tokens[self.cell(seq, 0)..self.cell(seq, n)] {
             out[at..at + 4].copy_from_slice(&t.to_le_bytes());
             at += 4;
         }
         for layer in 0..self.n_layers {
-            for r in [self.k_prefix(layer, n), self.v_prefix(layer, n)] {
+            for r in [self.k_prefix(layer, seq, n), self.v_prefix(layer, seq, n)] {
                 out[at..at + r.len()].copy_from_slice(&rows[r.clone()]);
                 at += r.len();
             }
@@ -280,21 +308,22 @@ impl KvCache {
     }
 
     /// Reads positions `[0, keep)` of a `saved`-position record written by
-    /// [`save_prefix`](Self::save_prefix) (`saved_bytes(saved)` long) into the cache.
+    /// [`save_prefix`](Self::save_prefix) (`saved_bytes(saved)` long) into sequence `seq`.
     ///
     /// # Safety
-    /// `arena` is this cache's and no one else uses it meanwhile; `keep <= saved`, `keep <= n_ctx`.
-    pub(crate) unsafe fn restore_prefix(&self, arena: &Arena, saved: usize, keep: usize, src: &[u8]) {
+    /// `arena` is this cache's and no one else uses it meanwhile; `keep <= saved`, `keep <= n_ctx`,
+    /// `seq < n_seq`.
+    pub(crate) unsafe fn restore_prefix(&self, arena: &Arena, seq: usize, saved: usize, keep: usize, src: &[u8]) {
         // SAFETY: the caller's contract: exclusive use of the slots, which lie in the arena.
         let (rows, tokens) = unsafe { (arena.slice(self.rows), arena.slice(self.tokens)) };
-        for (i, t) in tokens[..keep].iter_mut().enumerate() {
+        for (i, t) in tokens[self.cell(seq, 0)..self.cell(seq, keep)].iter_mut().enumerate() {
             *t = u32::from_le_bytes([src[4 * i], src[4 * i + 1], src[4 * i + 2], src[4 * i + 3]]);
         }
         let mut at = 4 * saved;
         for layer in 0..self.n_layers {
             for (r, stride) in [
-                (self.k_prefix(layer, keep), self.k_stride()),
-                (self.v_prefix(layer, keep), self.v_stride()),
+                (self.k_prefix(layer, seq, keep), self.k_stride()),
+                (self.v_prefix(layer, seq, keep), self.v_stride()),
             ] {
                 rows[r.clone()].copy_from_slice(&src[at..at + r.len()]);
                 at += saved * stride;
@@ -302,12 +331,22 @@ impl KvCache {
         }
     }
 
-    /// Copies positions `[0, n)` of `src` (in `src_arena`) into this cache.
+    /// Copies positions `[0, n)` of sequence `src_seq` of `src` (in `src_arena`) into sequence
+    /// `seq` of this cache.
     ///
     /// # Safety
-    /// `self.same_rows(src)`; `n` is at most both contexts; this cache's arena is used by no one
-    /// else meanwhile and `src_arena` is not written; the two arenas are different.
-    pub(crate) unsafe fn copy_prefix_from(&self, arena: &Arena, src: &KvCache, src_arena: &Arena, n: usize) {
+    /// `self.same_rows(src)`; `n` is at most both contexts; the sequences exist; this cache's
+    /// arena is used by no one else meanwhile and `src_arena` is not written; the two arenas are
+    /// different.
+    pub(crate) unsafe fn copy_prefix_from(
+        &self,
+        arena: &Arena,
+        seq: usize,
+        src: &KvCache,
+        src_arena: &Arena,
+        src_seq: usize,
+        n: usize,
+    ) {
         // SAFETY: the caller's contract: exclusive use of ours, no writer of theirs, distinct arenas.
         let (rows, tokens, src_rows, src_tokens) = unsafe {
             (
@@ -317,10 +356,11 @@ impl KvCache {
                 &*src_arena.slice(src.tokens),
             )
         };
-        tokens[..n].copy_from_slice(&src_tokens[..n]);
+        tokens[self.cell(seq, 0)..self.cell(seq, n)]
+            .copy_from_slice(&src_tokens[src.cell(src_seq, 0)..src.cell(src_seq, n)]);
         for layer in 0..self.n_layers {
-            rows[self.k_prefix(layer, n)].copy_from_slice(&src_rows[src.k_prefix(layer, n)]);
-            rows[self.v_prefix(layer, n)].copy_from_slice(&src_rows[src.v_prefix(layer, n)]);
+            rows[self.k_prefix(layer, seq, n)].copy_from_slice(&src_rows[src.k_prefix(layer, src_seq, n)]);
+            rows[self.v_prefix(layer, seq, n)].copy_from_slice(&src_rows[src.v_prefix(layer, src_seq, n)]);
         }
     }
 }

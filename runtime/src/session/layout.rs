@@ -43,9 +43,22 @@ pub(crate) struct Buffers {
     pub value_row: Slot<f32>,
     /// (cos, sin) tables, `rope_dim / 2` per row for each distinct (base, scale) pair.
     pub rope: Slot<(f32, f32)>,
-    /// Logits of the last token, `n_vocab`.
+    /// Logits, `n_vocab` per row: row 0 those of the last token of a one-sequence pass, row `c`
+    /// the `c`-th logits row of a batch.
     pub logits: Slot<f32>,
+    /// Each row's sequence.
+    pub row_seq: Slot<u32>,
+    /// Each row's position in its sequence.
+    pub row_pos: Slot<u32>,
+    /// Each row's flags ([`ROW_LOGITS`], [`ROW_MULTI`]).
+    pub row_flags: Slot<u8>,
 }
+
+/// Row flag: the pass computes this row's logits.
+pub(crate) const ROW_LOGITS: u8 = 1;
+/// Row flag: the row's sequence has more than one row in the pass (its attention runs as a
+/// prefill chunk's, as the same tokens alone in a pass would).
+pub(crate) const ROW_MULTI: u8 = 2;
 
 /// The RoPE settings of the layers: the distinct (base, scale) pairs, whose tables the session
 /// fills once per chunk, and each layer's index into them.
@@ -110,9 +123,12 @@ impl Layout {
             scores: plan.add("scratch: attention scores (per thread)", nt * params.n_ctx)?,
             value_row: plan.add("scratch: value row (per thread)", nt * sp.head_dim_v)?,
             rope: plan.add("scratch: rope tables", pairs.len() * rows * sp.rope_dim / 2)?,
-            logits: plan.add("logits", sp.n_vocab)?,
+            logits: plan.add("logits", params.n_seq * sp.n_vocab)?,
+            row_seq: plan.add("batch: row sequences", rows)?,
+            row_pos: plan.add("batch: row positions", rows)?,
+            row_flags: plan.add("batch: row flags", rows)?,
         };
-        let kv = KvCache::plan(&mut plan, sp, params.kv_type, params.n_ctx)?;
+        let kv = KvCache::plan(&mut plan, sp, params.kv_type, params.n_ctx, params.n_seq)?;
         Ok(Layout {
             params,
             plan,
@@ -153,6 +169,7 @@ impl Layout {
         SessionPlan {
             n_ctx: p.n_ctx,
             n_batch: p.n_batch,
+            n_seq: p.n_seq,
             n_threads: p.n_threads,
             kv_type: p.kv_type,
             weights,
@@ -166,7 +183,7 @@ impl Layout {
             kv_bytes_per_pos: self.kv.bytes_per_position() as u64,
             model_tables: model_tables as u64,
             tokenizer: tokenizer as u64,
-            sampler: crate::sampler::Sampler::planned_bytes(model.spec.n_vocab, 1 << 10) as u64,
+            sampler: (p.n_seq * crate::sampler::Sampler::planned_bytes(model.spec.n_vocab, 1 << 10)) as u64,
             thread_stacks: ((p.n_threads - 1) * WORKER_STACK) as u64,
             budget,
         }

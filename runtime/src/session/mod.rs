@@ -34,6 +34,8 @@ use crate::plan::{LockMode, SessionPlan};
 use crate::pool::{PoolOptions, ThreadPool};
 use crate::tokenizer::Token;
 
+pub use forward::BatchRow;
+use forward::Rows;
 pub use kv::{KvCache, KvType};
 use layout::{Buffers, Layout, RopeTables};
 pub use params::SessionParams;
@@ -50,8 +52,12 @@ pub struct Session {
     buffers: Buffers,
     kv: KvCache,
     ropes: RopeTables,
-    /// Positions in the KV cache.
-    n_past: usize,
+    /// Positions in the KV cache, per sequence (sequence 0 is the one-conversation API's).
+    seq_len: Vec<usize>,
+    /// Per sequence: its rows in the current pass.
+    seq_rows: Vec<u32>,
+    /// Per sequence: its row of the logits slot after the last pass, or `u32::MAX`.
+    seq_logits_row: Vec<u32>,
     cancel: Arc<AtomicBool>,
     warnings: Vec<String>,
     full_plan: SessionPlan,
@@ -62,7 +68,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("n_ctx", &self.params.n_ctx)
-            .field("n_past", &self.n_past)
+            .field("seq_len", &self.seq_len)
             .finish()
     }
 }
@@ -145,6 +151,7 @@ impl Session {
         for w in &warnings {
             log::warn!("{w}");
         }
+        let n_seq = params.n_seq;
         Ok(Session {
             model,
             params,
@@ -154,7 +161,9 @@ impl Session {
             buffers,
             kv,
             ropes,
-            n_past: 0,
+            seq_len: vec![0; n_seq],
+            seq_rows: vec![0; n_seq],
+            seq_logits_row: vec![u32::MAX; n_seq],
             cancel: Arc::new(AtomicBool::new(false)),
             warnings,
             full_plan,
@@ -205,55 +214,98 @@ impl Session {
         &self.kv
     }
 
-    /// Positions already in the KV cache.
+    /// Positions already in the KV cache (of sequence 0).
     pub fn n_past(&self) -> usize {
-        self.n_past
+        self.seq_len[0]
     }
 
-    /// Context length.
+    /// Context length (per sequence).
     pub fn n_ctx(&self) -> usize {
         self.params.n_ctx
     }
 
-    /// The token ids of the cached positions, oldest first.
+    /// Sequences the session holds.
+    pub fn n_seq(&self) -> usize {
+        self.params.n_seq
+    }
+
+    /// Positions cached for sequence `seq` (0 for a sequence that does not exist).
+    pub fn seq_len(&self, seq: usize) -> usize {
+        self.seq_len.get(seq).copied().unwrap_or(0)
+    }
+
+    /// The token ids of the cached positions (of sequence 0), oldest first.
     pub fn cached_tokens(&self) -> &[Token] {
-        // SAFETY: shared borrow of self: no forward pass runs; n_past <= n_ctx ids are written.
-        unsafe { std::slice::from_raw_parts(self.kv.tokens_ptr(&self.arena), self.n_past) }
+        self.seq_tokens(0)
+    }
+
+    /// The token ids of sequence `seq`'s cached positions, oldest first (empty for a sequence
+    /// that does not exist).
+    pub fn seq_tokens(&self, seq: usize) -> &[Token] {
+        if seq >= self.params.n_seq {
+            return &[];
+        }
+        // SAFETY: shared borrow of self: no forward pass runs; the sequence exists and its
+        // seq_len <= n_ctx ids are written.
+        unsafe { std::slice::from_raw_parts(self.kv.tokens_ptr(&self.arena, seq), self.seq_len[seq]) }
     }
 
     /// Forgets the conversation (the KV cache is overwritten from position 0) and clears the
-    /// cancel flag.
+    /// cancel flag. Every sequence is emptied.
     pub fn reset(&mut self) {
-        self.n_past = 0;
+        self.seq_len.iter_mut().for_each(|n| *n = 0);
+        self.seq_logits_row.iter_mut().for_each(|r| *r = u32::MAX);
         self.clear_cancel();
     }
 
-    /// Keeps the first `n` cached positions (no-op when `n >= n_past`); the next prefill or
-    /// decode continues after them. The logits stay those of the last token processed until
-    /// then: prefill at least one token before sampling.
+    /// Keeps the first `n` cached positions (of sequence 0; no-op when `n >= n_past`); the next
+    /// prefill or decode continues after them. The logits stay those of the last token processed
+    /// until then: prefill at least one token before sampling.
     pub fn truncate(&mut self, n: usize) {
-        self.n_past = self.n_past.min(n);
+        self.truncate_seq(0, n);
     }
 
-    /// Prompt caching: keeps the longest prefix of the cache that equals the start of `tokens`,
-    /// short of `tokens`' last token (so at least one token is left to prefill for fresh logits),
-    /// and returns its length. The caller prefills `tokens[returned..]`.
+    /// Keeps the first `n` cached positions of sequence `seq` (no-op when `n` is not shorter or
+    /// the sequence does not exist); its logits are forgotten.
+    pub fn truncate_seq(&mut self, seq: usize, n: usize) {
+        if let Some(len) = self.seq_len.get_mut(seq) {
+            if n < *len {
+                *len = n;
+                self.seq_logits_row[seq] = u32::MAX;
+            }
+        }
+    }
+
+    /// Prompt caching: keeps the longest prefix of the cache (sequence 0) that equals the start
+    /// of `tokens`, short of `tokens`' last token (so at least one token is left to prefill for
+    /// fresh logits), and returns its length. The caller prefills `tokens[returned..]`.
     pub fn keep_common_prefix(&mut self, tokens: &[Token]) -> usize {
-        let limit = tokens.len().saturating_sub(1);
-        let common = self
-            .cached_tokens()
-            .iter()
-            .zip(&tokens[..limit])
-            .take_while(|(a, b)| a == b)
-            .count();
-        self.truncate(common);
+        self.keep_common_prefix_seq(0, tokens)
+    }
+
+    /// [`keep_common_prefix`](Self::keep_common_prefix) for sequence `seq`.
+    pub fn keep_common_prefix_seq(&mut self, seq: usize, tokens: &[Token]) -> usize {
+        let common = self.common_prefix_seq(seq, tokens);
+        self.truncate_seq(seq, common);
         common
     }
 
-    /// Replaces this session's conversation with the first `n` positions of `other`'s (another
-    /// session over the same model with the same KV type; the contexts may differ). Returns
-    /// [`RuntimeError::StateMismatch`] or [`RuntimeError::ContextFull`] and changes nothing when
-    /// it cannot. The logits are not copied: prefill at least one token before sampling.
+    /// How many positions [`keep_common_prefix_seq`](Self::keep_common_prefix_seq) would keep
+    /// (changes nothing): a scheduler picks the sequence that holds most of a prompt with it.
+    pub fn common_prefix_seq(&self, seq: usize, tokens: &[Token]) -> usize {
+        let limit = tokens.len().saturating_sub(1);
+        self.seq_tokens(seq)
+            .iter()
+            .zip(&tokens[..limit])
+            .take_while(|(a, b)| a == b)
+            .count()
+    }
+
+    /// Replaces this session's conversation (sequence 0) with the first `n` positions of
+    /// `other`'s (another session over the same model with the same KV type; the contexts may
+    /// differ). Returns [`RuntimeError::StateMismatch`] or [`RuntimeError::ContextFull`] and
+    /// changes nothing when it cannot. The logits are not copied: prefill at least one token
+    /// before sampling.
     pub fn copy_prefix_from(&mut self, other: &Session, n: usize) -> Result<()> {
         if self.model.fingerprint() != other.model.fingerprint() {
             return Err(RuntimeError::StateMismatch {
@@ -269,10 +321,10 @@ impl Session {
                 here: self.kv.kv_type().name().into(),
             });
         }
-        if n > other.n_past {
+        if n > other.n_past() {
             return Err(RuntimeError::InvalidParameter {
                 name: "n",
-                problem: format!("{n} positions asked, the other session holds {}", other.n_past),
+                problem: format!("{n} positions asked, the other session holds {}", other.n_past()),
             });
         }
         if n > self.params.n_ctx {
@@ -283,8 +335,9 @@ impl Session {
         }
         // SAFETY: &mut self and &other: ours is used by no one else, theirs is only read; two
         // sessions never share an arena; n is within both caches (checked above).
-        unsafe { self.kv.copy_prefix_from(&self.arena, &other.kv, &other.arena, n) };
-        self.n_past = n;
+        unsafe { self.kv.copy_prefix_from(&self.arena, 0, &other.kv, &other.arena, 0, n) };
+        self.seq_len[0] = n;
+        self.seq_logits_row[0] = u32::MAX;
         Ok(())
     }
 
@@ -302,52 +355,163 @@ impl Session {
         Arc::clone(&self.cancel)
     }
 
-    /// The logits of the last token processed.
+    /// The logits of the last token processed by [`prefill`](Self::prefill) or
+    /// [`decode`](Self::decode) (row 0 of the logits slot).
     pub fn logits(&self) -> &[f32] {
-        // SAFETY: shared borrow of self: no forward pass is running.
-        unsafe { self.arena.slice(self.buffers.logits) }
+        // SAFETY: shared borrow of self: no forward pass is running; the slot holds n_seq >= 1
+        // rows of n_vocab.
+        unsafe { &self.arena.slice(self.buffers.logits)[..self.model.spec.n_vocab] }
+    }
+
+    /// The logits sequence `seq` got from the last forward pass, if that pass computed them
+    /// (a [`forward_batch`](Self::forward_batch) row with `logits`, or the end of a
+    /// [`prefill_seq`](Self::prefill_seq) / [`decode_seq`](Self::decode_seq)). A later pass
+    /// replaces them.
+    pub fn seq_logits(&self, seq: usize) -> Option<&[f32]> {
+        let row = *self.seq_logits_row.get(seq)? as usize;
+        if row == u32::MAX as usize {
+            return None;
+        }
+        let n_vocab = self.model.spec.n_vocab;
+        // SAFETY: shared borrow of self: no forward pass is running; row < n_seq rows of n_vocab.
+        Some(unsafe { &self.arena.slice(self.buffers.logits)[row * n_vocab..(row + 1) * n_vocab] })
     }
 
     /// Processes `tokens` after what is already in the cache, in chunks of `n_batch`, and
     /// returns the logits of the last one.
     pub fn prefill(&mut self, tokens: &[Token]) -> Result<&[f32]> {
+        self.prefill_seq(0, tokens)?;
+        Ok(self.logits())
+    }
+
+    /// [`prefill`](Self::prefill) into sequence `seq`; its logits are then
+    /// [`seq_logits`](Self::seq_logits)`(seq)`.
+    pub fn prefill_seq(&mut self, seq: usize, tokens: &[Token]) -> Result<()> {
         if tokens.is_empty() {
             return Err(RuntimeError::InvalidParameter {
                 name: "tokens",
                 problem: "empty prompt".into(),
             });
         }
-        self.check(tokens)?;
+        self.check(seq, tokens)?;
         let _computing = self.pool.computing();
         for (i, chunk) in tokens.chunks(self.params.n_batch).enumerate() {
             let last = (i + 1) * self.params.n_batch >= tokens.len();
-            self.forward(chunk, last)?;
+            self.forward(Rows::Chunk {
+                seq,
+                tokens: chunk,
+                logits: last,
+            })?;
         }
-        self.model.check_file()?; // the weights read were the file's, not zeros
-        Ok(self.logits())
+        self.model.check_file() // the weights read were the file's, not zeros
+    }
+
+    /// One prefill chunk (at most `n_batch` tokens) into sequence `seq`, with the last token's
+    /// logits when `logits`: a scheduler interleaves a long prompt's chunks with other
+    /// sequences' decode steps. The same chunks through [`prefill_seq`](Self::prefill_seq)
+    /// compute the same bits.
+    pub fn prefill_chunk(&mut self, seq: usize, tokens: &[Token], logits: bool) -> Result<()> {
+        if tokens.is_empty() || tokens.len() > self.params.n_batch {
+            return Err(RuntimeError::InvalidParameter {
+                name: "tokens",
+                problem: format!("{} tokens in a chunk (1..={})", tokens.len(), self.params.n_batch),
+            });
+        }
+        self.check(seq, tokens)?;
+        let _computing = self.pool.computing();
+        self.forward(Rows::Chunk { seq, tokens, logits })?;
+        self.model.check_file()
     }
 
     /// Processes one token and returns the logits of the next.
     pub fn decode(&mut self, token: Token) -> Result<&[f32]> {
-        self.check(&[token])?;
-        let _computing = self.pool.computing();
-        self.forward(&[token], true)?;
-        self.model.check_file()?;
+        self.decode_seq(0, token)?;
         Ok(self.logits())
     }
 
-    /// What every prefill/decode checks first: the model file, the caller's stack, the tokens
-    /// and the room in the context.
-    fn check(&self, tokens: &[Token]) -> Result<()> {
+    /// [`decode`](Self::decode) in sequence `seq`; the logits are then
+    /// [`seq_logits`](Self::seq_logits)`(seq)`.
+    pub fn decode_seq(&mut self, seq: usize, token: Token) -> Result<()> {
+        self.check(seq, &[token])?;
+        let _computing = self.pool.computing();
+        self.forward(Rows::Chunk {
+            seq,
+            tokens: &[token],
+            logits: true,
+        })?;
+        self.model.check_file()
+    }
+
+    /// One forward pass over rows of any sequences: a batched decode step (one row per active
+    /// sequence: the weights are read once for all of them), prefill rows, or both. A sequence's
+    /// rows continue after its cached positions in row order. Afterwards
+    /// [`seq_logits`](Self::seq_logits) gives the logits of each row that asked for them.
+    ///
+    /// Errors, before anything is computed: no rows or more than `n_batch`, a sequence that does
+    /// not exist, a token outside the vocabulary, a sequence whose rows do not fit its context,
+    /// two rows of one sequence asking for logits. Cancelled: no sequence advances.
+    pub fn forward_batch(&mut self, rows: &[BatchRow]) -> Result<()> {
+        if rows.is_empty() || rows.len() > self.params.n_batch {
+            return Err(RuntimeError::InvalidParameter {
+                name: "rows",
+                problem: format!("{} rows (1..={} per pass)", rows.len(), self.params.n_batch),
+            });
+        }
         self.model.check_file()?;
         crate::stack::check_stack()?;
+        let n_vocab = self.model.spec.n_vocab;
+        self.seq_rows.iter_mut().for_each(|n| *n = 0);
+        for (i, r) in rows.iter().enumerate() {
+            let seq = r.seq as usize;
+            if seq >= self.params.n_seq {
+                return Err(RuntimeError::InvalidParameter {
+                    name: "seq",
+                    problem: format!("sequence {seq} (this session holds {})", self.params.n_seq),
+                });
+            }
+            if r.token as usize >= n_vocab {
+                return Err(RuntimeError::BadToken { id: r.token, n_vocab });
+            }
+            if r.logits && rows[i + 1..].iter().any(|o| o.logits && o.seq == r.seq) {
+                return Err(RuntimeError::InvalidParameter {
+                    name: "logits",
+                    problem: format!("two rows of sequence {seq} ask for logits (one per pass)"),
+                });
+            }
+            self.seq_rows[seq] += 1;
+        }
+        for (seq, &n) in self.seq_rows.iter().enumerate() {
+            let needed = self.seq_len[seq] + n as usize;
+            if needed > self.params.n_ctx {
+                return Err(RuntimeError::ContextFull {
+                    needed,
+                    n_ctx: self.params.n_ctx,
+                });
+            }
+        }
+        let _computing = self.pool.computing();
+        self.forward(Rows::Batch(rows))?;
+        self.model.check_file()
+    }
+
+    /// What every prefill/decode checks first: the model file, the caller's stack, the
+    /// sequence, the tokens and the room in the context.
+    fn check(&self, seq: usize, tokens: &[Token]) -> Result<()> {
+        self.model.check_file()?;
+        crate::stack::check_stack()?;
+        if seq >= self.params.n_seq {
+            return Err(RuntimeError::InvalidParameter {
+                name: "seq",
+                problem: format!("sequence {seq} (this session holds {})", self.params.n_seq),
+            });
+        }
         let n_vocab = self.model.spec.n_vocab;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
             return Err(RuntimeError::BadToken { id: bad, n_vocab });
         }
-        if self.n_past + tokens.len() > self.params.n_ctx {
+        if self.seq_len[seq] + tokens.len() > self.params.n_ctx {
             return Err(RuntimeError::ContextFull {
-                needed: self.n_past + tokens.len(),
+                needed: self.seq_len[seq] + tokens.len(),
                 n_ctx: self.params.n_ctx,
             });
         }

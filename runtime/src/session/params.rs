@@ -16,6 +16,8 @@ pub const MAX_CTX: usize = 1 << 20;
 pub const MAX_BATCH: usize = 4096;
 /// Most threads a session runs.
 pub const MAX_THREADS: usize = 256;
+/// Most sequences a session holds at once.
+pub const MAX_SEQ: usize = 256;
 /// The context a session gets by default when the model's training context is larger.
 pub const DEFAULT_MAX_CTX: usize = 4096;
 
@@ -24,8 +26,12 @@ pub const DEFAULT_MAX_CTX: usize = 4096;
 pub struct SessionParams {
     /// Context length (positions in the KV cache). 0 = the model's training context, capped at 4096.
     pub n_ctx: usize,
-    /// Tokens per prefill chunk.
+    /// Tokens per prefill chunk (at least `n_seq`: a batched decode step is one row per sequence).
     pub n_batch: usize,
+    /// Sequences held at once, each with its own `n_ctx` positions of KV cache, decoded together
+    /// by [`Session::forward_batch`](super::Session::forward_batch) (a daemon's clients); 1 for
+    /// one conversation.
+    pub n_seq: usize,
     /// Threads, the caller included. 0 = one per available CPU.
     pub n_threads: usize,
     /// KV cache element type.
@@ -53,6 +59,7 @@ impl Default for SessionParams {
         SessionParams {
             n_ctx: 0,
             n_batch: 64,
+            n_seq: 1,
             n_threads: 0,
             kv_type: KvType::F16,
             spin: Duration::from_micros(500),
@@ -84,7 +91,10 @@ impl SessionParams {
         if self.n_batch == 0 || self.n_batch > MAX_BATCH {
             return Err(invalid("n_batch", format!("{} (1..={MAX_BATCH})", self.n_batch)));
         }
-        self.n_batch = self.n_batch.min(self.n_ctx);
+        if self.n_seq == 0 || self.n_seq > MAX_SEQ {
+            return Err(invalid("n_seq", format!("{} (1..={MAX_SEQ})", self.n_seq)));
+        }
+        self.n_batch = self.n_batch.min(self.n_ctx).max(self.n_seq);
         if self.n_threads == 0 {
             self.n_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         }

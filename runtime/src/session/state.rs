@@ -1,6 +1,6 @@
 //! Saved session state: the cached positions of a conversation (their token ids and K/V rows)
 //! and the last logits, in a versioned, checksummed format bound to the model and the session's
-//! shape. Saving and loading allocate nothing.
+//! shape (of sequence 0 in a session of several). Saving and loading allocate nothing.
 //!
 //! Layout (little-endian), a 64-byte header then the payload:
 //!
@@ -100,7 +100,7 @@ impl Session {
 
     /// Bytes [`save_state`](Self::save_state) writes for the current conversation.
     pub fn state_size(&self) -> usize {
-        self.state_bytes(self.n_past)
+        self.state_bytes(self.n_past())
     }
 
     /// Writes the conversation state (the cached positions and the last logits) to `buf` and
@@ -122,7 +122,7 @@ impl Session {
         header[12..16].copy_from_slice(&(HEADER as u32).to_le_bytes());
         header[16..24].copy_from_slice(&self.model.fingerprint().to_le_bytes());
         let words = self.shape().words();
-        for (i, w) in words.iter().chain([&(self.n_past as u32)]).enumerate() {
+        for (i, w) in words.iter().chain([&(self.n_past() as u32)]).enumerate() {
             header[24 + 4 * i..28 + 4 * i].copy_from_slice(&w.to_le_bytes());
         }
         let (logits, positions) = rest.split_at_mut(4 * self.model.spec.n_vocab);
@@ -130,7 +130,7 @@ impl Session {
             d.copy_from_slice(&l.to_le_bytes());
         }
         // SAFETY: &self: no forward pass runs; the cache is this session's; n_past <= n_ctx.
-        unsafe { self.kv.save_prefix(&self.arena, self.n_past, positions) };
+        unsafe { self.kv.save_prefix(&self.arena, 0, self.n_past(), positions) };
         let crc = checksum(header, rest);
         header[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
         Ok(need)
@@ -215,8 +215,9 @@ impl Session {
             *l = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
         }
         // SAFETY: &mut self; keep <= saved_past <= n_ctx (the context sizes match).
-        unsafe { self.kv.restore_prefix(&self.arena, saved_past, keep, positions) };
-        self.n_past = keep;
+        unsafe { self.kv.restore_prefix(&self.arena, 0, saved_past, keep, positions) };
+        self.seq_len[0] = keep;
+        self.seq_logits_row[0] = 0;
         self.clear_cancel();
         Ok(keep)
     }

@@ -1,0 +1,651 @@
+//! `tsharpd` end to end: the real daemon binary over a real Unix socket, with real clients
+//! (the `tensorsharp-rpc` client, raw frames, `tsharp ask` / `status`), and the bad input and
+//! faults a daemon meets: each gets its `Error` frame and the daemon keeps serving the others.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tensorsharp_rpc::frame::{decode, encode_into, read_frame};
+use tensorsharp_rpc::*;
+
+fn smollm2() -> PathBuf {
+    common::model_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// A running daemon; SIGTERM and wait on drop.
+struct Daemon {
+    child: Child,
+    socket: PathBuf,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn start(name: &str, args: &[&str]) -> Daemon {
+        Daemon::start_at(name, None, args)
+    }
+
+    /// A daemon on `socket` (default: a fresh directory's).
+    fn start_at(name: &str, socket: Option<&Path>, args: &[&str]) -> Daemon {
+        let dir = std::env::temp_dir().join(format!("tsharpd-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = socket.map_or_else(|| dir.join("d.sock"), Path::to_path_buf);
+        let model = smollm2();
+        let mut all = vec![
+            "-m",
+            model.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+            "-t",
+            "2",
+        ];
+        all.extend_from_slice(args);
+        let child = Command::new(env!("CARGO_BIN_EXE_tsharpd"))
+            .args(&all)
+            .env_remove("TENSORSHARP_SOCKET")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon { child, socket, dir };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(60) {
+            if let Ok(mut c) = Client::connect(&self.socket, "probe") {
+                if c.ping().is_ok() {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("tsharpd did not come up: {}", self.log());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+
+    fn client(&self) -> Client {
+        Client::connect(&self.socket, "test").unwrap()
+    }
+
+    /// A connected stream after a good handshake.
+    fn raw(&self) -> UnixStream {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        send(&mut s, &ClientMsg::Hello(hello(1, 1)));
+        assert!(matches!(recv(&mut s), Some(ServerMsg::Welcome(_))));
+        s
+    }
+
+    fn rss(&self) -> u64 {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.child.id())).unwrap();
+        statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+    }
+
+    /// SIGTERM; the exit status.
+    fn stop(&mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn hello(version: u16, min_version: u16) -> Hello {
+    Hello {
+        version,
+        min_version,
+        client: "raw".into(),
+    }
+}
+
+fn send(s: &mut UnixStream, m: &ClientMsg) {
+    let mut buf = Vec::new();
+    encode_into(m, &mut buf, u32::MAX).unwrap();
+    s.write_all(&buf).unwrap();
+}
+
+/// The next message, or `None` once the daemon closed the connection.
+fn recv(s: &mut UnixStream) -> Option<ServerMsg<'static>> {
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut buf = Vec::new();
+    match read_frame(s, &mut buf, u32::MAX) {
+        Ok(true) => Some(decode::<ServerMsg>(&buf).unwrap().into_owned()),
+        _ => None,
+    }
+}
+
+/// The error code of the next message (which must be an `Error`), then whether the daemon
+/// closed the connection after it.
+fn error_then_closed(s: &mut UnixStream) -> (u16, bool) {
+    match recv(s) {
+        Some(ServerMsg::Error { code, .. }) => (code, recv(s).is_none()),
+        other => panic!("expected an Error frame, got {other:?}"),
+    }
+}
+
+fn greedy(prompt: &str, n: u32) -> Generate {
+    Generate {
+        sampling: Some(Sampling {
+            temperature: 0.0,
+            ..Default::default()
+        }),
+        ..Generate::prompt(prompt, n)
+    }
+}
+
+/// What `tsharp run --temp 0` prints for a prompt.
+fn tsharp_run(prompt: &str, n: u32) -> String {
+    let model = smollm2();
+    let n = n.to_string();
+    let out = common::tsharp(&[
+        "run",
+        "-m",
+        model.to_str().unwrap(),
+        "--temp",
+        "0",
+        "-t",
+        "2",
+        "-n",
+        &n,
+        "-p",
+        prompt,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // It ends the text with a newline of its own.
+    let mut text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(text.pop(), Some('\n'));
+    text
+}
+
+const PROMPTS: [&str; 8] = [
+    "Once upon a time",
+    "The best way to learn",
+    "Robots are",
+    "In 1969, the",
+    "My favourite food is",
+    "Water boils at",
+    "The quick brown fox",
+    "def fibonacci(n):",
+];
+
+#[test]
+fn sixty_four_clients_twenty_requests_each_none_lost_none_mixed() {
+    let n = 6;
+    let want: Vec<String> = PROMPTS.iter().map(|p| tsharp_run(p, n)).collect();
+    let want = Arc::new(want);
+    let d = Daemon::start("load", &["--slots", "8", "--queue", "128"]);
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..64)
+        .map(|c| {
+            let (socket, want) = (d.socket.clone(), Arc::clone(&want));
+            std::thread::spawn(move || {
+                let mut client = Client::connect(&socket, &format!("load {c}")).unwrap();
+                let mut bad = Vec::new();
+                for r in 0..20 {
+                    let p = (c + r) % PROMPTS.len();
+                    let reply = client.generate(greedy(PROMPTS[p], n), |_| {}).unwrap();
+                    if reply.text != want[p] || reply.done.stop != StopReason::MaxTokens {
+                        bad.push(format!("client {c} request {r}: {:?} for {:?}", reply.text, want[p]));
+                    }
+                }
+                bad
+            })
+        })
+        .collect();
+    let bad: Vec<String> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    eprintln!("1280 requests in {:.1} s", t0.elapsed().as_secs_f64());
+    assert!(
+        bad.is_empty(),
+        "{} of 1280 replies differ from tsharp run:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+    let s = d.client().status().unwrap();
+    assert_eq!(s.models[0].completed, 1280, "{s:?}");
+    assert_eq!(s.models[0].active, 0);
+}
+
+#[test]
+fn several_requests_in_flight_on_one_connection_and_the_clients() {
+    let d = Daemon::start("multi", &["--slots", "4"]);
+    let mut c = d.client();
+    // Three at once on one connection: tokens arrive tagged with their ids, interleaved.
+    for (i, p) in PROMPTS[..3].iter().enumerate() {
+        let mut g = greedy(p, 8);
+        g.id = 10 + i as u64;
+        c.send(&ClientMsg::Generate(g)).unwrap();
+    }
+    let mut texts = vec![String::new(); 3];
+    let mut done = 0;
+    while done < 3 {
+        match c.recv().unwrap().into_owned() {
+            ServerMsg::Token { id, text, .. } => texts[(id - 10) as usize].push_str(&text),
+            ServerMsg::Done(d) => {
+                assert_eq!(d.stop, StopReason::MaxTokens);
+                done += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    for (i, p) in PROMPTS[..3].iter().enumerate() {
+        assert_eq!(texts[i], tsharp_run(p, 8), "request {i}");
+    }
+    // A duplicate id in flight is refused; tokenize / detokenize / models / status.
+    let mut g = greedy("Hello", 64);
+    g.id = 99;
+    c.send(&ClientMsg::Generate(g.clone())).unwrap();
+    c.send(&ClientMsg::Generate(g)).unwrap();
+    let mut dup = false;
+    loop {
+        match c.recv().unwrap().into_owned() {
+            ServerMsg::Error { id: Some(99), code, .. } => dup = code == ErrorCode::DuplicateId as u16,
+            ServerMsg::Done(d) if d.id == 99 => break,
+            _ => {}
+        }
+    }
+    assert!(dup);
+    let ids = c.tokenize(None, "Hello world", false).unwrap();
+    assert_eq!(c.detokenize(None, &ids).unwrap(), "Hello world");
+    let models = c.models().unwrap();
+    assert_eq!((models[0].slots, models[0].arch.as_str()), (4, "llama"));
+    let e = c.tokenize(Some("nope"), "x", false).unwrap_err();
+    assert!(
+        matches!(e, RpcError::Server { code, .. } if code == ErrorCode::UnknownModel as u16),
+        "{e}"
+    );
+    // tsharp ask streams the same text; tsharp status reports the model.
+    let sock = d.socket.to_str().unwrap();
+    let out = common::tsharp(&["ask", "--socket", sock, "--temp", "0", "-n", "8", PROMPTS[0]]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", tsharp_run(PROMPTS[0], 8))
+    );
+    let st = common::tsharp_json(&["status", "--socket", sock, "--json"]);
+    assert_eq!(st["models"][0]["slots"], 4);
+    assert!(st["rss_bytes"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn named_sessions_keep_their_cache_and_invalid_requests_are_refused() {
+    let d = Daemon::start("sessions", &["--slots", "2"]);
+    let mut c = d.client();
+    let chat = |turns: &[&str]| {
+        Input::Chat(
+            turns
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Message {
+                    role: if i % 2 == 0 { "user" } else { "assistant" }.into(),
+                    content: t.to_string(),
+                })
+                .collect(),
+        )
+    };
+    let mut g = greedy("", 12);
+    g.input = chat(&["What is the capital of France?"]);
+    g.session = Some("kitchen".into());
+    let first = c.generate(g.clone(), |_| {}).unwrap();
+    assert_eq!(first.done.usage.cached_tokens, 0);
+    g.input = chat(&["What is the capital of France?", &first.text, "And of Italy?"]);
+    let second = c.generate(g.clone(), |_| {}).unwrap();
+    assert!(
+        second.done.usage.cached_tokens as usize > first.done.usage.prompt_tokens as usize,
+        "{:?} after {:?}",
+        second.done.usage,
+        first.done.usage
+    );
+    // Two other sessions in a two-slot daemon: "kitchen", least recently used, is evicted.
+    for key in ["hall", "garage"] {
+        let mut h = greedy("Hello there", 4);
+        h.session = Some(key.into());
+        c.generate(h, |_| {}).unwrap();
+    }
+    let third = c.generate(g, |_| {}).unwrap();
+    assert_eq!(third.done.usage.cached_tokens, 0, "{:?}", third.done.usage);
+    assert_eq!(third.text, second.text);
+    // Invalid: empty prompt, bad sampling, out-of-vocabulary token, empty stop, bad schema,
+    // a prompt longer than the context.
+    let cases: Vec<(&str, Generate)> = vec![
+        ("empty prompt", greedy("", 4)),
+        (
+            "bad top_p",
+            Generate {
+                sampling: Some(Sampling {
+                    top_p: 7.0,
+                    ..Default::default()
+                }),
+                ..Generate::prompt("x", 4)
+            },
+        ),
+        (
+            "bad token",
+            Generate {
+                input: Input::Tokens(vec![u32::MAX]),
+                ..Generate::prompt("", 4)
+            },
+        ),
+        (
+            "empty stop",
+            Generate {
+                stop: vec![String::new()],
+                ..greedy("x", 4)
+            },
+        ),
+        (
+            "bad schema",
+            Generate {
+                constraint: Some(Constraint::JsonSchema("{".into())),
+                ..greedy("x", 4)
+            },
+        ),
+        ("too long", greedy(&"word ".repeat(3000), 4)),
+    ];
+    let mut failures = Vec::new();
+    for (what, g) in cases {
+        match c.generate(g, |_| {}) {
+            Err(RpcError::Server { code, message, .. }) if code == ErrorCode::InvalidRequest as u16 => {
+                eprintln!("{what}: {message}")
+            }
+            other => failures.push(format!("{what}: {other:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    c.ping().unwrap();
+}
+
+#[test]
+fn cancel_busy_and_preemption() {
+    let d = Daemon::start("sched", &["--slots", "1", "--queue", "1"]);
+    let mut c = d.client();
+    // A long request, then a queued one, then one too many: Busy.
+    let mut long = greedy("Once upon a time", 400);
+    long.id = 1;
+    c.send(&ClientMsg::Generate(long)).unwrap();
+    let first = c.recv().unwrap().into_owned();
+    assert!(matches!(first, ServerMsg::Token { id: 1, .. }), "{first:?}");
+    let mut queued = greedy("Hi", 4);
+    queued.id = 2;
+    c.send(&ClientMsg::Generate(queued)).unwrap();
+    let mut third = greedy("Hi", 4);
+    third.id = 3;
+    c.send(&ClientMsg::Generate(third)).unwrap();
+    // A high-priority request from another connection: the queue is full, so it displaces the
+    // queued request of lower priority (which gets Busy), then pre-empts the running one.
+    let mut c2 = d.client();
+    let mut urgent = greedy("Stop!", 4);
+    urgent.priority = 9;
+    urgent.preempt = true;
+    let mut busy = false;
+    while !busy {
+        match c.recv().unwrap().into_owned() {
+            ServerMsg::Busy { id: 3, queue_len } => {
+                busy = true;
+                assert_eq!(queue_len, 1);
+            }
+            ServerMsg::Token { id: 1, .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let urgent_reply = c2.generate(urgent, |_| {}).unwrap();
+    assert_eq!(urgent_reply.done.stop, StopReason::MaxTokens);
+    let mut preempted = false;
+    let mut displaced = false;
+    while !(preempted && displaced) {
+        match c.recv().unwrap().into_owned() {
+            ServerMsg::Done(d) if d.id == 1 => {
+                assert_eq!(d.stop, StopReason::Preempted);
+                preempted = true;
+            }
+            ServerMsg::Busy { id: 2, .. } => displaced = true,
+            ServerMsg::Token { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(busy);
+    // Cancel: a running request ends with Done{Cancelled} within a token or so.
+    let mut g = greedy("The best way to learn", 400);
+    g.id = 7;
+    c.send(&ClientMsg::Generate(g)).unwrap();
+    loop {
+        if let ServerMsg::Token { id: 7, .. } = c.recv().unwrap().into_owned() {
+            break;
+        }
+    }
+    let t = Instant::now();
+    c.send(&ClientMsg::Cancel { id: 7 }).unwrap();
+    let mut after = 0;
+    loop {
+        match c.recv().unwrap().into_owned() {
+            ServerMsg::Token { id: 7, .. } => after += 1,
+            ServerMsg::Done(d) if d.id == 7 => {
+                assert_eq!(d.stop, StopReason::Cancelled);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    eprintln!("cancel to Done: {:?}, {after} tokens after the cancel", t.elapsed());
+    assert!(after <= 2, "{after} tokens after the cancel");
+    // Cancel of an id not in flight: an Error, the connection stays usable.
+    c.send(&ClientMsg::Cancel { id: 12345 }).unwrap();
+    match c.recv().unwrap().into_owned() {
+        ServerMsg::Error {
+            id: Some(12345), code, ..
+        } => assert_eq!(code, ErrorCode::UnknownId as u16),
+        other => panic!("{other:?}"),
+    }
+    c.ping().unwrap();
+}
+
+#[test]
+fn bad_frames_and_faults_get_errors_and_the_daemon_serves_on() {
+    let d = Daemon::start("abuse", &["--max-frame", "4096", "--config", "/dev/null"]);
+    let mut good = d.client();
+    let before = d.rss();
+    let mut failures = Vec::new();
+    fn check(failures: &mut Vec<String>, what: &str, got: (u16, bool), want: ErrorCode) {
+        if got != (want as u16, true) {
+            failures.push(format!(
+                "{what}: got code {} closed {}, want {want:?} and closed",
+                got.0, got.1
+            ));
+        }
+    }
+    for round in 0..5 {
+        // Garbage bytes.
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        s.write_all(&[5, 0, 0, 0, 0xff, 0xfe, 0xfd, 0xfc, 0xfb]).unwrap();
+        check(&mut failures, "garbage", error_then_closed(&mut s), ErrorCode::BadFrame);
+        // A length over the maximum.
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        s.write_all(&(1u32 << 30).to_le_bytes()).unwrap();
+        check(
+            &mut failures,
+            "huge length",
+            error_then_closed(&mut s),
+            ErrorCode::FrameTooLarge,
+        );
+        // An unknown message variant after the handshake.
+        let mut s = d.raw();
+        s.write_all(&[2, 0, 0, 0, 77, 1]).unwrap();
+        check(
+            &mut failures,
+            "unknown variant",
+            error_then_closed(&mut s),
+            ErrorCode::BadFrame,
+        );
+        // A request before the handshake.
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        send(&mut s, &ClientMsg::Ping { id: 1 });
+        check(
+            &mut failures,
+            "before hello",
+            error_then_closed(&mut s),
+            ErrorCode::Handshake,
+        );
+        // A protocol version the daemon does not speak.
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        send(&mut s, &ClientMsg::Hello(hello(9, 7)));
+        check(
+            &mut failures,
+            "version 7..9",
+            error_then_closed(&mut s),
+            ErrorCode::UnsupportedVersion,
+        );
+        // A second hello.
+        let mut s = d.raw();
+        send(&mut s, &ClientMsg::Hello(hello(1, 1)));
+        check(
+            &mut failures,
+            "second hello",
+            error_then_closed(&mut s),
+            ErrorCode::Handshake,
+        );
+        // A client that disconnects mid-stream.
+        let mut s = d.raw();
+        send(
+            &mut s,
+            &ClientMsg::Generate(Generate {
+                id: 1,
+                ..greedy("Tell me a story", 200)
+            }),
+        );
+        let _ = recv(&mut s);
+        drop(s);
+        // 1,000 cancels in a burst, for ids not in flight.
+        let mut s = d.raw();
+        let mut burst = Vec::new();
+        for id in 0..1000 {
+            encode_into(&ClientMsg::Cancel { id }, &mut burst, 4096).unwrap();
+        }
+        s.write_all(&burst).unwrap();
+        for _ in 0..1000 {
+            match recv(&mut s) {
+                Some(ServerMsg::Error { code, .. }) if code == ErrorCode::UnknownId as u16 => {}
+                other => {
+                    failures.push(format!("burst of cancels: {other:?}"));
+                    break;
+                }
+            }
+        }
+        // Meanwhile the good client is served.
+        let r = good.generate(greedy("Robots are", 4), |_| {}).unwrap();
+        if r.done.stop != StopReason::MaxTokens {
+            failures.push(format!("round {round}: the good client got {:?}", r.done));
+        }
+    }
+    // A truncated frame followed by silence: the read timeout closes it.
+    let mut s = d.raw();
+    s.write_all(&[100, 0, 0, 0, 1, 2]).unwrap();
+    let t = Instant::now();
+    check(
+        &mut failures,
+        "truncated then silence",
+        error_then_closed(&mut s),
+        ErrorCode::Timeout,
+    );
+    eprintln!("timeout after {:?}", t.elapsed());
+    let st = good.status().unwrap();
+    let m = &st.models[0];
+    if m.active != 0 || m.queued != 0 {
+        failures.push(format!("work left after the abuse: {m:?}"));
+    }
+    let after = d.rss();
+    eprintln!(
+        "RSS before {:.1} MiB, after {:.1} MiB",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0
+    );
+    if after > before + (8 << 20) {
+        failures.push(format!("RSS grew from {before} to {after}"));
+    }
+    assert!(failures.is_empty(), "{failures:#?}\n{}", d.log());
+}
+
+#[test]
+fn sigterm_drains_stale_sockets_are_replaced_live_ones_are_not() {
+    let mut d = Daemon::start("life", &[]);
+    // A second daemon on the same (live) socket is refused.
+    let model = smollm2();
+    let out = Command::new(env!("CARGO_BIN_EXE_tsharpd"))
+        .args(["-m", model.to_str().unwrap(), "--socket", d.socket.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another daemon"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // SIGTERM with a request in flight: it finishes within the grace period, exit 0, the
+    // socket file is gone.
+    let mut c = d.client();
+    c.send(&ClientMsg::Generate(Generate {
+        id: 5,
+        ..greedy("Once upon a time", 16)
+    }))
+    .unwrap();
+    assert!(matches!(c.recv().unwrap(), ServerMsg::Token { .. }));
+    let status = d.stop();
+    assert!(status.success(), "{status:?}\n{}", d.log());
+    let mut done = None;
+    while let Ok(m) = c.recv() {
+        if let ServerMsg::Done(x) = m {
+            done = Some(x.stop);
+        }
+    }
+    assert_eq!(done, Some(StopReason::MaxTokens));
+    assert!(!d.socket.exists());
+    // A stale socket file (a crashed run) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&d.socket).unwrap());
+    assert!(d.socket.exists());
+    let d2 = Daemon::start_at("life2", Some(&d.socket), &[]);
+    d2.client().ping().unwrap();
+}
+
+#[test]
+fn check_config_prints_the_plan_and_refuses_one_over_budget() {
+    let model = smollm2();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["--check-config", "-m", model.to_str().unwrap(), "--slots", "4"];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_tsharpd"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&[]);
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(text.contains("4 sequences") && text.contains("kv cache"), "{text}");
+    let over = run(&["--ram-budget", "64M"]);
+    assert!(!over.status.success());
+    assert!(
+        String::from_utf8_lossy(&over.stderr).contains("budget"),
+        "{}",
+        String::from_utf8_lossy(&over.stderr)
+    );
+}
