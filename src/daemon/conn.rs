@@ -9,18 +9,14 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tensorsharp_rpc::frame::{decode, encode_into, PREFIX};
 use tensorsharp_rpc::{ClientMsg, ErrorCode, RequestId, ServerMsg, Welcome, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 
 use super::engine::Submit;
-use super::Daemon;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use super::{lock, Daemon};
 
 /// What is waiting to be written to a client.
 struct Out {
@@ -44,7 +40,7 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// A connection with an empty output buffer of `capacity` bytes.
+    /// A connection with an empty output buffer.
     pub fn new(number: u64, max_frame: u32, max_unread: usize) -> Conn {
         Conn {
             number,

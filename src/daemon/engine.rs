@@ -6,8 +6,8 @@
 //! all of them. Cancellation, a closed connection and pre-emption are checked every turn, so a
 //! request stops within one token or one prefill chunk.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tensorsharp_rpc::{
@@ -21,10 +21,7 @@ use tensorsharp_runtime::{
 
 use super::config::ModelConfig;
 use super::conn::{token_msg, Conn};
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use super::lock;
 
 /// A request waiting for a slot.
 struct Job {
@@ -53,15 +50,15 @@ struct Queue {
     draining: Option<Instant>,
 }
 
-/// Totals for `Status`.
+/// Totals for `Status`, updated by the scheduler without a lock.
 #[derive(Default)]
 struct Stats {
-    completed: u64,
-    generated: u64,
-    prompt_tokens: u64,
-    cached_tokens: u64,
-    /// Generated tokens per second, smoothed over decode steps.
-    rate: f32,
+    completed: AtomicU64,
+    generated: AtomicU64,
+    prompt_tokens: AtomicU64,
+    cached_tokens: AtomicU64,
+    /// Generated tokens per second, smoothed over decode steps (`f32` bits).
+    rate: AtomicU32,
 }
 
 /// What [`Engine::submit`] did with a request.
@@ -93,7 +90,9 @@ pub struct Engine {
     queue_max: usize,
     active: AtomicU32,
     sessions: AtomicU32,
-    stats: Mutex<Stats>,
+    /// The scheduler thread has ended (after [`drain`](Self::drain)).
+    stopped: AtomicBool,
+    stats: Stats,
 }
 
 /// The engine thread's per-slot state.
@@ -149,8 +148,6 @@ impl Engine {
                 None
             }
         };
-        // Constrained sampling checks its tokens against every prompt: keep the sampler's
-        // parameters checked here, once.
         let engine = Arc::new(Engine {
             name: cfg.name.clone(),
             n_ctx: session.n_ctx(),
@@ -164,7 +161,8 @@ impl Engine {
             queue_max,
             active: AtomicU32::new(0),
             sessions: AtomicU32::new(0),
-            stats: Mutex::new(Stats::default()),
+            stopped: AtomicBool::new(false),
+            stats: Stats::default(),
         });
         let e = Arc::clone(&engine);
         std::thread::Builder::new()
@@ -189,20 +187,24 @@ impl Engine {
     /// The scheduler's state for `Status`.
     pub fn status(&self) -> ModelStatus {
         let queued = lock(&self.queue).jobs.len() as u32;
-        let s = lock(&self.stats);
+        let s = &self.stats;
+        let (prompt, cached) = (
+            s.prompt_tokens.load(Ordering::Relaxed),
+            s.cached_tokens.load(Ordering::Relaxed),
+        );
         ModelStatus {
             name: self.name.clone(),
             queued,
             active: self.active.load(Ordering::Relaxed),
             slots: self.cfg.slots as u32,
             sessions: self.sessions.load(Ordering::Relaxed),
-            completed: s.completed,
-            generated_tokens: s.generated,
-            tokens_per_s: s.rate,
-            cache_hit_ratio: if s.prompt_tokens == 0 {
+            completed: s.completed.load(Ordering::Relaxed),
+            generated_tokens: s.generated.load(Ordering::Relaxed),
+            tokens_per_s: f32::from_bits(s.rate.load(Ordering::Relaxed)),
+            cache_hit_ratio: if prompt == 0 {
                 0.0
             } else {
-                s.cached_tokens as f32 / s.prompt_tokens as f32
+                cached as f32 / prompt as f32
             },
             plan_bytes: self.plan_bytes,
         }
@@ -222,7 +224,7 @@ impl Engine {
 
     /// Whether the scheduler thread has ended after [`drain`](Self::drain).
     pub fn stopped(&self) -> bool {
-        lock(&self.queue).draining.is_some() && self.active.load(Ordering::SeqCst) == u32::MAX
+        self.stopped.load(Ordering::SeqCst)
     }
 
     /// Checks a request and queues it. Tokenizing, rendering the chat template and compiling a
@@ -373,7 +375,6 @@ impl Engine {
             })
             .collect();
         let mut rows: Vec<BatchRow> = Vec::with_capacity(slots.len());
-        let mut row_slot: Vec<usize> = Vec::with_capacity(slots.len());
         let mut logits = vec![0f32; n_vocab];
         let mut turn = 0u64;
         loop {
@@ -406,9 +407,8 @@ impl Engine {
                     Err(e) => self.fail(&mut slots[i], turn, &e.to_string()),
                 }
             }
-            // One batched decode step.
+            // One batched decode step; slot i decodes in sequence i.
             rows.clear();
-            row_slot.clear();
             for (i, s) in slots.iter().enumerate() {
                 if let Some(t) = s.run.as_ref().and_then(|r| r.pending) {
                     rows.push(BatchRow {
@@ -416,7 +416,6 @@ impl Engine {
                         token: t,
                         logits: true,
                     });
-                    row_slot.push(i);
                 }
             }
             if rows.is_empty() {
@@ -425,27 +424,24 @@ impl Engine {
             let t0 = Instant::now();
             match session.forward_batch(&rows) {
                 Ok(()) => {
-                    for &i in &row_slot {
+                    for r in &rows {
+                        let i = r.seq as usize;
                         self.sample(&mut session, &mut slots[i], i, turn, &mut logits);
                     }
-                    let dt = t0.elapsed().as_secs_f32().max(1e-6);
-                    let mut st = lock(&self.stats);
-                    let rate = rows.len() as f32 / dt;
-                    st.rate = if st.rate == 0.0 {
-                        rate
-                    } else {
-                        0.9 * st.rate + 0.1 * rate
-                    };
+                    let rate = rows.len() as f32 / t0.elapsed().as_secs_f32().max(1e-6);
+                    let old = f32::from_bits(self.stats.rate.load(Ordering::Relaxed));
+                    let smoothed = if old == 0.0 { rate } else { 0.9 * old + 0.1 * rate };
+                    self.stats.rate.store(smoothed.to_bits(), Ordering::Relaxed);
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    for &i in &row_slot {
-                        self.fail(&mut slots[i], turn, &msg);
+                    for r in &rows {
+                        self.fail(&mut slots[r.seq as usize], turn, &msg);
                     }
                 }
             }
         }
-        self.active.store(u32::MAX, Ordering::SeqCst);
+        self.stopped.store(true, Ordering::SeqCst);
         log::info!("model '{}': scheduler stopped", self.name);
     }
 
@@ -454,20 +450,22 @@ impl Engine {
     fn admit(&self, session: &mut Session, slots: &mut [Slot], turn: u64) -> bool {
         let mut q = lock(&self.queue);
         loop {
-            // Cancelled while queued.
+            // Cancelled while queued, or refused because the daemon is stopping.
+            let draining = q.draining.is_some();
             let mut i = 0;
             while i < q.jobs.len() {
-                if q.jobs[i].cancel.load(Ordering::Relaxed) || q.draining.is_some() {
-                    let job = q.jobs.swap_remove(i);
-                    if q.draining.is_some() && !job.cancel.load(Ordering::Relaxed) {
-                        job.conn
-                            .error(Some(job.id), ErrorCode::ShuttingDown, "the daemon is shutting down");
-                        job.conn.finish(job.id);
-                    } else {
-                        send_done(&job, StopReason::Cancelled, Usage::default(), Timings::default());
-                    }
-                } else {
+                let cancelled = q.jobs[i].cancel.load(Ordering::Relaxed);
+                if !cancelled && !draining {
                     i += 1;
+                    continue;
+                }
+                let job = q.jobs.swap_remove(i);
+                if cancelled {
+                    send_done(&job, StopReason::Cancelled, Usage::default(), Timings::default());
+                } else {
+                    job.conn
+                        .error(Some(job.id), ErrorCode::ShuttingDown, "the daemon is shutting down");
+                    job.conn.finish(job.id);
                 }
             }
             if let Some(deadline) = q.draining {
@@ -482,25 +480,17 @@ impl Engine {
             // Highest priority first, then arrival; a job whose named session is busy waits
             // without holding up the others.
             loop {
-                let mut best: Option<(usize, usize)> = None;
-                for (ji, job) in q.jobs.iter().enumerate() {
-                    if best.is_some_and(|(b, _)| {
-                        let bj = &q.jobs[b];
-                        (bj.priority, std::cmp::Reverse(bj.order)) > (job.priority, std::cmp::Reverse(job.order))
-                    }) {
-                        continue;
-                    }
-                    let slot = pick_slot(session, slots, job).or_else(|| {
-                        if job.preempt {
-                            preemptible(slots, job.priority)
-                        } else {
-                            None
-                        }
-                    });
-                    if let Some(si) = slot {
-                        best = Some((ji, si));
-                    }
-                }
+                let best = q
+                    .jobs
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(ji, job)| {
+                        let slot = pick_slot(session, slots, job)
+                            .or_else(|| job.preempt.then(|| preemptible(slots, job.priority)).flatten())?;
+                        Some(((job.priority, std::cmp::Reverse(job.order)), ji, slot))
+                    })
+                    .max_by_key(|(rank, _, _)| *rank)
+                    .map(|(_, ji, si)| (ji, si));
                 let Some((ji, si)) = best else { break };
                 let job = q.jobs.remove(ji);
                 if slots[si].run.is_some() {
@@ -532,9 +522,7 @@ impl Engine {
 
     /// Puts `job` in slot `si`: keeps the part of its prompt the slot's sequence already holds.
     fn start_job(&self, session: &mut Session, slot: &mut Slot, si: usize, mut job: Job, turn: u64) {
-        if slot.key != job.session {
-            slot.key = job.session.clone();
-        }
+        slot.key = job.session.take();
         slot.last_used = turn;
         let cached = session.keep_common_prefix_seq(si, &job.tokens);
         let mut sampler = match Sampler::new(job.sampler.clone(), self.model.tokenizer().n_vocab()) {
@@ -553,11 +541,9 @@ impl Engine {
         slot.filter
             .reset(longest_stop + self.model.tokenizer().max_piece_len() + 8);
         slot.decoder = StreamDecoder::new();
-        {
-            let mut st = lock(&self.stats);
-            st.prompt_tokens += job.tokens.len() as u64;
-            st.cached_tokens += cached as u64;
-        }
+        let st = &self.stats;
+        st.prompt_tokens.fetch_add(job.tokens.len() as u64, Ordering::Relaxed);
+        st.cached_tokens.fetch_add(cached as u64, Ordering::Relaxed);
         slot.run = Some(Running {
             job,
             sampler,
@@ -599,7 +585,7 @@ impl Engine {
         r.job
             .conn
             .send(&token_msg(r.job.id, &slot.text, std::slice::from_ref(&t)));
-        lock(&self.stats).generated += 1;
+        self.stats.generated.fetch_add(1, Ordering::Relaxed);
         if let Some(i) = stopped {
             return self.finish(slot, turn, StopReason::StopString(i as u32));
         }
@@ -648,7 +634,7 @@ impl Engine {
             generate_us: (now - first).as_micros() as u64,
         };
         send_done(&r.job, reason, usage, timings);
-        lock(&self.stats).completed += 1;
+        self.stats.completed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Ends the slot's request with an `Error` (a failed forward pass: a bug, or the model file

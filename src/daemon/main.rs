@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -75,6 +75,12 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(mult))
         .ok_or_else(|| format!("'{s}': expected bytes, e.g. 512M"))
+}
+
+/// Locks `m`; a thread that panicked while holding it left data that is still usable here
+/// (queues, buffers, counters), so the lock is taken anyway.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// What every connection shares.
@@ -240,7 +246,7 @@ fn run(a: Args) -> Result<(), String> {
         let number = numbers.fetch_add(1, Ordering::Relaxed) + 1;
         let conn = Arc::new(Conn::new(number, daemon.config.max_frame, daemon.config.max_unread));
         let (who, allowed) = listener::check_peer(&stream, &daemon.config.allowed_uids, &daemon.config.allowed_gids);
-        *conn.peer.lock().unwrap_or_else(|p| p.into_inner()) = who.clone();
+        *lock(&conn.peer) = who.clone();
         let Ok(write_half) = stream.try_clone() else {
             log::warn!("connection {number}: cannot duplicate the socket");
             continue;
@@ -272,7 +278,7 @@ fn run(a: Args) -> Result<(), String> {
             daemon.connections.fetch_sub(1, Ordering::Relaxed);
             conn.close();
         }
-        let mut w = writers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut w = lock(&writers);
         w.retain(|(_, h)| !h.is_finished());
         w.push((conn, writer));
     }

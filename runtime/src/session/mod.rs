@@ -459,19 +459,11 @@ impl Session {
         }
         self.model.check_file()?;
         crate::stack::check_stack()?;
-        let n_vocab = self.model.spec.n_vocab;
         self.seq_rows.iter_mut().for_each(|n| *n = 0);
         for (i, r) in rows.iter().enumerate() {
             let seq = r.seq as usize;
-            if seq >= self.params.n_seq {
-                return Err(RuntimeError::InvalidParameter {
-                    name: "seq",
-                    problem: format!("sequence {seq} (this session holds {})", self.params.n_seq),
-                });
-            }
-            if r.token as usize >= n_vocab {
-                return Err(RuntimeError::BadToken { id: r.token, n_vocab });
-            }
+            self.check_seq(seq)?;
+            self.check_tokens(&[r.token])?;
             if r.logits && rows[i + 1..].iter().any(|o| o.logits && o.seq == r.seq) {
                 return Err(RuntimeError::InvalidParameter {
                     name: "logits",
@@ -480,14 +472,8 @@ impl Session {
             }
             self.seq_rows[seq] += 1;
         }
-        for (seq, &n) in self.seq_rows.iter().enumerate() {
-            let needed = self.seq_len[seq] + n as usize;
-            if needed > self.params.n_ctx {
-                return Err(RuntimeError::ContextFull {
-                    needed,
-                    n_ctx: self.params.n_ctx,
-                });
-            }
+        for seq in 0..self.params.n_seq {
+            self.check_room(seq, self.seq_rows[seq] as usize)?;
         }
         let _computing = self.pool.computing();
         self.forward(Rows::Batch(rows))?;
@@ -499,19 +485,37 @@ impl Session {
     fn check(&self, seq: usize, tokens: &[Token]) -> Result<()> {
         self.model.check_file()?;
         crate::stack::check_stack()?;
+        self.check_seq(seq)?;
+        self.check_tokens(tokens)?;
+        self.check_room(seq, tokens.len())
+    }
+
+    /// Sequence `seq` exists.
+    fn check_seq(&self, seq: usize) -> Result<()> {
         if seq >= self.params.n_seq {
             return Err(RuntimeError::InvalidParameter {
                 name: "seq",
                 problem: format!("sequence {seq} (this session holds {})", self.params.n_seq),
             });
         }
+        Ok(())
+    }
+
+    /// Every token is in the vocabulary.
+    fn check_tokens(&self, tokens: &[Token]) -> Result<()> {
         let n_vocab = self.model.spec.n_vocab;
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(RuntimeError::BadToken { id: bad, n_vocab });
+        match tokens.iter().find(|&&t| t as usize >= n_vocab) {
+            Some(&bad) => Err(RuntimeError::BadToken { id: bad, n_vocab }),
+            None => Ok(()),
         }
-        if self.seq_len[seq] + tokens.len() > self.params.n_ctx {
+    }
+
+    /// `n` more positions fit sequence `seq`'s context.
+    fn check_room(&self, seq: usize, n: usize) -> Result<()> {
+        let needed = self.seq_len[seq] + n;
+        if needed > self.params.n_ctx {
             return Err(RuntimeError::ContextFull {
-                needed: self.seq_len[seq] + tokens.len(),
+                needed,
                 n_ctx: self.params.n_ctx,
             });
         }
