@@ -48,6 +48,12 @@ if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'jsonschema>=4.18' 2>&1 | grep -v 'Running pip as the' >&2 || true
   python3 -c 'import jsonschema' || { say "jsonschema could not be installed"; exit 1; }
 fi
+# wyoming is the real client of the daemon's Wyoming adapter in tests/daemon.rs.
+if ! python3 -c 'import wyoming' >/dev/null 2>&1; then
+  say "installing wyoming (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check 'wyoming>=1.5,<2' 2>&1 | grep -v 'Running pip as the' >&2 || true
+  python3 -c 'import wyoming' || { say "wyoming could not be installed"; exit 1; }
+fi
 
 # 4. Test models (shared/MODELS.md) into the cache.
 if [ -z "${SETUP_NO_MODELS:-}" ]; then

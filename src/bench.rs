@@ -2,6 +2,8 @@
 //! of `-p` tokens processed from an empty context (pp) and `-n` tokens decoded one at a time
 //! from an empty context (tg), as llama-bench does; prints medians and spread, first-token
 //! latency, per-token decode latency percentiles, peak RSS and the weight bytes read per token.
+//! `--parallel N` decodes N sequences together (batched decode, as the daemon's slots) and
+//! reports their aggregate rate.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,7 +12,7 @@ use clap::Args;
 use serde_json::json;
 use tensorsharp_runtime::sampler::argmax;
 use tensorsharp_runtime::ProfileOp;
-use tensorsharp_runtime::{Model, Session};
+use tensorsharp_runtime::{BatchRow, Model, Session};
 
 use crate::run::{latency_summary, ModelArg, SessionArgs};
 
@@ -32,6 +34,10 @@ pub struct BenchArgs {
     reps: usize,
     #[command(flatten)]
     session: SessionArgs,
+    /// Sequences decoded together in the generation test (one pass over the weights per step
+    /// for all, as the daemon's slots); tg reports their aggregate tokens per second.
+    #[arg(long = "parallel", default_value_t = 1)]
+    parallel: usize,
     /// Time each operation kind (adds a clock read between operations) and print the profile.
     #[arg(long)]
     profile: bool,
@@ -117,6 +123,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.reps == 0 {
         return Err("-r must be at least 1".into());
     }
+    if a.parallel == 0 {
+        return Err("--parallel must be at least 1".into());
+    }
     let path = a.model.resolve()?;
     let model = Arc::new(Model::load_opts(&path, a.model.weights_mode(), None)?);
     let mut params = a.session.params()?;
@@ -126,6 +135,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.n_prompt > 0 {
         params.n_batch = params.n_batch.max(a.n_prompt.min(512));
     }
+    params.n_seq = a.parallel;
     let mut session = Session::new(Arc::clone(&model), params)?;
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");
@@ -146,6 +156,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         Vec::with_capacity(a.reps),
     );
     let mut lat = Vec::with_capacity(a.reps * a.n_gen);
+    let mut rows: Vec<BatchRow> = Vec::with_capacity(a.parallel);
     for r in 0..a.reps {
         if a.n_prompt > 0 {
             let toks = tokens(a.n_prompt, n_vocab, 1000 + r as u64);
@@ -157,7 +168,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             pp.push(a.n_prompt as f64 / dt);
             first_token.push(dt * 1e3);
         }
-        if a.n_gen > 0 {
+        if a.n_gen > 0 && a.parallel == 1 {
             session.reset();
             let mut tok = bos;
             let t0 = Instant::now();
@@ -167,6 +178,25 @@ pub fn bench(a: BenchArgs) -> Result<()> {
                 lat.push(t.elapsed().as_secs_f32());
             }
             tg.push(a.n_gen as f64 / t0.elapsed().as_secs_f64());
+        } else if a.n_gen > 0 {
+            // Every sequence from an empty context, one row each per step.
+            session.reset();
+            rows.clear();
+            rows.extend((0..a.parallel as u32).map(|seq| BatchRow {
+                seq,
+                token: bos,
+                logits: true,
+            }));
+            let t0 = Instant::now();
+            for _ in 0..a.n_gen {
+                let t = Instant::now();
+                session.forward_batch(&rows)?;
+                for r in rows.iter_mut() {
+                    r.token = argmax(session.seq_logits(r.seq as usize).ok_or("no logits")?);
+                }
+                lat.push(t.elapsed().as_secs_f32());
+            }
+            tg.push((a.n_gen * a.parallel) as f64 / t0.elapsed().as_secs_f64());
         }
     }
     let prof = session.profile();
@@ -197,6 +227,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "kernels": tier,
             "n_prompt": a.n_prompt,
             "n_gen": a.n_gen,
+            "parallel": a.parallel,
             "repetitions": a.reps,
             "pp_tokens_per_s": {"median": pp_med, "stddev": stddev(&pp), "all": pp},
             "tg_tokens_per_s": {"median": tg_med, "stddev": stddev(&tg), "all": tg},
@@ -222,8 +253,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         )?;
     }
     if a.n_gen > 0 {
+        let par = if a.parallel > 1 {
+            format!(" x{}", a.parallel)
+        } else {
+            String::new()
+        };
         outln!(
-            "| {name} | {threads} | {tier} | tg{} | {tg_med:.2} ± {:.2} |",
+            "| {name} | {threads} | {tier} | tg{}{par} | {tg_med:.2} ± {:.2} |",
             a.n_gen,
             stddev(&tg)
         )?;

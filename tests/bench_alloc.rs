@@ -5,23 +5,8 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-/// Compiles the counting shim into a shared library under `dir`.
-fn build_shim(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/malloc_count.c");
-    let lib = dir.join("libmalloc_count.so");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let st = Command::new(&cc)
-        .args(["-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o"])
-        .arg(&lib)
-        .arg(&src)
-        .status()
-        .unwrap_or_else(|e| panic!("{cc}: {e}"));
-    assert!(st.success(), "{cc} could not build {}", src.display());
-    lib
-}
 
 /// Heap calls (malloc, calloc, realloc, free, aligned) of one `tsharp bench` run with `n` tokens.
 fn bench_heap_calls(shim: &Path, dir: &Path, n: usize) -> [u64; 5] {
@@ -50,7 +35,7 @@ fn bench_heap_calls(shim: &Path, dir: &Path, n: usize) -> [u64; 5] {
 fn bench_heap_calls_do_not_grow_with_the_generated_tokens() {
     let dir = std::env::temp_dir().join(format!("tsharp-bench-alloc-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let shim = build_shim(&dir);
+    let shim = common::build_malloc_shim(&dir);
     let short = bench_heap_calls(&shim, &dir, 4);
     let long = bench_heap_calls(&shim, &dir, 48);
     println!("heap calls (malloc calloc realloc free aligned): -n 4 {short:?}, -n 48 {long:?}");

@@ -27,11 +27,16 @@ struct Daemon {
 
 impl Daemon {
     fn start(name: &str, args: &[&str]) -> Daemon {
-        Daemon::start_at(name, None, args)
+        Daemon::start_at(name, None, args, &[])
+    }
+
+    /// A daemon with extra environment variables.
+    fn start_env(name: &str, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+        Daemon::start_at(name, None, args, env)
     }
 
     /// A daemon on `socket` (default: a fresh directory's).
-    fn start_at(name: &str, socket: Option<&Path>, args: &[&str]) -> Daemon {
+    fn start_at(name: &str, socket: Option<&Path>, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
         let dir = std::env::temp_dir().join(format!("tsharpd-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -49,6 +54,7 @@ impl Daemon {
         let child = Command::new(env!("CARGO_BIN_EXE_tsharpd"))
             .args(&all)
             .env_remove("TENSORSHARP_SOCKET")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("log")).unwrap())
             .spawn()
@@ -622,7 +628,7 @@ fn sigterm_drains_stale_sockets_are_replaced_live_ones_are_not() {
     // A stale socket file (a crashed run) is replaced.
     drop(std::os::unix::net::UnixListener::bind(&d.socket).unwrap());
     assert!(d.socket.exists());
-    let d2 = Daemon::start_at("life2", Some(&d.socket), &[]);
+    let d2 = Daemon::start_at("life2", Some(&d.socket), &[], &[]);
     d2.client().ping().unwrap();
 }
 
@@ -648,4 +654,154 @@ fn check_config_prints_the_plan_and_refuses_one_over_budget() {
         "{}",
         String::from_utf8_lossy(&over.stderr)
     );
+}
+
+#[test]
+fn the_python_client_streams_a_reply() {
+    let d = Daemon::start("python", &[]);
+    let site = d.dir.join("site");
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("rpc/python");
+    let st = Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(&site)
+        .arg(&pkg)
+        .stderr(Stdio::null())
+        .status()
+        .expect("python3 with pip (scripts/setup.sh installs it)");
+    assert!(st.success(), "pip install rpc/python");
+    let script = r#"
+import json, sys
+from tensorsharp_rpc import Client, DaemonError
+with Client(sys.argv[1], name="test") as c:
+    pieces = list(c.stream(sys.argv[2], max_tokens=8, temperature=0))
+    done = c.last_done
+    ids = c.tokenize("Hello world")
+    try:
+        c.generate("x", max_tokens=1, model="nope")
+        unknown = None
+    except DaemonError as e:
+        unknown = e.name
+    print(json.dumps({"text": "".join(pieces), "pieces": len(pieces), "stop": done["stop"],
+                      "generated": done["usage"]["generated_tokens"], "detok": c.detokenize(ids),
+                      "unknown_model": unknown, "slots": c.models()[0]["slots"],
+                      "completed": c.status()["models"][0]["completed"]}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, d.socket.to_str().unwrap(), PROMPTS[0]])
+        .env("PYTHONPATH", &site)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["text"], tsharp_run(PROMPTS[0], 8));
+    assert!(j["pieces"].as_u64().unwrap() > 1, "streamed in pieces: {j}");
+    assert_eq!(j["stop"], "MaxTokens");
+    assert_eq!(j["generated"], 8);
+    assert_eq!(j["detok"], "Hello world");
+    assert_eq!(j["unknown_model"], "UnknownModel");
+    assert_eq!(j["slots"], 4);
+    assert_eq!(j["completed"], 1);
+}
+
+/// Runs tests/tools/wyoming_client.py (the `wyoming` package as the client) against `uri`.
+fn wyoming_client(uri: &str) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tools/wyoming_client.py");
+    let out = Command::new("python3").arg(script).arg(uri).output().unwrap();
+    assert!(
+        out.status.success(),
+        "wyoming client (scripts/setup.sh installs the package): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_wyoming_adapter_serves_the_real_wyoming_client() {
+    // Streaming over a Unix socket.
+    let dir = std::env::temp_dir().join(format!("tsharpd-wyoming-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let wy = dir.join("wyoming.sock");
+    let uri = format!("unix://{}", wy.display());
+    let d = Daemon::start("wyoming", &["--wyoming", &uri, "--max-tokens", "24"]);
+    let j = wyoming_client(&uri);
+    assert_eq!(j["program"], "tensorsharp");
+    assert_eq!(j["streaming"], true);
+    assert_eq!(j["models"][0], "SmolLM2-135M-Instruct.Q4_1");
+    assert_eq!(j["streamed"], serde_json::json!([true, true]));
+    assert!(j["chunks"][0].as_u64().unwrap() > 1, "{j}");
+    assert!(
+        !j["first"].as_str().unwrap().is_empty() && !j["second"].as_str().unwrap().is_empty(),
+        "{j}"
+    );
+    // The second turn came back under the first's conversation and reused its KV cache.
+    assert_eq!(j["context1"], j["context2"]);
+    assert!(d.client().status().unwrap().models[0].cache_hit_ratio > 0.3, "{j}");
+    drop(d);
+    // One `handled` per transcript over TCP, from the configuration file.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.join("tsharpd.toml");
+    std::fs::write(
+        &cfg,
+        format!("wyoming = \"tcp://127.0.0.1:{port}\"\nwyoming_streaming = false\n"),
+    )
+    .unwrap();
+    let d = Daemon::start(
+        "wyoming-tcp",
+        &["--config", cfg.to_str().unwrap(), "--max-tokens", "24"],
+    );
+    let j = wyoming_client(&format!("tcp://127.0.0.1:{port}"));
+    assert_eq!(j["streaming"], false);
+    assert_eq!(j["streamed"], serde_json::json!([false, false]));
+    assert!(!j["second"].as_str().unwrap().is_empty(), "{j}");
+    assert_eq!(j["context1"], j["context2"]);
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Heap calls (malloc, calloc, realloc, aligned) of a daemon run under the counting shim that
+/// serves a warm-up reply and then one of `n` tokens.
+fn daemon_heap_calls(shim: &Path, n: u32) -> Vec<u64> {
+    let name = format!("heap{n}");
+    let out = std::env::temp_dir().join(format!("tsharpd-{name}-{}.counts", std::process::id()));
+    let mut d = Daemon::start_env(
+        &name,
+        &["--slots", "2"],
+        &[("LD_PRELOAD", shim.as_os_str()), ("MALLOC_COUNT_OUT", out.as_os_str())],
+    );
+    let mut c = d.client();
+    c.generate(greedy(PROMPTS[0], 16), |_| {}).unwrap();
+    let r = c.generate(greedy(PROMPTS[6], n), |_| {}).unwrap();
+    assert_eq!(r.done.usage.generated_tokens, n);
+    drop(c);
+    assert!(d.stop().success());
+    let text = std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("no counts ({e}): was the shim preloaded?"));
+    let _ = std::fs::remove_file(&out);
+    let v: Vec<u64> = text.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    // free is left out: threads that end after the last request free at their own pace.
+    vec![v[0], v[1], v[2], v[4]]
+}
+
+#[test]
+fn streamed_tokens_allocate_nothing_in_the_daemon() {
+    let dir = std::env::temp_dir().join(format!("tsharpd-heap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let shim = common::build_malloc_shim(&dir);
+    let short = daemon_heap_calls(&shim, 8);
+    let long = daemon_heap_calls(&shim, 72);
+    eprintln!("daemon heap calls (malloc calloc realloc aligned): 8 tokens {short:?}, 72 tokens {long:?}");
+    assert!(short[0] > 1000, "implausibly few mallocs: {short:?}");
+    assert_eq!(short, long, "64 more streamed tokens made heap calls");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -36,6 +36,9 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Wyoming adapter (`unix://PATH` or `tcp://HOST:PORT`).
     pub wyoming: Option<String>,
+    /// The Wyoming adapter streams replies (`handled-start` / `-chunk` / `-stop`) instead of
+    /// one `handled`.
+    pub wyoming_streaming: bool,
     /// RAM budget for all models' plans together (bytes; `None`: the cgroup limit or
     /// `MemAvailable`).
     pub ram_budget: Option<u64>,
@@ -57,6 +60,7 @@ impl Default for Config {
             max_unread: 8 << 20,
             shutdown_grace_ms: 5000,
             wyoming: None,
+            wyoming_streaming: true,
             ram_budget: None,
             models: Vec::new(),
         }
@@ -119,6 +123,8 @@ pub struct Overrides {
     pub slots: Option<usize>,
     /// `--threads`.
     pub threads: Option<usize>,
+    /// `--max-tokens`.
+    pub max_tokens: Option<u32>,
     /// `--queue`.
     pub queue: Option<usize>,
     /// `--max-frame`.
@@ -180,6 +186,9 @@ impl Config {
                 if let Some(v) = v {
                     *slot = v;
                 }
+            }
+            if let Some(n) = o.max_tokens {
+                m.max_tokens = n;
             }
         }
         if o.socket.is_some() {

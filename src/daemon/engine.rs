@@ -505,7 +505,6 @@ impl Engine {
                 self.start_job(session, &mut slots[si], si, job, turn);
             }
             let active = slots.iter().filter(|s| s.run.is_some()).count();
-            self.active.store(active as u32, Ordering::Relaxed);
             self.sessions.store(
                 slots.iter().filter(|s| s.key.is_some()).count() as u32,
                 Ordering::Relaxed,
@@ -544,6 +543,7 @@ impl Engine {
         let st = &self.stats;
         st.prompt_tokens.fetch_add(job.tokens.len() as u64, Ordering::Relaxed);
         st.cached_tokens.fetch_add(cached as u64, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
         slot.run = Some(Running {
             job,
             sampler,
@@ -633,8 +633,10 @@ impl Engine {
             first_token_us: (first - r.admitted).as_micros() as u64,
             generate_us: (now - first).as_micros() as u64,
         };
-        send_done(&r.job, reason, usage, timings);
+        // Counted before the client hears of it: a Status sent after Done sees it.
         self.stats.completed.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_sub(1, Ordering::Relaxed);
+        send_done(&r.job, reason, usage, timings);
     }
 
     /// Ends the slot's request with an `Error` (a failed forward pass: a bug, or the model file
@@ -644,6 +646,7 @@ impl Engine {
         log::error!("model '{}': request {}: {message}", self.name, r.job.id);
         slot.last_used = turn;
         slot.key = None;
+        self.active.fetch_sub(1, Ordering::Relaxed);
         r.job.conn.error(Some(r.job.id), ErrorCode::Internal, message);
         r.job.conn.finish(r.job.id);
     }

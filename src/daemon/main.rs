@@ -8,8 +8,10 @@ mod conn;
 mod engine;
 mod listener;
 mod logger;
+mod wyoming;
 
 use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
@@ -46,6 +48,9 @@ struct Args {
     /// Threads per model (0: one per CPU).
     #[arg(short = 't', long)]
     threads: Option<usize>,
+    /// Tokens a request generates when it does not say (per model).
+    #[arg(long = "max-tokens")]
+    max_tokens: Option<u32>,
     /// Requests that may wait per model.
     #[arg(long)]
     queue: Option<usize>,
@@ -93,6 +98,10 @@ pub struct Daemon {
     pub shutting_down: AtomicBool,
     started: Instant,
     connections: AtomicU32,
+    /// Connection numbers handed out.
+    numbers: AtomicU64,
+    /// Every connection and its writer thread, joined at shutdown so replies are flushed.
+    conns: Mutex<Vec<(Arc<Conn>, std::thread::JoinHandle<()>)>>,
 }
 
 impl Daemon {
@@ -105,6 +114,56 @@ impl Daemon {
                 format!("no model '{n}' (this daemon serves: {})", names.join(", "))
             }),
         }
+    }
+
+    /// Serves a connected stream as a client connection (its reader and writer threads).
+    /// `allowed: false` sends `PermissionDenied` and closes it.
+    pub fn adopt(self: &Arc<Self>, stream: UnixStream, who: String, allowed: bool) {
+        let number = self.numbers.fetch_add(1, Ordering::Relaxed) + 1;
+        let conn = Arc::new(Conn::new(number, self.config.max_frame, self.config.max_unread));
+        *lock(&conn.peer) = who.clone();
+        let Ok(write_half) = stream.try_clone() else {
+            log::warn!("connection {number}: cannot duplicate the socket");
+            return;
+        };
+        let c = Arc::clone(&conn);
+        let writer = std::thread::Builder::new()
+            .name(format!("conn {number} out"))
+            .spawn(move || conn::writer(c, write_half));
+        let Ok(writer) = writer else {
+            log::warn!("connection {number}: cannot start a thread");
+            return;
+        };
+        if !allowed {
+            log::warn!("connection {number} from {who}: not in allowed_uids / allowed_gids: refused");
+            conn.fail(ErrorCode::PermissionDenied, "this user may not use the daemon");
+        } else {
+            log::debug!("connection {number} from {who}");
+            self.connections.fetch_add(1, Ordering::Relaxed);
+            let (d, c) = (Arc::clone(self), Arc::clone(&conn));
+            let spawned = std::thread::Builder::new()
+                .name(format!("conn {number} in"))
+                .spawn(move || {
+                    conn::serve(Arc::clone(&d), c, stream);
+                    d.connections.fetch_sub(1, Ordering::Relaxed);
+                });
+            if spawned.is_err() {
+                log::warn!("connection {number}: cannot start a thread");
+                self.connections.fetch_sub(1, Ordering::Relaxed);
+                conn.close();
+            }
+        }
+        let mut all = lock(&self.conns);
+        all.retain(|(_, h)| !h.is_finished());
+        all.push((conn, writer));
+    }
+
+    /// A client connection inside the process (the Wyoming adapter's): one end of a socket
+    /// pair served as any other connection.
+    pub fn connect_in_process(self: &Arc<Self>) -> std::io::Result<UnixStream> {
+        let (mine, theirs) = UnixStream::pair()?;
+        self.adopt(theirs, "in-process".into(), true);
+        Ok(mine)
     }
 
     /// The daemon's state.
@@ -162,6 +221,7 @@ fn run(a: Args) -> Result<(), String> {
         ctx: a.ctx,
         slots: a.slots,
         threads: a.threads,
+        max_tokens: a.max_tokens,
         queue: a.queue,
         max_frame: a.max_frame,
         wyoming: a.wyoming,
@@ -170,9 +230,6 @@ fn run(a: Args) -> Result<(), String> {
     let config = Config::load(a.config.as_deref(), &o)?;
     if a.check_config {
         return check_config(&config);
-    }
-    if config.wyoming.is_some() {
-        return Err("--wyoming: the Wyoming adapter is not built yet".into());
     }
     // Signals first: a SIGTERM during a slow load still stops the daemon cleanly.
     let (sig_read, sig_write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
@@ -214,10 +271,13 @@ fn run(a: Args) -> Result<(), String> {
         shutting_down: AtomicBool::new(false),
         started: Instant::now(),
         connections: AtomicU32::new(0),
+        numbers: AtomicU64::new(0),
+        conns: Mutex::new(Vec::new()),
     });
+    if let Some(uri) = &daemon.config.wyoming {
+        wyoming::start(Arc::clone(&daemon), uri, daemon.config.wyoming_streaming)?;
+    }
     log::info!("ready");
-    let writers: Mutex<Vec<(Arc<Conn>, std::thread::JoinHandle<()>)>> = Mutex::new(Vec::new());
-    let numbers = AtomicU64::new(0);
     loop {
         let mut fds = [
             PollFd::new(listener.socket.as_fd(), PollFlags::POLLIN),
@@ -243,44 +303,8 @@ fn run(a: Args) -> Result<(), String> {
                 continue;
             }
         };
-        let number = numbers.fetch_add(1, Ordering::Relaxed) + 1;
-        let conn = Arc::new(Conn::new(number, daemon.config.max_frame, daemon.config.max_unread));
         let (who, allowed) = listener::check_peer(&stream, &daemon.config.allowed_uids, &daemon.config.allowed_gids);
-        *lock(&conn.peer) = who.clone();
-        let Ok(write_half) = stream.try_clone() else {
-            log::warn!("connection {number}: cannot duplicate the socket");
-            continue;
-        };
-        let c = Arc::clone(&conn);
-        let writer = std::thread::Builder::new()
-            .name(format!("conn {number} out"))
-            .spawn(move || conn::writer(c, write_half));
-        let Ok(writer) = writer else {
-            log::warn!("connection {number}: cannot start a thread");
-            continue;
-        };
-        if !allowed {
-            log::warn!("connection {number} from {who}: not in allowed_uids / allowed_gids: refused");
-            conn.fail(ErrorCode::PermissionDenied, "this user may not use the daemon");
-            continue;
-        }
-        log::debug!("connection {number} from {who}");
-        daemon.connections.fetch_add(1, Ordering::Relaxed);
-        let (d, c) = (Arc::clone(&daemon), Arc::clone(&conn));
-        let spawned = std::thread::Builder::new()
-            .name(format!("conn {number} in"))
-            .spawn(move || {
-                conn::serve(Arc::clone(&d), c, stream);
-                d.connections.fetch_sub(1, Ordering::Relaxed);
-            });
-        if spawned.is_err() {
-            log::warn!("connection {number}: cannot start a thread");
-            daemon.connections.fetch_sub(1, Ordering::Relaxed);
-            conn.close();
-        }
-        let mut w = lock(&writers);
-        w.retain(|(_, h)| !h.is_finished());
-        w.push((conn, writer));
+        daemon.adopt(stream, who, allowed);
     }
     // SIGTERM / SIGINT: stop accepting, let running requests finish within the grace period,
     // refuse the queued ones, flush every connection, remove the socket file.
@@ -298,7 +322,8 @@ fn run(a: Args) -> Result<(), String> {
     while !daemon.engines.iter().all(|e| e.stopped()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    for (conn, handle) in writers.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let conns = std::mem::take(&mut *lock(&daemon.conns));
+    for (conn, handle) in conns {
         conn.close();
         let _ = handle.join();
     }

@@ -1,7 +1,7 @@
 /* An LD_PRELOAD shim that counts the process's heap calls (malloc, calloc, realloc, free and the
  * aligned variants; every thread) and writes the counts to the file named by MALLOC_COUNT_OUT at
  * exit, as "malloc calloc realloc free aligned". The calls go on to glibc's own allocator
- * (__libc_*), so nothing else changes. Used by tests/bench_alloc.rs. */
+ * (__libc_*), so nothing else changes. Used by tests/bench_alloc.rs, tests/daemon.rs and bench/daemon/heap-per-token. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stddef.h>
