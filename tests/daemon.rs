@@ -6,6 +6,7 @@ mod common;
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -37,11 +38,20 @@ impl Daemon {
 
     /// A daemon on `socket` (default: a fresh directory's).
     fn start_at(name: &str, socket: Option<&Path>, args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> Daemon {
+        Daemon::start_model(name, &smollm2(), socket, args, env)
+    }
+
+    fn start_model(
+        name: &str,
+        model: &Path,
+        socket: Option<&Path>,
+        args: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Daemon {
         let dir = std::env::temp_dir().join(format!("tsharpd-test-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let socket = socket.map_or_else(|| dir.join("d.sock"), Path::to_path_buf);
-        let model = smollm2();
         let mut all = vec![
             "-m",
             model.to_str().unwrap(),
@@ -163,7 +173,11 @@ fn greedy(prompt: &str, n: u32) -> Generate {
 
 /// What `tsharp run --temp 0` prints for a prompt.
 fn tsharp_run(prompt: &str, n: u32) -> String {
-    let model = smollm2();
+    tsharp_run_with(&smollm2(), prompt, n)
+}
+
+/// What `tsharp run --temp 0 -m model` prints for a prompt.
+fn tsharp_run_with(model: &Path, prompt: &str, n: u32) -> String {
     let n = n.to_string();
     let out = common::tsharp(&[
         "run",
@@ -804,4 +818,121 @@ fn streamed_tokens_allocate_nothing_in_the_daemon() {
     assert!(short[0] > 1000, "implausibly few mallocs: {short:?}");
     assert_eq!(short, long, "64 more streamed tokens made heap calls");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn socket_mode_allow_lists_journald_lines_and_a_schema() {
+    let dir = std::env::temp_dir().join(format!("tsharpd-perm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("tsharpd.toml");
+    std::fs::write(&cfg, "socket_mode = 0o666\nallowed_uids = [12345]\n").unwrap();
+    let d = Daemon::start_env(
+        "perm",
+        &["--config", cfg.to_str().unwrap()],
+        &[("JOURNAL_STREAM", std::ffi::OsStr::new("8:1234"))],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&d.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o666);
+    // Root (this test) is always allowed; nobody is not in allowed_uids: PermissionDenied.
+    d.client().ping().unwrap();
+    let probe = "import socket,struct,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\n\
+                 n=struct.unpack('<I',s.recv(4))[0]\nprint(s.recv(n).hex())";
+    let out = Command::new("python3")
+        .args(["-c", probe, d.socket.to_str().unwrap()])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Error (variant 3), no id (0), code 11.
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("03000b"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Under systemd (JOURNAL_STREAM set) each log line carries its syslog priority.
+    assert!(d.log().lines().any(|l| l == "<6>ready"), "{}", d.log());
+    assert!(d.log().contains("<4>connection"), "{}", d.log());
+    // A JSON schema constrains the reply.
+    let mut c = d.client();
+    let schema =
+        r#"{"type":"object","properties":{"ok":{"type":"boolean"}},"required":["ok"],"additionalProperties":false}"#;
+    let g = Generate {
+        constraint: Some(Constraint::JsonSchema(schema.into())),
+        ..greedy("Is water wet? Answer in JSON:", 32)
+    };
+    let r = c.generate(g, |_| {}).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&r.text).unwrap_or_else(|e| panic!("{e}: {:?}", r.text));
+    assert!(v["ok"].is_boolean(), "{v}");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn socket_activation_with_systemd_socket_activate() {
+    let Some(tool) = which("systemd-socket-activate") else {
+        panic!("systemd-socket-activate (Debian package systemd; scripts/setup.sh installs it)");
+    };
+    let dir = std::env::temp_dir().join(format!("tsharpd-activate-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let socket = dir.join("activated.sock");
+    let model = smollm2();
+    let mut child = Command::new(tool)
+        .arg("-l")
+        .arg(&socket)
+        .arg(env!("CARGO_BIN_EXE_tsharpd"))
+        .args(["-m", model.to_str().unwrap(), "-t", "2"])
+        .stderr(std::fs::File::create(dir.join("log")).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !socket.exists() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The first connection starts the daemon, which serves it on the inherited socket.
+    let mut c = Client::connect(&socket, "activated").unwrap();
+    let r = c.generate(greedy(PROMPTS[2], 4), |_| {}).unwrap();
+    assert_eq!(r.done.usage.generated_tokens, 4);
+    let log = std::fs::read_to_string(dir.join("log")).unwrap();
+    assert!(log.contains("listening on the socket systemd passed"), "{log}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    assert!(child.wait().unwrap().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The path of a program on PATH.
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
+}
+
+#[test]
+fn a_k_quant_model_decodes_eight_clients_as_each_alone() {
+    // Gemma 3's Q4_K matrices keep one-column bits up to 3 columns: eight generating slots are
+    // decoded in passes of 3, and every greedy reply equals tsharp run's.
+    let model = common::model_dir().join("gemma-3-270m-q4_k_m.gguf");
+    let n = 8;
+    let want: Vec<String> = PROMPTS.iter().map(|p| tsharp_run_with(&model, p, n)).collect();
+    let d = Daemon::start_model("kquant", &model, None, &["--slots", "8"], &[]);
+    assert!(d.log().contains("decoded 3 per pass"), "{}", d.log());
+    let handles: Vec<_> = PROMPTS
+        .iter()
+        .map(|p| {
+            let socket = d.socket.clone();
+            let p = p.to_string();
+            std::thread::spawn(move || {
+                Client::connect(&socket, "kquant")
+                    .unwrap()
+                    .generate(greedy(&p, n), |_| {})
+                    .unwrap()
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap().text, want[i], "prompt {i}");
+    }
 }

@@ -188,6 +188,22 @@ impl WType {
         }
     }
 
+    /// The most activation columns one matrix product of this type may have while every column
+    /// still gets the bits it would get alone (one column, the GEMV a decode step runs). From
+    /// one more column on the kernels sum in the order llama.cpp's x86 backend uses for such a
+    /// batch: the repacked Q4_K GEMM for whole groups of four columns, the tiled K-quant and
+    /// Q4_0 GEMMs from eight. The lane types keep their per-column order at any width.
+    /// `kernels-c/tests/batch_columns.rs` holds every tier to it. A batched decode step of
+    /// more sequences than this computes what a llama.cpp batch would, not what each sequence
+    /// alone would.
+    pub fn gemv_exact_cols(self) -> usize {
+        match self {
+            WType::Q4_K => 3,
+            WType::Q4_0 | WType::Q2_K | WType::Q3_K | WType::Q5_K | WType::Q6_K => 7,
+            _ => usize::MAX,
+        }
+    }
+
     /// Whether the type's dot product takes 8-bit activations ([`BlockQ8a`]); float types take
     /// f32 activations.
     pub fn uses_q8a(self) -> bool {

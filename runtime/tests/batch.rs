@@ -1,6 +1,8 @@
 //! Batched decode: several sequences of one session decoded in one pass
 //! (`Session::forward_batch`) compute the same logits, bit for bit, as each sequence alone in a
-//! one-sequence session, on every test model; and the batch's bad input is refused.
+//! one-sequence session, on every test model, for batches up to the model's
+//! `Session::exact_batch` (3 for the Q4_K_M models, 7 for the Q2_K mix, any for Q4_1 and Q2_0);
+//! and the batch's bad input is refused.
 
 use std::sync::Arc;
 
@@ -9,8 +11,20 @@ use tensorsharp_runtime::{BatchRow, Model, RuntimeError, Session, SessionParams}
 use tensorsharp_testkit::cases::Cases;
 use tensorsharp_testkit::models as common;
 
-const PROMPTS: [&str; 3] = ["Once upon a time", "The capital of France is", "def add(a, b):"];
+const PROMPTS: [&str; 9] = [
+    "Once upon a time",
+    "The capital of France is",
+    "def add(a, b):",
+    "Robots are",
+    "Water boils at",
+    "The quick brown fox",
+    "In 1969, the",
+    "My favourite food is",
+    "Hello",
+];
 const STEPS: usize = 4;
+/// Sequences decoded together; each model is held to those up to its `Session::exact_batch`.
+const BATCHES: [usize; 5] = [2, 3, 4, 7, 9];
 
 fn params(n_seq: usize) -> SessionParams {
     SessionParams {
@@ -40,33 +54,40 @@ fn batched_decode_equals_each_sequence_alone() {
             alone.push(logits);
         }
         // Together: prefill each sequence, then decode all in one pass per step.
-        let mut s = Session::new(Arc::clone(&model), params(PROMPTS.len())).unwrap();
-        for (i, p) in prompts.iter().enumerate() {
-            s.prefill_seq(i, p).unwrap();
-            let same = s.seq_logits(i).unwrap() == &alone[i][0][..];
-            cases.expect(format!("{} seq {i} prefill", m.reference), same, || {
-                "logits differ".into()
-            });
-        }
-        for step in 0..STEPS {
-            let rows: Vec<BatchRow> = (0..PROMPTS.len())
-                .map(|i| BatchRow {
-                    seq: i as u32,
-                    token: argmax(&alone[i][step]),
-                    logits: true,
-                })
-                .collect();
-            s.forward_batch(&rows).unwrap();
-            for (i, a) in alone.iter().enumerate() {
-                let got = s.seq_logits(i).unwrap();
-                let diff = got
-                    .iter()
-                    .zip(&a[step + 1])
-                    .filter(|(x, y)| x.to_bits() != y.to_bits())
-                    .count();
-                cases.expect(format!("{} seq {i} step {step}", m.reference), diff == 0, || {
-                    format!("{diff} of {} logits differ", got.len())
+        for n_seq in BATCHES {
+            let mut s = Session::new(Arc::clone(&model), params(n_seq)).unwrap();
+            if n_seq > s.exact_batch() {
+                continue;
+            }
+            for (i, p) in prompts[..n_seq].iter().enumerate() {
+                s.prefill_seq(i, p).unwrap();
+                let same = s.seq_logits(i).unwrap() == &alone[i][0][..];
+                cases.expect(format!("{} x{n_seq} seq {i} prefill", m.reference), same, || {
+                    "logits differ".into()
                 });
+            }
+            for step in 0..STEPS {
+                let rows: Vec<BatchRow> = (0..n_seq)
+                    .map(|i| BatchRow {
+                        seq: i as u32,
+                        token: argmax(&alone[i][step]),
+                        logits: true,
+                    })
+                    .collect();
+                s.forward_batch(&rows).unwrap();
+                for (i, a) in alone[..n_seq].iter().enumerate() {
+                    let got = s.seq_logits(i).unwrap();
+                    let diff = got
+                        .iter()
+                        .zip(&a[step + 1])
+                        .filter(|(x, y)| x.to_bits() != y.to_bits())
+                        .count();
+                    cases.expect(
+                        format!("{} x{n_seq} seq {i} step {step}", m.reference),
+                        diff == 0,
+                        || format!("{diff} of {} logits differ", got.len()),
+                    );
+                }
             }
         }
     }

@@ -350,7 +350,7 @@ fn dispatch(daemon: &Arc<Daemon>, conn: &Arc<Conn>, msg: ClientMsg) -> bool {
         ClientMsg::Cancel { id } => {
             if conn.cancel(id) {
                 for e in &daemon.engines {
-                    e.poke();
+                    e.cancel_arrived();
                 }
             } else {
                 conn.error(

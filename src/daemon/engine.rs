@@ -15,8 +15,8 @@ use tensorsharp_rpc::{
 };
 use tensorsharp_runtime::structured::{Constraint, ConstraintFactory};
 use tensorsharp_runtime::{
-    BatchRow, ChatTemplate, Conversation, KvType, Model, Sampler, SamplerParams, Session, SessionParams, StopFilter,
-    StreamDecoder, Token,
+    BatchRow, ChatTemplate, Conversation, KvType, Model, RuntimeError, Sampler, SamplerParams, Session, SessionParams,
+    StopFilter, StreamDecoder, Token,
 };
 
 use super::config::ModelConfig;
@@ -83,6 +83,9 @@ pub struct Engine {
     pub n_ctx: usize,
     /// Bytes of the memory plan (weights, arena, tables).
     pub plan_bytes: u64,
+    /// Most sequences decoded in one pass: with `exact_batch`, as many as keep each sequence's
+    /// arithmetic that of decoding it alone (`Session::exact_batch`), else all slots.
+    pub decode_pass: usize,
     template: Option<ChatTemplate>,
     factory: Mutex<Option<Arc<ConstraintFactory>>>,
     queue: Mutex<Queue>,
@@ -92,6 +95,9 @@ pub struct Engine {
     sessions: AtomicU32,
     /// The scheduler thread has ended (after [`drain`](Self::drain)).
     stopped: AtomicBool,
+    /// The session's cancel flag: raised, the forward pass in progress stops at its next layer
+    /// (nothing advances; the scheduler clears it and goes on).
+    abort_pass: Arc<AtomicBool>,
     stats: Stats,
 }
 
@@ -152,6 +158,11 @@ impl Engine {
             name: cfg.name.clone(),
             n_ctx: session.n_ctx(),
             plan_bytes: session.full_plan().total(),
+            decode_pass: if cfg.exact_batch {
+                session.exact_batch().clamp(1, cfg.slots)
+            } else {
+                cfg.slots
+            },
             model,
             cfg,
             template,
@@ -162,6 +173,7 @@ impl Engine {
             active: AtomicU32::new(0),
             sessions: AtomicU32::new(0),
             stopped: AtomicBool::new(false),
+            abort_pass: session.cancel_flag(),
             stats: Stats::default(),
         });
         let e = Arc::clone(&engine);
@@ -210,8 +222,14 @@ impl Engine {
         }
     }
 
-    /// Wakes the scheduler (a cancel arrived).
-    pub fn poke(&self) {
+    /// A cancel arrived: wakes the scheduler, and when at most one request is running (most
+    /// likely the cancelled one) stops the forward pass in progress at its next layer instead of
+    /// letting it finish the token. With several running, the pass finishes (aborting it would
+    /// cost the others their step); the request ends after it either way.
+    pub fn cancel_arrived(&self) {
+        if self.active.load(Ordering::Relaxed) <= 1 {
+            self.abort_pass.store(true, Ordering::SeqCst);
+        }
         self.wake.notify_one();
     }
 
@@ -404,10 +422,14 @@ impl Engine {
                             self.sample(&mut session, &mut slots[i], i, turn, &mut logits);
                         }
                     }
+                    // Stopped for a cancel: the chunk is redone, or the request ends, next turn.
+                    Err(RuntimeError::Cancelled) => session.clear_cancel(),
                     Err(e) => self.fail(&mut slots[i], turn, &e.to_string()),
                 }
             }
-            // One batched decode step; slot i decodes in sequence i.
+            // One batched decode step, in passes of at most `decode_pass` rows (so a greedy reply
+            // does not depend on the load unless the configuration allows it); slot i decodes
+            // in sequence i.
             rows.clear();
             for (i, s) in slots.iter().enumerate() {
                 if let Some(t) = s.run.as_ref().and_then(|r| r.pending) {
@@ -422,24 +444,28 @@ impl Engine {
                 continue;
             }
             let t0 = Instant::now();
-            match session.forward_batch(&rows) {
-                Ok(()) => {
-                    for r in &rows {
-                        let i = r.seq as usize;
-                        self.sample(&mut session, &mut slots[i], i, turn, &mut logits);
+            for part in rows.chunks(self.decode_pass) {
+                match session.forward_batch(part) {
+                    Ok(()) => {
+                        for r in part {
+                            let i = r.seq as usize;
+                            self.sample(&mut session, &mut slots[i], i, turn, &mut logits);
+                        }
                     }
-                    let rate = rows.len() as f32 / t0.elapsed().as_secs_f32().max(1e-6);
-                    let old = f32::from_bits(self.stats.rate.load(Ordering::Relaxed));
-                    let smoothed = if old == 0.0 { rate } else { 0.9 * old + 0.1 * rate };
-                    self.stats.rate.store(smoothed.to_bits(), Ordering::Relaxed);
-                }
-                Err(e) => {
-                    let msg = e.to_string();
-                    for r in &rows {
-                        self.fail(&mut slots[r.seq as usize], turn, &msg);
+                    // Stopped for a cancel: the step is redone next turn for those still running.
+                    Err(RuntimeError::Cancelled) => session.clear_cancel(),
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for r in part {
+                            self.fail(&mut slots[r.seq as usize], turn, &msg);
+                        }
                     }
                 }
             }
+            let rate = rows.len() as f32 / t0.elapsed().as_secs_f32().max(1e-6);
+            let old = f32::from_bits(self.stats.rate.load(Ordering::Relaxed));
+            let smoothed = if old == 0.0 { rate } else { 0.9 * old + 0.1 * rate };
+            self.stats.rate.store(smoothed.to_bits(), Ordering::Relaxed);
         }
         self.stopped.store(true, Ordering::SeqCst);
         log::info!("model '{}': scheduler stopped", self.name);

@@ -51,6 +51,11 @@ struct Args {
     /// Tokens a request generates when it does not say (per model).
     #[arg(long = "max-tokens")]
     max_tokens: Option<u32>,
+    /// Decode only as many sequences per pass as keep each reply what it would be alone
+    /// (true, the default), or all generating slots in one pass (false: faster for K-quant
+    /// models from eight slots; a greedy reply may then depend on the load).
+    #[arg(long = "exact-batch")]
+    exact_batch: Option<bool>,
     /// Requests that may wait per model.
     #[arg(long)]
     queue: Option<usize>,
@@ -222,6 +227,7 @@ fn run(a: Args) -> Result<(), String> {
         slots: a.slots,
         threads: a.threads,
         max_tokens: a.max_tokens,
+        exact_batch: a.exact_batch,
         queue: a.queue,
         max_frame: a.max_frame,
         wyoming: a.wyoming,
@@ -254,12 +260,13 @@ fn run(a: Args) -> Result<(), String> {
         let t0 = Instant::now();
         let e = Engine::start(m.clone(), left, config.queue)?;
         log::info!(
-            "model '{}': {} loaded in {:.2} s: {} slots of {} positions, plan {:.1} MiB",
+            "model '{}': {} loaded in {:.2} s: {} slots of {} positions (decoded {} per pass), plan {:.1} MiB",
             e.name,
             m.path.display(),
             t0.elapsed().as_secs_f64(),
             m.slots,
             e.n_ctx,
+            e.decode_pass,
             e.plan_bytes as f64 / 1048576.0
         );
         left = left.map(|b| b.saturating_sub(e.plan_bytes));
@@ -342,7 +349,7 @@ fn check_config(c: &Config) -> Result<(), String> {
     let mut total = 0u64;
     for m in &c.models {
         println!(
-            "model '{}': {} (ctx {}, slots {}, batch {}, threads {}, kv {}, max_tokens {})",
+            "model '{}': {} (ctx {}, slots {}, batch {}, threads {}, kv {}, max_tokens {}, exact_batch {})",
             m.name,
             m.path.display(),
             m.ctx,
@@ -350,7 +357,8 @@ fn check_config(c: &Config) -> Result<(), String> {
             m.batch,
             m.threads,
             m.kv_type,
-            m.max_tokens
+            m.max_tokens,
+            m.exact_batch
         );
         let model = tensorsharp_runtime::Model::load_opts(&m.path, tensorsharp_runtime::WeightsMode::Mapped, None)
             .map_err(|e| format!("{}: {e}", m.path.display()))?;

@@ -229,6 +229,24 @@ impl Session {
         self.params.n_seq
     }
 
+    /// The most rows a [`forward_batch`](Self::forward_batch) decode step (one row per
+    /// sequence) may have while every sequence gets the bits it would get decoded alone: the
+    /// narrowest [`WType::gemv_exact_cols`] of the model's matrices (unbounded with f32
+    /// activations). A wider step sums as a llama.cpp batch of that size would.
+    pub fn exact_batch(&self) -> usize {
+        if self.params.f32_activations {
+            return usize::MAX;
+        }
+        let m = &self.model;
+        m.layers
+            .iter()
+            .flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down])
+            .chain([m.output])
+            .map(|w| w.wtype.gemv_exact_cols())
+            .min()
+            .unwrap_or(usize::MAX)
+    }
+
     /// Positions cached for sequence `seq` (0 for a sequence that does not exist).
     pub fn seq_len(&self, seq: usize) -> usize {
         self.seq_len.get(seq).copied().unwrap_or(0)
