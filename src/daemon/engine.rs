@@ -2,9 +2,11 @@
 //! per slot, and the thread that serves them. Each turn of the loop admits queued requests to
 //! free slots (a named session to the slot that holds it; an unnamed request to the free slot
 //! that holds most of its prompt), prefills one chunk of one newly admitted prompt, then runs
-//! one batched decode step for every generating slot: the weights are read once per step for
-//! all of them. Cancellation, a closed connection and pre-emption are checked every turn, so a
-//! request stops within one token or one prefill chunk.
+//! one batched decode step for every generating slot, in passes of at most
+//! [`Engine::decode_pass`] sequences (each pass reads the weights once for all of its
+//! sequences). Cancellation, a closed connection and pre-emption are checked every turn, so a
+//! request stops within one token or one prefill chunk; a cancel with only its request running
+//! stops the pass in progress at its next layer.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
