@@ -12,7 +12,9 @@ fn disassemble(tier: &str) -> String {
 }
 
 fn disassemble_lib(name: &str) -> String {
-    let lib = format!("{}/lib{name}.a", env!("TS_KERNELS_LIB_DIR"));
+    // build.rs puts each library in a directory of its own: the tier's name, or "cpu".
+    let dir = name.strip_prefix("ts_kernels_").unwrap_or("cpu");
+    let lib = format!("{}/{dir}/lib{name}.a", env!("TS_KERNELS_LIB_DIR"));
     let tool = std::env::var("OBJDUMP").unwrap_or_else(|_| {
         if cfg!(target_arch = "aarch64") {
             "aarch64-linux-gnu-objdump".into()
