@@ -17,21 +17,31 @@ trap 'echo "-- ${phase_name}: $((SECONDS - last)) s; total $((SECONDS - start)) 
 phase_name=setup
 scripts/setup.sh
 phase "host tests ($(uname -m))"
-cargo test --workspace --all-targets
-cargo test --workspace --doc
-# Parity with llama.cpp on every other kernel tier this CPU runs (the run above used the best);
-# --workspace keeps the feature set of the build above, so nothing is compiled again.
+# The criterion benchmarks (bench/kernels) are not tests: `.ci/run`'s clippy checks that they
+# build, `cargo bench -p tensorsharp-kernel-bench` runs them; leaving them out here saves
+# building criterion and its dependencies.
+not_tests=(--exclude tensorsharp-kernel-bench)
+cargo test --workspace "${not_tests[@]}" --all-targets
+cargo test --workspace "${not_tests[@]}" --doc
+# Parity with llama.cpp on every other kernel tier this CPU runs (the run above used the best, on
+# every case and step); --workspace keeps the feature set of the build above, so nothing is
+# compiled again. kernels-c/tests/orders.rs and shapes.rs already hold every tier to the same bits
+# on every type, shape and column count, so here each model's first two cases (those with full
+# reference logits; every operation of the model runs in each) for eight steps, end to end.
 tsharp="${CARGO_TARGET_DIR:-target}/debug/tsharp"
 best="$("$tsharp" kernels | awk '/^selected:/ {print $2}')"
+# `TSHARP_FULL=1 scripts/test.sh`: every case and step on every tier (x86 and aarch64).
+tier_limits=(TSHARP_PARITY_STEPS=8 TSHARP_PARITY_CASES=2)
+[ "${TSHARP_FULL:-0}" = 1 ] && tier_limits=(TSHARP_PARITY_STEPS=1000 TSHARP_PARITY_CASES=1000)
 for tier in $("$tsharp" kernels | awk '$2 == "supported" {print $1}'); do
   [ "$tier" = "$best" ] && continue
   phase "parity on the $tier kernels"
   if [ "$tier" = scalar ]; then
-    # The portable tier is slow (fmaf per lane); kernels-c/tests/orders.rs already holds it to the
-    # SIMD tiers' bits on every type and shape, so one model end to end.
-    TSHARP_KERNELS=scalar TSHARP_PARITY_MODELS=smollm2-135m-q4_1 cargo test --workspace --test parity
+    # The portable tier is slow (fmaf per lane): one model.
+    env "${tier_limits[@]}" TSHARP_KERNELS=scalar TSHARP_PARITY_MODELS=smollm2-135m-q4_1 \
+      cargo test --workspace "${not_tests[@]}" --test parity
   else
-    TSHARP_KERNELS="$tier" cargo test --workspace --test parity
+    env "${tier_limits[@]}" TSHARP_KERNELS="$tier" cargo test --workspace "${not_tests[@]}" --test parity
   fi
 done
 # aarch64 under qemu-aarch64 -cpu max (NEON, dotprod, i8mm): the kernel tests (every tier held to
@@ -43,7 +53,7 @@ done
 # logit vectors; every operation of the model runs in each) and their first TSHARP_PARITY_STEPS
 # steps; `TSHARP_ARM_FULL=1 scripts/test.sh` checks every case and step (about 15 minutes).
 arm_limits=(TSHARP_PARITY_STEPS=8 TSHARP_PARITY_CASES=2)
-[ "${TSHARP_ARM_FULL:-0}" = 1 ] && arm_limits=(TSHARP_PARITY_STEPS=1000 TSHARP_PARITY_CASES=1000)
+[ "${TSHARP_ARM_FULL:-${TSHARP_FULL:-0}}" = 1 ] && arm_limits=(TSHARP_PARITY_STEPS=1000 TSHARP_PARITY_CASES=1000)
 # The runtime without its `chat` and `structured` features: chat templates, tool calls and
 # constrained sampling are architecture-independent Rust over the kernels checked here (they are
 # tested on the host above), and leaving minijinja and llguidance out saves their cross build.

@@ -52,8 +52,10 @@ static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *
  * 128 to unsigned). */
 #define GV_Q5_0 1
 #define GV_Q8_0 2
-static inline __attribute__((always_inline)) __m256 gv_pair(__m256 acc, const uint8_t *pb, int two, const ts_gv_act *p,
-                                                            int64_t pi, int bytes, int kind, __m512i iqs, __m256i id) {
+/* A block pair of a weight row, decoded: the 64 unsigned codes and the two f16 scales as floats
+ * (block 0's in lanes 0-7, block 1's in 8-15). TWO: whether the second block exists. */
+static inline __attribute__((always_inline)) void gv_decode(const uint8_t *pb, int two, int bytes, int kind, __m512i iqs,
+                                                            __m256i id, __m512i *q_out, __m512 *dw_out) {
     const __m512i shift = _mm512_set_epi64(0x0004000400040004, 0x0004000400040004, 0, 0,
                                            0x0004000400040004, 0x0004000400040004, 0, 0);
     /* A pair of Q8_0 blocks is 68 bytes, so a full 64-byte load stays inside it. */
@@ -76,14 +78,33 @@ static inline __attribute__((always_inline)) __m256 gv_pair(__m256 acc, const ui
     }
     const __m256i dh = kind == GV_Q8_0 ? _mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_castsi256_si512(id), raw))
                                        : _mm256_permutexvar_epi16(id, _mm512_castsi512_si256(raw));
-    const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(p->c0[pi]), q, _mm512_load_si512(p->qs + 64 * pi));
+    *q_out = q;
+    *dw_out = _mm512_cvtph_ps(dh);
+}
+
+/* A decoded block pair against one column's prepared pair (its 64 codes, 16 lane scales and 16
+ * lane start values), added to that column's chain. */
+static inline __attribute__((always_inline)) __m256 gv_col(__m256 acc, __m512i q, __m512 dw, int two, const int8_t *qs,
+                                                           const float *da, const int32_t *c0) {
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(c0), q, _mm512_load_si512(qs));
     const __m512 prod = _mm512_cvtepi32_ps(dot);
-    const __m512 scale = _mm512_mul_ps(_mm512_cvtph_ps(dh), _mm512_load_ps(p->da[pi]));
+    const __m512 scale = _mm512_mul_ps(dw, _mm512_load_ps(da));
     /* Block after block into one eight-lane chain, as llama.cpp's vec_dot sums. */
     acc = _mm256_fmadd_ps(_mm512_castps512_ps256(prod), _mm512_castps512_ps256(scale), acc);
     if (two)
         acc = _mm256_fmadd_ps(_mm512_extractf32x8_ps(prod, 1), _mm512_extractf32x8_ps(scale, 1), acc);
     return acc;
+}
+
+/* One block pair of a weight row against the prepared activations of pair pi, added to acc.
+ * KIND: GV_Q5_0 (the high bits: 4 bytes at offset 2 of each block) or GV_Q8_0 (34-byte blocks:
+ * the codes as two 32-byte loads, biased by 128 to unsigned). */
+static inline __attribute__((always_inline)) __m256 gv_pair(__m256 acc, const uint8_t *pb, int two, const ts_gv_act *p,
+                                                            int64_t pi, int bytes, int kind, __m512i iqs, __m256i id) {
+    __m512i q;
+    __m512 dw;
+    gv_decode(pb, two, bytes, kind, iqs, id, &q, &dw);
+    return gv_col(acc, q, dw, two, p->qs + 64 * pi, p->da[pi], p->c0[pi]);
 }
 
 /* NR (1 or 2, a constant after inlining) weight rows of nblk blocks of BYTES bytes, WS bytes
@@ -142,16 +163,135 @@ static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a 
     }
 }
 
-/* Whether the product was done here: the GEMV of the types with a pair kernel. (A GEMM built
- * the same way, one decoded pair against eight columns, measured no faster than the generic
- * eight-chunk tiles, so several columns stay there.) */
+/* ---- Several columns: a batched decode step ----------------------------------------------
+ * Up to GX_MAXC columns (one per sequence) share each decoded block pair, and two columns share
+ * each vector: for block b of the pair, lanes 0-7 carry column 2j's eight-lane chain and lanes
+ * 8-15 column 2j+1's, against the block's codes and scale taken into both halves. Each lane does
+ * what the one-column GEMV's lane does (the same int32 sum, conversion, scale product and fma,
+ * block after block), so every column gets the bits it would get alone, at one vpdpbusd,
+ * conversion, multiply and fma per block and two columns. The activations are prepared per
+ * column pair for TS_GVM elements at a time (24 KiB for eight columns; an odd last column pairs
+ * with zeros); rows longer than that keep their chains between passes in blocks of TS_GVM_RB
+ * rows. */
+#define GX_MAXC 8
+#define TS_GVM 1024
+#define TS_GVM_RB 32
+typedef struct {
+    int8_t qs[GX_MAXC / 2][TS_GVM / 32][64] __attribute__((aligned(64))); /* block b: column 2j | 2j+1 */
+    float da[GX_MAXC / 2][TS_GVM / 32][16] __attribute__((aligned(64)));
+    int32_t c0[GX_MAXC / 2][TS_GVM / 32][16] __attribute__((aligned(64)));
+} ts_gvm_act;
+
+/* Column c's nblk blocks into half h of column pair j (zeros for a column that does not exist):
+ * codes, scales, and the lane start values -off * (sum of the lane's four codes) from one
+ * vpdpbusd with ones (off is 16 or 128). */
+static inline void gvm_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gvm_act *p, int j, int h) {
+    const __m256i ones = _mm256_set1_epi8(1);
+    const __m128i sh = _mm_cvtsi32_si128(__builtin_ctz((unsigned)off));
+    for (int64_t b = 0; b < nblk; b++) {
+        const __m256i q = a ? _mm256_loadu_si256((const __m256i *)a[b].qs) : _mm256_setzero_si256();
+        _mm256_store_si256((__m256i *)(p->qs[j][b] + 32 * h), q);
+        _mm256_store_ps(&p->da[j][b][8 * h], _mm256_set1_ps(a ? a[b].d : 0.0f));
+        const __m256i s4 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q);
+        _mm256_store_si256((__m256i *)&p->c0[j][b][8 * h], _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_sll_epi32(s4, sh)));
+    }
+}
+
+/* One block (codes qb and scales db in both halves) against column pair j's block b. */
+static inline __attribute__((always_inline)) __m512 gvm_block(__m512 acc, __m512i qb, __m512 db, const ts_gvm_act *p, int j,
+                                                             int64_t b) {
+    const __m512i dot = _mm512_dpbusd_epi32(_mm512_load_si512(p->c0[j][b]), qb, _mm512_load_si512(p->qs[j][b]));
+    return _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(db, _mm512_load_ps(p->da[j][b])), acc);
+}
+
+/* NR rows (1 or 2) of nblk blocks against NP prepared column pairs (both constants after
+ * inlining): one chain per row and column pair. keep: these rows' chains between passes, row
+ * k's at keep[k * GX_MAXC / 2 + j]; out gets them at the same places when last. */
+static inline __attribute__((always_inline)) void gvm_rows_nr(const uint8_t *wr, size_t ws, int nr, int np, int64_t nblk,
+                                                              const ts_gvm_act *p, int bytes, int kind, __m512i iqs,
+                                                              __m256i id, __m512 *keep, int first, __m512 *out) {
+    __m512 acc[2][GX_MAXC / 2];
+    for (int k = 0; k < nr; k++)
+        for (int j = 0; j < np; j++) acc[k][j] = first ? _mm512_setzero_ps() : keep[k * GX_MAXC / 2 + j];
+    const int64_t npairs = nblk / 2;
+    for (int64_t pi = 0; pi < npairs; pi++)
+        for (int k = 0; k < nr; k++) {
+            const uint8_t *pb = wr + k * ws + 2 * pi * bytes;
+            __builtin_prefetch(pb + TS_PREFETCH);
+            __m512i q;
+            __m512 dw;
+            gv_decode(pb, 1, bytes, kind, iqs, id, &q, &dw);
+            const __m512i q0 = _mm512_shuffle_i64x2(q, q, 0x44), q1 = _mm512_shuffle_i64x2(q, q, 0xEE);
+            const __m512 d0 = _mm512_shuffle_f32x4(dw, dw, 0x44), d1 = _mm512_shuffle_f32x4(dw, dw, 0xEE);
+            for (int j = 0; j < np; j++) {
+                acc[k][j] = gvm_block(acc[k][j], q0, d0, p, j, 2 * pi);
+                acc[k][j] = gvm_block(acc[k][j], q1, d1, p, j, 2 * pi + 1);
+            }
+        }
+    if (nblk & 1)
+        for (int k = 0; k < nr; k++) {
+            __m512i q;
+            __m512 dw;
+            gv_decode(wr + k * ws + (nblk - 1) * bytes, 0, bytes, kind, iqs, id, &q, &dw);
+            const __m512i q0 = _mm512_shuffle_i64x2(q, q, 0x44);
+            const __m512 d0 = _mm512_shuffle_f32x4(dw, dw, 0x44);
+            for (int j = 0; j < np; j++) acc[k][j] = gvm_block(acc[k][j], q0, d0, p, j, nblk - 1);
+        }
+    for (int k = 0; k < nr; k++)
+        for (int j = 0; j < np; j++) out[k * GX_MAXC / 2 + j] = acc[k][j];
+}
+
+static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a,
+                                                           size_t as, int nc, float *y, size_t ys, int64_t n, int bytes,
+                                                           int kind, int off, __m512i iqs, __m256i id) {
+    ts_gvm_act p;
+    __m512 keep[TS_GVM_RB][GX_MAXC / 2];
+    const int np = (nc + 1) / 2;
+    const int64_t rb = n <= TS_GVM ? nrows : TS_GVM_RB;
+    for (int64_t rb0 = 0; rb0 < nrows; rb0 += rb) {
+        const int64_t r1 = nrows - rb0 < rb ? nrows : rb0 + rb;
+        for (int64_t e0 = 0; e0 < n; e0 += TS_GVM) {
+            const int64_t nblk = (n - e0 < TS_GVM ? n - e0 : TS_GVM) / 32;
+            const int first = e0 == 0, last = e0 + TS_GVM >= n;
+            for (int c = 0; c < 2 * np; c++)
+                gvm_prepare(c < nc ? (const ts_block_q8a *)((const uint8_t *)a + c * as) + e0 / 32 : NULL, nblk, off, &p,
+                            c / 2, c & 1);
+            const uint8_t *w0 = (const uint8_t *)w + (e0 / 32) * bytes;
+            for (int64_t r = rb0; r < r1; r += 2) {
+                __m512 *kr = keep[(r - rb0) % TS_GVM_RB];
+                const int nr = r + 1 < r1 ? 2 : 1;
+                if (nr == 2)
+                    gvm_rows_nr(w0 + r * ws, ws, 2, np, nblk, &p, bytes, kind, iqs, id, kr, first, kr);
+                else
+                    gvm_rows_nr(w0 + r * ws, ws, 1, np, nblk, &p, bytes, kind, iqs, id, kr, first, kr);
+                if (last)
+                    for (int k = 0; k < nr; k++)
+                        for (int c = 0; c < nc; c++) {
+                            const __m512 v = kr[k * GX_MAXC / 2 + c / 2];
+                            y[c * ys + r + k] = ts_acc_sum(c & 1 ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
+                        }
+            }
+        }
+    }
+}
+
+/* Whether the product was done here: one column (decode), or two to GX_MAXC columns (a batched
+ * decode step, or the last few tokens of a prompt) through the shared decode. More columns go
+ * to the lane GEMM (ts_lanes.h), whose unpacked row blocks pay off from there on. */
 #define GX_FN(T, BYTES, KIND, OFF, IQS, ID)                                                            \
     static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
                       int64_t ncols, float *y, size_t ys, int64_t n) {                                 \
-        (void)as; (void)ys;                                                                            \
-        if (ncols != 1) return 0;                                                                      \
-        gv_rows(w, ws, nrows, a, y, n, BYTES, KIND, OFF, IQS, ID);                                     \
-        return 1;                                                                                      \
+        switch (ncols) {                                                                               \
+        case 1: gv_rows(w, ws, nrows, a, y, n, BYTES, KIND, OFF, IQS, ID); return 1;                   \
+        case 2: gvm_rows(w, ws, nrows, a, as, 2, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
+        case 3: gvm_rows(w, ws, nrows, a, as, 3, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
+        case 4: gvm_rows(w, ws, nrows, a, as, 4, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
+        case 5: gvm_rows(w, ws, nrows, a, as, 5, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
+        case 6: gvm_rows(w, ws, nrows, a, as, 6, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
+        case 7: gvm_rows(w, ws, nrows, a, as, 7, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
+        case 8: gvm_rows(w, ws, nrows, a, as, 8, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
+        default: return 0;                                                                             \
+        }                                                                                              \
     }
 GX_FN(q5_0, 22, GV_Q5_0, 16, GV_IDX_QS(3, 14), GV_IDX_D(0, 11))
 GX_FN(q8_0, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17))

@@ -282,10 +282,10 @@ DEFINE_BSUM_NONE(iq4_nl)
     static void TS_FN(mm_##T##_q8a)(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, \
                                      size_t as, int64_t ncols, float *y, size_t ys, int64_t n) {   \
         if (TS_NEON_MM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* aarch64: ts_neon.h */   \
+        if ((ORDER) == Q32_LANES && TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 pair kernels */\
         if ((ORDER) == Q32_LANES && TS_Q32_LG(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 lanes */\
         if (TS_Q32_TILES(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* tile GEMM (prefill) */\
         if ((ORDER) != Q32_LANES && TS_Q32_BSUM(T, w, ws, nrows, a, as, ncols, y, ys, n)) return;   \
-        if ((ORDER) == Q32_LANES && TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n)) return; /* AVX-512 pair kernels */\
         if ((ORDER) == Q32_LANES && ncols == 1) { /* GEMV: the block-at-a-time kernel streams best */\
             TS_FN(blk_##T##_q8a)(w, ws, nrows, a, as, ncols, y, ys, n);                             \
             return;                                                                                 \

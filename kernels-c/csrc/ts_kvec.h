@@ -28,18 +28,28 @@ typedef struct {
     float d[KV_MAX_SB];
 } kv_act;
 
-static void kv_prepare(const ts_block_q8a *a, int64_t nsb, kv_act *p) {
+/* A column's nsb super-blocks in the row kernels' order (see kv_prepare_q6_k / kv_prepare_q4_k
+ * below), into q[sb][k][64], bs[sb][16] and d[sb]: Q4_K (K4) takes vector k as the 64 codes of
+ * sub-blocks (k/2)*4 + k%2 and that plus 2, with the sums per 32; Q6_K as [a[32k..] |
+ * a[128+32k..]] with the sums per 16. */
+static inline void kv_prepare_into(const ts_block_q8a *a, int64_t nsb, int k4, int8_t (*q)[4][64], int16_t (*bs)[16],
+                                   float *d) {
     for (int64_t sb = 0; sb < nsb; sb++) {
         const ts_block_q8a *b = a + 8 * sb;
         for (int k = 0; k < 4; k++) {
-            memcpy(p->q[sb][k], b[k].qs, 32);
-            memcpy(p->q[sb][k] + 32, b[4 + k].qs, 32);
+            const int s0 = k4 ? (k >> 1) * 4 + (k & 1) : k, s1 = k4 ? s0 + 2 : 4 + k;
+            memcpy(q[sb][k], b[s0].qs, 32);
+            memcpy(q[sb][k] + 32, b[s1].qs, 32);
         }
         for (int i = 0; i < 8; i++) {
-            p->bs[sb][2 * i] = b[i].s[0];
-            p->bs[sb][2 * i + 1] = b[i].s[1];
+            if (k4) {
+                bs[sb][i] = (int16_t)(b[i].s[0] + b[i].s[1]);
+            } else {
+                bs[sb][2 * i] = b[i].s[0];
+                bs[sb][2 * i + 1] = b[i].s[1];
+            }
         }
-        p->d[sb] = b[0].d;
+        d[sb] = b[0].d;
     }
 }
 
@@ -130,37 +140,170 @@ static inline float kv_row_q4_k(const ts_block_q4_k *x, int64_t nsb, const kv_ac
     return sacc - macc;
 }
 
-/* The column's activations in the zmm order of the type's row kernel: Q6_K's vector k is
- * [a[32k..] | a[128+32k..]] with the 16-sums; Q4_K's vector k is the 64 codes of its two
- * sub-blocks (32 each) with the 32-sums. */
-static void kv_prepare_q4_k(const ts_block_q8a *a, int64_t nsb, kv_act *p) {
+static void kv_prepare_q6_k(const ts_block_q8a *a, int64_t nsb, kv_act *p) { kv_prepare_into(a, nsb, 0, p->q, p->bs, p->d); }
+static void kv_prepare_q4_k(const ts_block_q8a *a, int64_t nsb, kv_act *p) { kv_prepare_into(a, nsb, 1, p->q, p->bs, p->d); }
+
+/* ---- Several columns: a batched decode step ----------------------------------------------
+ * Each super-block of a row is decoded once (codes and the permuted scales) and then taken
+ * against every column exactly as kv_row_* takes it against one (the same integer sums, the
+ * same float chain per column), so each column gets its one-column bits. The columns'
+ * activations are prepared KVM_SB super-blocks at a time (2.3 KiB per column); rows longer
+ * than that keep their chains between passes in blocks of KVM_RB rows. */
+#define KVM_MAXC 8
+#define KVM_SB 8
+#define KVM_RB 32
+typedef struct {
+    int8_t q[KVM_SB][4][64] __attribute__((aligned(64)));
+    int16_t bs[KVM_SB][16] __attribute__((aligned(32)));
+    float d[KVM_SB];
+} kvm_col;
+/* A row's chains for one column: Q6_K's eight lanes, Q4_K's two scalars. */
+typedef struct {
+    __m256 acc;
+    float sacc, macc;
+} kvm_chain;
+
+/* kv_prepare_* into a kvm_col (nsb <= KVM_SB). */
+static void kvm_prepare_q6_k(const ts_block_q8a *a, int64_t nsb, kvm_col *p) { kv_prepare_into(a, nsb, 0, p->q, p->bs, p->d); }
+static void kvm_prepare_q4_k(const ts_block_q8a *a, int64_t nsb, kvm_col *p) { kv_prepare_into(a, nsb, 1, p->q, p->bs, p->d); }
+
+/* One Q6_K row's nsb super-blocks against nc prepared columns (kv_row_q6_k per column). */
+static inline __attribute__((always_inline)) void kvm_row_q6_k(const ts_block_q6_k *x, int64_t nsb, const kvm_col *p, int nc,
+                                                              kvm_chain *ch) {
+    const __m512i m15 = _mm512_set1_epi8(15), m3 = _mm512_set1_epi8(3), m12 = _mm512_set1_epi8(12);
+    const __m512i m48 = _mm512_set1_epi8(48), m192 = _mm512_set1_epi8((char)0xC0);
+    __m512i sidx[4];
+    for (int k = 0; k < 4; k++) {
+        int16_t ix[32];
+        for (int i = 0; i < 32; i++) ix[i] = (int16_t)((i >= 16 ? 8 : 0) + 2 * k + ((i >> 3) & 1));
+        sidx[k] = _mm512_loadu_si512(ix);
+    }
     for (int64_t sb = 0; sb < nsb; sb++) {
-        const ts_block_q8a *b = a + 8 * sb;
-        for (int k = 0; k < 4; k++) {
-            const int s0 = (k >> 1) * 4 + (k & 1);
-            memcpy(p->q[sb][k], b[s0].qs, 32);
-            memcpy(p->q[sb][k] + 32, b[s0 + 2].qs, 32);
+        const ts_block_q6_k *b = x + sb;
+        for (int pf = 0; pf < (int)sizeof *b; pf += 64) __builtin_prefetch((const uint8_t *)b + TS_PREFETCH + pf);
+        const __m512i A = _mm512_loadu_si512(b->ql), B = _mm512_loadu_si512(b->ql + 64);
+        const __m512i H = _mm512_loadu_si512(b->qh);
+        const __m512i q1 = _mm512_shuffle_i64x2(A, B, 0x44), q2 = _mm512_shuffle_i64x2(A, B, 0xEE);
+        const __m512i c[4] = {
+            _mm512_or_si512(_mm512_and_si512(q1, m15), _mm512_slli_epi16(_mm512_and_si512(H, m3), 4)),
+            _mm512_or_si512(_mm512_and_si512(q2, m15), _mm512_slli_epi16(_mm512_and_si512(H, m12), 2)),
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q1, 4), m15), _mm512_and_si512(H, m48)),
+            _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q2, 4), m15), _mm512_srli_epi16(_mm512_and_si512(H, m192), 2))};
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)b->scales));
+        const __m512i sc = _mm512_castsi256_si512(sc16);
+        const __m512i scs[4] = {_mm512_permutexvar_epi16(sidx[0], sc), _mm512_permutexvar_epi16(sidx[1], sc),
+                                _mm512_permutexvar_epi16(sidx[2], sc), _mm512_permutexvar_epi16(sidx[3], sc)};
+        const float dw = ts_h2f(b->d);
+        for (int col = 0; col < nc; col++) {
+            const kvm_col *pc = p + col;
+            __m512i s = _mm512_dpwssd_epi32(_mm512_setzero_si512(), _mm512_maddubs_epi16(c[0], _mm512_load_si512(pc->q[sb][0])), scs[0]);
+            for (int k = 1; k < 4; k++)
+                s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(c[k], _mm512_load_si512(pc->q[sb][k])), scs[k]);
+            const __m256i sub = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_load_si256((const __m256i *)pc->bs[sb]), sc16), 5);
+            const __m256i s8 = _mm256_sub_epi32(_mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1)), sub);
+            const float d = pc->d[sb] * dw;
+            ch[col].acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(s8), ch[col].acc);
         }
-        for (int j = 0; j < 8; j++) p->bs[sb][j] = (int16_t)(b[j].s[0] + b[j].s[1]);
-        p->d[sb] = b[0].d;
     }
 }
-#define kv_prepare_q6_k kv_prepare
 
-/* Whether the product was done here: one column at a time, as llama.cpp's vec_dot (Q6_K, below
- * eight columns) or repacked GEMV (Q4_K, below four: from four on its GEMM's per-64 order
- * applies), rows up to KV_MAX_SB super-blocks. */
+/* One Q4_K row's nsb super-blocks against nc prepared columns (kv_row_q4_k per column). */
+static inline __attribute__((always_inline)) void kvm_row_q4_k(const ts_block_q4_k *x, int64_t nsb, const kvm_col *p, int nc,
+                                                              kvm_chain *ch) {
+    const __m512i m15 = _mm512_set1_epi8(15);
+    __m512i sidx[4];
+    for (int k = 0; k < 4; k++) {
+        int16_t ix[32];
+        for (int i = 0; i < 32; i++) ix[i] = (int16_t)((k >> 1) * 4 + (k & 1) + (i >= 16 ? 2 : 0));
+        sidx[k] = _mm512_loadu_si512(ix);
+    }
+    for (int64_t sb = 0; sb < nsb; sb++) {
+        const ts_block_q4_k *b = x + sb;
+        for (int pf = 0; pf < (int)sizeof *b; pf += 64) __builtin_prefetch((const uint8_t *)b + TS_PREFETCH + pf);
+        uint32_t A, B, C;
+        memcpy(&A, b->scales, 4);
+        memcpy(&B, b->scales + 4, 4);
+        memcpy(&C, b->scales + 8, 4);
+        const uint64_t scb = (uint64_t)(A & 0x3f3f3f3fu) | (uint64_t)((C & 0x0f0f0f0fu) | ((A >> 2) & 0x30303030u)) << 32;
+        const uint64_t mnb = (uint64_t)(B & 0x3f3f3f3fu) | (uint64_t)(((C >> 4) & 0x0f0f0f0fu) | ((B >> 2) & 0x30303030u)) << 32;
+        const __m512i sc = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)scb)));
+        const __m128i mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnb));
+        const __m512i q0 = _mm512_loadu_si512(b->qs), q1 = _mm512_loadu_si512(b->qs + 64);
+        const __m512i c[4] = {_mm512_and_si512(q0, m15), _mm512_and_si512(_mm512_srli_epi16(q0, 4), m15),
+                              _mm512_and_si512(q1, m15), _mm512_and_si512(_mm512_srli_epi16(q1, 4), m15)};
+        const __m512i scs[4] = {_mm512_permutexvar_epi16(sidx[0], sc), _mm512_permutexvar_epi16(sidx[1], sc),
+                                _mm512_permutexvar_epi16(sidx[2], sc), _mm512_permutexvar_epi16(sidx[3], sc)};
+        const float dw = ts_h2f(b->d), dm = ts_h2f(b->dmin);
+        for (int col = 0; col < nc; col++) {
+            const kvm_col *pc = p + col;
+            __m512i s = _mm512_setzero_si512();
+            for (int k = 0; k < 4; k++)
+                s = _mm512_dpwssd_epi32(s, _mm512_maddubs_epi16(c[k], _mm512_load_si512(pc->q[sb][k])), scs[k]);
+            const __m128i m4 = _mm_madd_epi16(mn, _mm_load_si128((const __m128i *)pc->bs[sb]));
+            const int32_t is = _mm512_reduce_add_epi32(s), im = ts_hsum_i32x4(m4);
+            const float dy = pc->d[sb];
+            ch[col].sacc = __builtin_fmaf((float)is, dw * dy, ch[col].sacc);
+            ch[col].macc = __builtin_fmaf((float)im, dm * dy, ch[col].macc);
+        }
+    }
+}
+
+/* Two to KVM_MAXC - 1 columns: rows in blocks, activations in passes of KVM_SB super-blocks. */
+#define KVM_GEMV(T, FIN)                                                                                \
+    static inline __attribute__((always_inline)) void kvm_gemv_nc_##T(                                 \
+        const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as, int nc, float *y,    \
+        size_t ys, int64_t n) {                                                                         \
+        const int64_t nsb_all = n / TS_QK_K;                                                            \
+        kvm_col p[KVM_MAXC];                                                                            \
+        kvm_chain keep[KVM_RB][KVM_MAXC];                                                               \
+        const int64_t rb = nsb_all <= KVM_SB ? nrows : KVM_RB;                                          \
+        for (int64_t rb0 = 0; rb0 < nrows; rb0 += rb) {                                                 \
+            const int64_t r1 = nrows - rb0 < rb ? nrows : rb0 + rb;                                     \
+            for (int64_t s0 = 0; s0 < nsb_all; s0 += KVM_SB) {                                          \
+                const int64_t nsb = nsb_all - s0 < KVM_SB ? nsb_all - s0 : KVM_SB;                      \
+                const int first = s0 == 0, last = s0 + nsb == nsb_all;                                  \
+                for (int c = 0; c < nc; c++)                                                            \
+                    kvm_prepare_##T((const ts_block_q8a *)((const uint8_t *)a + c * as) + 8 * s0, nsb, p + c); \
+                for (int64_t r = rb0; r < r1; r++) {                                                    \
+                    kvm_chain *ch = keep[(r - rb0) % KVM_RB];                                           \
+                    if (first)                                                                          \
+                        for (int c = 0; c < nc; c++) ch[c] = (kvm_chain){_mm256_setzero_ps(), 0.0f, 0.0f}; \
+                    kvm_row_##T((const ts_block_##T *)((const uint8_t *)w + r * ws) + s0, nsb, p, nc, ch);  \
+                    if (last)                                                                           \
+                        for (int c = 0; c < nc; c++) y[c * ys + r] = FIN(ch[c]);                        \
+                }                                                                                       \
+            }                                                                                           \
+        }                                                                                               \
+    }
+#define KVM_FIN_Q6_K(ch) ts_acc_sum((ch).acc)
+#define KVM_FIN_Q4_K(ch) ((ch).sacc - (ch).macc)
+KVM_GEMV(q6_k, KVM_FIN_Q6_K)
+KVM_GEMV(q4_k, KVM_FIN_Q4_K)
+
+/* Whether the product was done here: one column as llama.cpp's vec_dot (Q6_K) or repacked
+ * GEMV (Q4_K), rows up to KV_MAX_SB super-blocks; two columns up to below MAXC (from four on
+ * Q4_K's GEMM per-64 order applies, from eight the tiled K-quant GEMM) each in that same
+ * one-column order, any row length. */
 #define KV_GEMV(T, MAXC)                                                                               \
     static int kv_gemv_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,   \
                            int64_t ncols, float *y, size_t ys, int64_t n) {                            \
         const int64_t nsb = n / TS_QK_K;                                                               \
-        if (ncols >= (MAXC) || nsb > KV_MAX_SB) return 0;                                              \
-        kv_act p;                                                                                      \
-        for (int64_t c = 0; c < ncols; c++) {                                                          \
-            kv_prepare_##T((const ts_block_q8a *)((const uint8_t *)a + c * as), nsb, &p);              \
-            for (int64_t r = 0; r < nrows; r++)                                                        \
-                y[c * ys + r] = kv_row_##T((const ts_block_##T *)((const uint8_t *)w + r * ws), nsb, &p); \
+        if (ncols >= (MAXC)) return 0;                                                                 \
+        switch (ncols) {                                                                               \
+        case 1: break;                                                                                 \
+        case 2: kvm_gemv_nc_##T(w, ws, nrows, a, as, 2, y, ys, n); return 1;                           \
+        case 3: kvm_gemv_nc_##T(w, ws, nrows, a, as, 3, y, ys, n); return 1;                           \
+        case 4: kvm_gemv_nc_##T(w, ws, nrows, a, as, 4, y, ys, n); return 1;                           \
+        case 5: kvm_gemv_nc_##T(w, ws, nrows, a, as, 5, y, ys, n); return 1;                           \
+        case 6: kvm_gemv_nc_##T(w, ws, nrows, a, as, 6, y, ys, n); return 1;                           \
+        case 7: kvm_gemv_nc_##T(w, ws, nrows, a, as, 7, y, ys, n); return 1;                          \
+        default: return 0;                                                                             \
         }                                                                                              \
+        if (nsb > KV_MAX_SB) return 0;                                                                 \
+        kv_act p;                                                                                      \
+        kv_prepare_##T(a, nsb, &p);                                                                    \
+        for (int64_t r = 0; r < nrows; r++)                                                            \
+            y[r] = kv_row_##T((const ts_block_##T *)((const uint8_t *)w + r * ws), nsb, &p);            \
         return 1;                                                                                      \
     }
 KV_GEMV(q6_k, 8)

@@ -193,9 +193,9 @@ impl WType {
     /// one more column on the kernels sum in the order llama.cpp's x86 backend uses for such a
     /// batch: the repacked Q4_K GEMM for whole groups of four columns, the tiled K-quant and
     /// Q4_0 GEMMs from eight. The lane types keep their per-column order at any width.
-    /// `kernels-c/tests/batch_columns.rs` holds every tier to it. A batched decode step of
-    /// more sequences than this computes what a llama.cpp batch would, not what each sequence
-    /// alone would.
+    /// `kernels-c/tests/batch_columns.rs` holds every tier to it. The runtime's batched decode
+    /// step hands the kernels its columns in groups of at most this many, so each sequence gets
+    /// what it would alone at any batch size.
     pub fn gemv_exact_cols(self) -> usize {
         match self {
             WType::Q4_K => 3,

@@ -91,12 +91,6 @@ pub struct ModelConfig {
     pub chat_template: Option<String>,
     /// Sampling when a request does not say.
     pub sampling: Sampling,
-    /// Decode at most as many sequences per pass as keeps each one's arithmetic that of
-    /// decoding it alone (`Session::exact_batch`: 3 for Q4_K models, 7 for other K-quants, any
-    /// for the per-32 types), so a greedy reply does not depend on the load. `false`: all
-    /// generating slots in one pass, summed as a llama.cpp batch of that size would (faster for
-    /// K-quant models from eight slots).
-    pub exact_batch: bool,
 }
 
 impl Default for ModelConfig {
@@ -112,7 +106,6 @@ impl Default for ModelConfig {
             max_tokens: 256,
             chat_template: None,
             sampling: Sampling::default(),
-            exact_batch: true,
         }
     }
 }
@@ -132,8 +125,6 @@ pub struct Overrides {
     pub threads: Option<usize>,
     /// `--max-tokens`.
     pub max_tokens: Option<u32>,
-    /// `--exact-batch`.
-    pub exact_batch: Option<bool>,
     /// `--queue`.
     pub queue: Option<usize>,
     /// `--max-frame`.
@@ -198,9 +189,6 @@ impl Config {
             }
             if let Some(n) = o.max_tokens {
                 m.max_tokens = n;
-            }
-            if let Some(e) = o.exact_batch {
-                m.exact_batch = e;
             }
         }
         if o.socket.is_some() {

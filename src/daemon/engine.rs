@@ -2,9 +2,8 @@
 //! per slot, and the thread that serves them. Each turn of the loop admits queued requests to
 //! free slots (a named session to the slot that holds it; an unnamed request to the free slot
 //! that holds most of its prompt), prefills one chunk of one newly admitted prompt, then runs
-//! one batched decode step for every generating slot, in passes of at most
-//! [`Engine::decode_pass`] sequences (each pass reads the weights once for all of its
-//! sequences). Cancellation, a closed connection and pre-emption are checked every turn, so a
+//! one batched decode step for every generating slot (one pass reads the weights once for all
+//! of them, and each sequence gets the bits it would get decoded alone). Cancellation, a closed connection and pre-emption are checked every turn, so a
 //! request stops within one token or one prefill chunk; a cancel with only its request running
 //! stops the pass in progress at its next layer.
 
@@ -85,8 +84,7 @@ pub struct Engine {
     pub n_ctx: usize,
     /// Bytes of the memory plan (weights, arena, tables).
     pub plan_bytes: u64,
-    /// Most sequences decoded in one pass: with `exact_batch`, as many as keep each sequence's
-    /// arithmetic that of decoding it alone (`Session::exact_batch`), else all slots.
+    /// Most sequences decoded in one pass (all slots, within the session's batch).
     pub decode_pass: usize,
     template: Option<ChatTemplate>,
     factory: Mutex<Option<Arc<ConstraintFactory>>>,
@@ -160,11 +158,7 @@ impl Engine {
             name: cfg.name.clone(),
             n_ctx: session.n_ctx(),
             plan_bytes: session.full_plan().total(),
-            decode_pass: if cfg.exact_batch {
-                session.exact_batch().clamp(1, cfg.slots)
-            } else {
-                cfg.slots
-            },
+            decode_pass: cfg.slots.clamp(1, session.params().n_batch),
             model,
             cfg,
             template,
@@ -429,9 +423,8 @@ impl Engine {
                     Err(e) => self.fail(&mut slots[i], turn, &e.to_string()),
                 }
             }
-            // One batched decode step, in passes of at most `decode_pass` rows (so a greedy reply
-            // does not depend on the load unless the configuration allows it); slot i decodes
-            // in sequence i.
+            // One batched decode step (each sequence gets the bits it would get decoded alone,
+            // so a greedy reply does not depend on the load); slot i decodes in sequence i.
             rows.clear();
             for (i, s) in slots.iter().enumerate() {
                 if let Some(t) = s.run.as_ref().and_then(|r| r.pending) {

@@ -51,11 +51,6 @@ struct Args {
     /// Tokens a request generates when it does not say (per model).
     #[arg(long = "max-tokens")]
     max_tokens: Option<u32>,
-    /// Decode only as many sequences per pass as keep each reply what it would be alone
-    /// (true, the default), or all generating slots in one pass (false: faster for K-quant
-    /// models from eight slots; a greedy reply may then depend on the load).
-    #[arg(long = "exact-batch")]
-    exact_batch: Option<bool>,
     /// Requests that may wait per model.
     #[arg(long)]
     queue: Option<usize>,
@@ -227,7 +222,6 @@ fn run(a: Args) -> Result<(), String> {
         slots: a.slots,
         threads: a.threads,
         max_tokens: a.max_tokens,
-        exact_batch: a.exact_batch,
         queue: a.queue,
         max_frame: a.max_frame,
         wyoming: a.wyoming,
@@ -349,7 +343,7 @@ fn check_config(c: &Config) -> Result<(), String> {
     let mut total = 0u64;
     for m in &c.models {
         println!(
-            "model '{}': {} (ctx {}, slots {}, batch {}, threads {}, kv {}, max_tokens {}, exact_batch {})",
+            "model '{}': {} (ctx {}, slots {}, batch {}, threads {}, kv {}, max_tokens {})",
             m.name,
             m.path.display(),
             m.ctx,
@@ -357,8 +351,7 @@ fn check_config(c: &Config) -> Result<(), String> {
             m.batch,
             m.threads,
             m.kv_type,
-            m.max_tokens,
-            m.exact_batch
+            m.max_tokens
         );
         let model = tensorsharp_runtime::Model::load_opts(&m.path, tensorsharp_runtime::WeightsMode::Mapped, None)
             .map_err(|e| format!("{}: {e}", m.path.display()))?;

@@ -134,6 +134,7 @@ impl Session {
             }
         }
         self.seq_logits_row.iter_mut().for_each(|r| *r = u32::MAX);
+        self.columns_alone = t_n > 1 && act.row_flags[..t_n].iter().all(|f| f & ROW_MULTI == 0);
         // Only a one-sequence chunk can skip the last layer's FFN for all but its last row.
         let one_chunk = matches!(rows, Rows::Chunk { .. });
         let mut clock = self.profiler.start();

@@ -58,6 +58,10 @@ pub struct Session {
     seq_rows: Vec<u32>,
     /// Per sequence: its row of the logits slot after the last pass, or `u32::MAX`.
     seq_logits_row: Vec<u32>,
+    /// Whether the pass being computed is a batched decode step (every row a different
+    /// sequence): its matrix products then give each column the bits of a one-column product,
+    /// so each sequence gets what decoding it alone would (see `Session::project`).
+    columns_alone: bool,
     cancel: Arc<AtomicBool>,
     warnings: Vec<String>,
     full_plan: SessionPlan,
@@ -164,6 +168,7 @@ impl Session {
             seq_len: vec![0; n_seq],
             seq_rows: vec![0; n_seq],
             seq_logits_row: vec![u32::MAX; n_seq],
+            columns_alone: false,
             cancel: Arc::new(AtomicBool::new(false)),
             warnings,
             full_plan,
@@ -227,24 +232,6 @@ impl Session {
     /// Sequences the session holds.
     pub fn n_seq(&self) -> usize {
         self.params.n_seq
-    }
-
-    /// The most rows a [`forward_batch`](Self::forward_batch) decode step (one row per
-    /// sequence) may have while every sequence gets the bits it would get decoded alone: the
-    /// narrowest [`WType::gemv_exact_cols`] of the model's matrices (unbounded with f32
-    /// activations). A wider step sums as a llama.cpp batch of that size would.
-    pub fn exact_batch(&self) -> usize {
-        if self.params.f32_activations {
-            return usize::MAX;
-        }
-        let m = &self.model;
-        m.layers
-            .iter()
-            .flat_map(|l| [l.wq, l.wk, l.wv, l.wo, l.gate, l.up, l.down])
-            .chain([m.output])
-            .map(|w| w.wtype.gemv_exact_cols())
-            .min()
-            .unwrap_or(usize::MAX)
     }
 
     /// Positions cached for sequence `seq` (0 for a sequence that does not exist).
@@ -464,6 +451,11 @@ impl Session {
     /// sequence: the weights are read once for all of them), prefill rows, or both. A sequence's
     /// rows continue after its cached positions in row order. Afterwards
     /// [`seq_logits`](Self::seq_logits) gives the logits of each row that asked for them.
+    ///
+    /// A decode step (every row a different sequence) gives each sequence the bits it would get
+    /// decoded alone, whatever the number of rows: its matrix products keep each column in the
+    /// one-column order (`WType::gemv_exact_cols` columns per kernel call at most). Rows of a
+    /// sequence that has several in the pass are summed as a llama.cpp batch of them would be.
     ///
     /// Errors, before anything is computed: no rows or more than `n_batch`, a sequence that does
     /// not exist, a token outside the vocabulary, a sequence whose rows do not fit its context,
