@@ -34,8 +34,10 @@ command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 command -v readelf >/dev/null 2>&1 || need+=(binutils)
-# systemd-socket-activate: the daemon's socket-activation test (tests/daemon.rs).
+# systemd-socket-activate: the daemon's socket-activation test (tests/daemon.rs);
+# systemd-analyze: the unit checks (tests/systemd_units.rs).
 command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 scripts/apt-install.sh "${need[@]}"
 
 # 3. Python test dependency: gguf-py, llama.cpp's reference GGUF reader (tests compare against it).

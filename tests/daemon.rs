@@ -963,3 +963,85 @@ fn a_k_quant_model_decodes_eight_clients_as_each_alone() {
         assert_eq!(h.join().unwrap().text, want[i], "prompt {i}");
     }
 }
+
+#[test]
+fn the_notify_protocol_reports_loading_ready_watchdog_and_stopping() {
+    // systemd's side of NOTIFY_SOCKET: a datagram socket that records what arrives, and when.
+    let dir = std::env::temp_dir().join(format!("tsharpd-notify-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let got: Arc<std::sync::Mutex<Vec<(Instant, String)>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (got, done) = (Arc::clone(&got), Arc::clone(&done));
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    got.lock().unwrap().push((Instant::now(), msg));
+                }
+            }
+        })
+    };
+    let watchdog = Duration::from_millis(400);
+    let usec = watchdog.as_micros().to_string();
+    let mut d = Daemon::start_env(
+        "notify",
+        &[],
+        &[
+            ("NOTIFY_SOCKET", path.as_os_str()),
+            ("WATCHDOG_USEC", std::ffi::OsStr::new(&usec)),
+        ],
+    );
+    // Serving, with requests, while the pings keep coming.
+    let t0 = Instant::now();
+    let mut c = d.client();
+    while t0.elapsed() < Duration::from_millis(1600) {
+        c.generate(greedy(PROMPTS[1], 8), |_| {}).unwrap();
+    }
+    drop(c);
+    let t_stop = Instant::now();
+    assert!(d.stop().success());
+    std::thread::sleep(Duration::from_millis(200));
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    reader.join().unwrap();
+    let got = got.lock().unwrap().clone();
+    let msgs: Vec<&str> = got.iter().map(|(_, m)| m.as_str()).collect();
+    let at = |pred: &dyn Fn(&str) -> bool| msgs.iter().position(|m| pred(m));
+    let extend = at(&|m| m.starts_with("EXTEND_TIMEOUT_USEC=")).expect("EXTEND_TIMEOUT_USEC");
+    let loading = at(&|m| m.starts_with("STATUS=loading model")).expect("a loading STATUS");
+    let ready = at(&|m| m.lines().any(|l| l == "READY=1")).unwrap_or_else(|| panic!("no READY=1: {msgs:?}"));
+    let stopping = at(&|m| m.lines().any(|l| l == "STOPPING=1")).unwrap_or_else(|| panic!("no STOPPING=1: {msgs:?}"));
+    assert!(extend < ready && loading < ready && ready < stopping, "{msgs:?}");
+    // Pings only after READY and before STOPPING, at about half the interval: never a gap of
+    // a whole interval while the daemon serves.
+    let pings: Vec<Instant> = got
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, m))| m == "WATCHDOG=1")
+        .map(|(i, (t, _))| {
+            assert!(i > ready && i < stopping, "a ping outside READY..STOPPING: {msgs:?}");
+            *t
+        })
+        .collect();
+    assert!(
+        pings.len() >= 3,
+        "{} pings in 1.6 s with WATCHDOG_USEC={usec}: {msgs:?}",
+        pings.len()
+    );
+    let mut last = got[ready].0;
+    for &p in pings.iter().chain([&t_stop]) {
+        assert!(
+            p.duration_since(last) < watchdog,
+            "a gap of {:?} between pings (interval {watchdog:?})",
+            p.duration_since(last)
+        );
+        last = p;
+    }
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

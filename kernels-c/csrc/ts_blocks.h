@@ -92,6 +92,7 @@ typedef struct {
     const char *name;
     ts_dequant_fn dequant[TS_NTYPES];
     ts_mm_q8a_fn mm_q8a[TS_NTYPES]; /* NULL for float weight types (they use mm_f32) */
+    ts_mm_q8a_fn mv_q8a[TS_NTYPES]; /* the GEMV form: each column as a one-column product */
     ts_mm_f32_fn mm_f32[TS_NTYPES];
     ts_quantize_q8a_fn quantize_q8a;   /* per-32 scales (Q8_0 / Q8_1 style) */
     ts_quantize_q8a_fn quantize_q8a_k; /* per-256 scales (Q8_K style; n % 256 == 0) */

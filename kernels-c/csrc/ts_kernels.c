@@ -397,10 +397,59 @@ DEFINE_FLOAT_KERNELS(bf16)
 
 #include "ts_attn.h"
 
+/* ---- the GEMV form: a batched decode step -------------------------------------------------
+ * Every column gets the bits of a one-column product (decode), at any number of columns. The
+ * plain entries keep that up to the type's exact width (WType::gemv_exact_cols: 3 for Q4_K, 7
+ * for the other K-quants and Q4_0, any for the rest; from there on they sum as llama.cpp's
+ * batched GEMMs do), so the columns go to them in groups of that width, or of the tier's
+ * several-column GEMV where it has a wider one (AVX-512 Q4_K and Q6_K: seven). */
+#define EXACT_COLS_DEFAULT INT64_MAX
+#define DEFINE_GEMV_FORM(T, EXACT, K_COLS_MAX)                                                      \
+    static void TS_FN(mv_##T##_q8a)(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, \
+                                     size_t as, int64_t ncols, float *y, size_t ys, int64_t n) {   \
+        const int64_t g = (K_COLS_MAX) > (EXACT) ? (K_COLS_MAX) : (EXACT);                          \
+        for (int64_t c0 = 0; c0 < ncols; c0 += g) {                                                 \
+            const int64_t nc = ncols - c0 < g ? ncols - c0 : g;                                     \
+            const ts_block_q8a *ac = (const ts_block_q8a *)((const uint8_t *)a + c0 * as);          \
+            float *yc = y + c0 * ys;                                                                \
+            if (nc >= 2 && (K_COLS_MAX) >= nc && K_COLS_##T(w, ws, nrows, ac, as, nc, yc, ys, n))   \
+                continue;                                                                           \
+            TS_FN(mm_##T##_q8a)(w, ws, nrows, ac, as, nc, yc, ys, n);                               \
+        }                                                                                           \
+    }
+#define K_COLS_NONE(w, ws, nrows, a, as, ncols, y, ys, n) 0
+#define K_COLS_q4_0 K_COLS_NONE
+#define K_COLS_q4_1 K_COLS_NONE
+#define K_COLS_q5_0 K_COLS_NONE
+#define K_COLS_q5_1 K_COLS_NONE
+#define K_COLS_q8_0 K_COLS_NONE
+#define K_COLS_iq4_nl K_COLS_NONE
+#define K_COLS_q2_0 K_COLS_NONE
+#define K_COLS_tq2_0 K_COLS_NONE
+#define K_COLS_q2_k(...) TS_K_COLS(q2_k, __VA_ARGS__)
+#define K_COLS_q3_k(...) TS_K_COLS(q3_k, __VA_ARGS__)
+#define K_COLS_q4_k(...) TS_K_COLS(q4_k, __VA_ARGS__)
+#define K_COLS_q5_k(...) TS_K_COLS(q5_k, __VA_ARGS__)
+#define K_COLS_q6_k(...) TS_K_COLS(q6_k, __VA_ARGS__)
+DEFINE_GEMV_FORM(q4_0, 7, 0)
+DEFINE_GEMV_FORM(q4_1, EXACT_COLS_DEFAULT, 0)
+DEFINE_GEMV_FORM(q5_0, EXACT_COLS_DEFAULT, 0)
+DEFINE_GEMV_FORM(q5_1, EXACT_COLS_DEFAULT, 0)
+DEFINE_GEMV_FORM(q8_0, EXACT_COLS_DEFAULT, 0)
+DEFINE_GEMV_FORM(iq4_nl, EXACT_COLS_DEFAULT, 0)
+DEFINE_GEMV_FORM(q2_0, EXACT_COLS_DEFAULT, 0)
+DEFINE_GEMV_FORM(tq2_0, EXACT_COLS_DEFAULT, 0)
+DEFINE_GEMV_FORM(q2_k, 7, TS_K_COLS_MAX(q2_k))
+DEFINE_GEMV_FORM(q3_k, 7, TS_K_COLS_MAX(q3_k))
+DEFINE_GEMV_FORM(q4_k, 3, TS_K_COLS_MAX(q4_k))
+DEFINE_GEMV_FORM(q5_k, 7, TS_K_COLS_MAX(q5_k))
+DEFINE_GEMV_FORM(q6_k, 7, TS_K_COLS_MAX(q6_k))
+
 /* ---- the table ------------------------------------------------------------------------- */
 
 #define Q(T, ID) [ID] = TS_FN(dequant_##T)
 #define M(T, ID) [ID] = TS_FN(mm_##T##_q8a)
+#define V(T, ID) [ID] = TS_FN(mv_##T##_q8a)
 #define F(T, ID) [ID] = TS_FN(mm_##T##_f32)
 #define ALL_TYPES(X)                                                                            \
     X(q4_0, TS_T_Q4_0), X(q4_1, TS_T_Q4_1), X(q5_0, TS_T_Q5_0), X(q5_1, TS_T_Q5_1),             \
@@ -412,6 +461,7 @@ static const ts_kernel_table TABLE = {
     .name = TS_ISA_NAME,
     .dequant = {ALL_TYPES(Q), Q(f32, TS_T_F32), Q(f16, TS_T_F16), Q(bf16, TS_T_BF16)},
     .mm_q8a = {ALL_TYPES(M)},
+    .mv_q8a = {ALL_TYPES(V)},
     .mm_f32 = {ALL_TYPES(F), F(f32, TS_T_F32), F(f16, TS_T_F16), F(bf16, TS_T_BF16)},
     .quantize_q8a = TS_FN(quantize_q8a),
     .quantize_q8a_k = TS_FN(quantize_q8a_k),

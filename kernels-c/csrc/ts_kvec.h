@@ -281,14 +281,14 @@ KVM_GEMV(q6_k, KVM_FIN_Q6_K)
 KVM_GEMV(q4_k, KVM_FIN_Q4_K)
 
 /* Whether the product was done here: one column as llama.cpp's vec_dot (Q6_K) or repacked
- * GEMV (Q4_K), rows up to KV_MAX_SB super-blocks; two columns up to below MAXC (from four on
- * Q4_K's GEMM per-64 order applies, from eight the tiled K-quant GEMM) each in that same
- * one-column order, any row length. */
+ * GEMV (Q4_K), rows up to KV_MAX_SB super-blocks; two to seven columns each in that same
+ * one-column order, any row length (kv_cols_*: also the GEMV form's groups; the plain entry
+ * kv_gemv_* takes them only below MAXC columns, since from four on Q4_K's GEMM per-64 order
+ * applies and from eight the tiled K-quant GEMM). */
 #define KV_GEMV(T, MAXC)                                                                               \
-    static int kv_gemv_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,   \
+    static int kv_cols_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,   \
                            int64_t ncols, float *y, size_t ys, int64_t n) {                            \
         const int64_t nsb = n / TS_QK_K;                                                               \
-        if (ncols >= (MAXC)) return 0;                                                                 \
         switch (ncols) {                                                                               \
         case 1: break;                                                                                 \
         case 2: kvm_gemv_nc_##T(w, ws, nrows, a, as, 2, y, ys, n); return 1;                           \
@@ -296,7 +296,7 @@ KVM_GEMV(q4_k, KVM_FIN_Q4_K)
         case 4: kvm_gemv_nc_##T(w, ws, nrows, a, as, 4, y, ys, n); return 1;                           \
         case 5: kvm_gemv_nc_##T(w, ws, nrows, a, as, 5, y, ys, n); return 1;                           \
         case 6: kvm_gemv_nc_##T(w, ws, nrows, a, as, 6, y, ys, n); return 1;                           \
-        case 7: kvm_gemv_nc_##T(w, ws, nrows, a, as, 7, y, ys, n); return 1;                          \
+        case 7: kvm_gemv_nc_##T(w, ws, nrows, a, as, 7, y, ys, n); return 1;                           \
         default: return 0;                                                                             \
         }                                                                                              \
         if (nsb > KV_MAX_SB) return 0;                                                                 \
@@ -305,10 +305,27 @@ KVM_GEMV(q4_k, KVM_FIN_Q4_K)
         for (int64_t r = 0; r < nrows; r++)                                                            \
             y[r] = kv_row_##T((const ts_block_##T *)((const uint8_t *)w + r * ws), nsb, &p);            \
         return 1;                                                                                      \
+    }                                                                                                  \
+    static int kv_gemv_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,   \
+                           int64_t ncols, float *y, size_t ys, int64_t n) {                            \
+        return ncols < (MAXC) && kv_cols_##T(w, ws, nrows, a, as, ncols, y, ys, n);                    \
     }
 KV_GEMV(q6_k, 8)
 KV_GEMV(q4_k, 4)
 #define TS_K_GEMV(T, w, ws, nrows, a, as, ncols, y, ys, n) kv_gemv_##T(w, ws, nrows, a, as, ncols, y, ys, n)
+/* The several-column GEMV of the GEMV form: columns per call (0: none), and the call. */
+#define TS_K_COLS_MAX(T) TS_K_COLS_MAX_##T
+#define TS_K_COLS_MAX_q4_k (KVM_MAXC - 1)
+#define TS_K_COLS_MAX_q6_k (KVM_MAXC - 1)
+#define TS_K_COLS_MAX_q2_k 0
+#define TS_K_COLS_MAX_q3_k 0
+#define TS_K_COLS_MAX_q5_k 0
+#define TS_K_COLS(T, w, ws, nrows, a, as, ncols, y, ys, n) TS_K_COLS_##T(w, ws, nrows, a, as, ncols, y, ys, n)
+#define TS_K_COLS_q4_k kv_cols_q4_k
+#define TS_K_COLS_q6_k kv_cols_q6_k
+#define TS_K_COLS_q2_k(...) 0
+#define TS_K_COLS_q3_k(...) 0
+#define TS_K_COLS_q5_k(...) 0
 #define KV_NONE(T)                                                                                   \
     static int kv_gemv_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as, \
                            int64_t ncols, float *y, size_t ys, int64_t n) {                          \
@@ -320,6 +337,8 @@ KV_NONE(q3_k)
 KV_NONE(q5_k)
 #else
 #define TS_K_GEMV(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
+#define TS_K_COLS_MAX(T) 0
+#define TS_K_COLS(T, w, ws, nrows, a, as, ncols, y, ys, n) 0
 #endif
 
 #endif

@@ -217,6 +217,19 @@ impl WType {
     }
 }
 
+/// How a matrix product of several activation columns is summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatmulForm {
+    /// As llama.cpp's x86 backend sums a product of that many columns (a prompt's batch: its
+    /// bits are those of llama.cpp's prompt processing).
+    Batch,
+    /// Every column as a one-column product (GEMV), whatever the number of columns: a batched
+    /// decode step, whose sequences each get the bits they would get decoded alone. The kernels
+    /// take the columns in groups of at most [`WType::gemv_exact_cols`], or of their own
+    /// several-column GEMV where it is wider.
+    Gemv,
+}
+
 impl std::fmt::Display for WType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())

@@ -52,6 +52,7 @@ pub(crate) struct KernelTable {
     pub name: *const std::ffi::c_char,
     pub dequant: [Option<DequantFn>; NTYPES],
     pub mm_q8a: [Option<MmQ8aFn>; NTYPES],
+    pub mv_q8a: [Option<MmQ8aFn>; NTYPES],
     pub mm_f32: [Option<MmF32Fn>; NTYPES],
     pub quantize_q8a: Option<QuantizeQ8aFn>,
     pub quantize_q8a_k: Option<QuantizeQ8aFn>,

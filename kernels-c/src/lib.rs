@@ -21,7 +21,7 @@ mod ffi;
 pub mod reference;
 mod tier;
 
-pub use blocks::{ActQuant, BlockQ8a, WType, QK_A};
+pub use blocks::{ActQuant, BlockQ8a, MatmulForm, WType, QK_A};
 pub use tier::{Tier, TIER_ENV};
 
 /// Errors from the kernel entry points. Every one is a caller mistake caught before any C code
@@ -219,7 +219,8 @@ impl Kernels {
     }
 
     /// `y[c * nrows + r] = row_r(w) · a_c` for `nrows` weight rows of `n` elements (stored back
-    /// to back in `w`) and `ncols` activation vectors of `n / 32` blocks (back to back in `a`).
+    /// to back in `w`) and `ncols` activation vectors of `n / 32` blocks (back to back in `a`),
+    /// summed as llama.cpp sums a product of that many columns ([`MatmulForm::Batch`]).
     pub fn matmul_q8a(
         &self,
         wtype: WType,
@@ -229,7 +230,25 @@ impl Kernels {
         ncols: usize,
         y: &mut [f32],
     ) -> Result<()> {
-        let f = self.table.mm_q8a[wtype as usize].ok_or(KernelError::Unsupported { op: "q8a dot", wtype })?;
+        self.matmul_q8a_form(MatmulForm::Batch, wtype, w, nrows, a, ncols, y)
+    }
+
+    /// [`matmul_q8a`](Self::matmul_q8a) in either form: [`MatmulForm::Gemv`] gives every column
+    /// the bits of a one-column product, at any number of columns.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul_q8a_form(
+        &self,
+        form: MatmulForm,
+        wtype: WType,
+        w: &[u8],
+        nrows: usize,
+        a: &[BlockQ8a],
+        ncols: usize,
+        y: &mut [f32],
+    ) -> Result<()> {
+        let f = self
+            .q8a_fn(form, wtype)
+            .ok_or(KernelError::Unsupported { op: "q8a dot", wtype })?;
         check(ncols > 0 && a.len().is_multiple_of(ncols), || {
             format!("{} activation blocks do not split into {ncols} vectors", a.len())
         })?;
@@ -298,8 +317,16 @@ impl Kernels {
         Ok(())
     }
 
-    /// Raw, strided form of [`matmul_q8a`](Self::matmul_q8a) for executors that split rows
-    /// across threads: `y[c * y_stride + r] = row_r · a_c` for `r < nrows`, `c < ncols`, where row
+    /// The 8-bit matmul of `wtype` in `form`.
+    fn q8a_fn(&self, form: MatmulForm, wtype: WType) -> Option<ffi::MmQ8aFn> {
+        match form {
+            MatmulForm::Batch => self.table.mm_q8a[wtype as usize],
+            MatmulForm::Gemv => self.table.mv_q8a[wtype as usize],
+        }
+    }
+
+    /// Raw, strided form of [`matmul_q8a_form`](Self::matmul_q8a_form) for executors that split
+    /// rows across threads: `y[c * y_stride + r] = row_r · a_c` for `r < nrows`, `c < ncols`, where row
     /// `r` starts at `w + r * w_stride` and activation `c` at `a + c * a_stride` bytes.
     ///
     /// # Safety
@@ -311,6 +338,7 @@ impl Kernels {
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn matmul_q8a_raw(
         &self,
+        form: MatmulForm,
         wtype: WType,
         w: *const u8,
         w_stride: usize,
@@ -323,7 +351,7 @@ impl Kernels {
         n: usize,
     ) {
         if let (Some(f), Some(_)) = (
-            self.table.mm_q8a[wtype as usize],
+            self.q8a_fn(form, wtype),
             wtype.row_bytes(n).filter(|_| n.is_multiple_of(QK_A)),
         ) {
             // SAFETY: forwarded to the caller's contract above.
@@ -485,6 +513,7 @@ mod tests {
                 assert!(k.table.dequant[w as usize].is_some(), "{t} dequant {w}");
                 assert!(k.table.mm_f32[w as usize].is_some(), "{t} mm_f32 {w}");
                 assert_eq!(k.table.mm_q8a[w as usize].is_some(), w.uses_q8a(), "{t} mm_q8a {w}");
+                assert_eq!(k.table.mv_q8a[w as usize].is_some(), w.uses_q8a(), "{t} mv_q8a {w}");
             }
         }
     }

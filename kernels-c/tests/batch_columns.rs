@@ -1,9 +1,9 @@
 //! A product of several activation columns gives each column the bits of a one-column product
-//! (GEMV) up to `WType::gemv_exact_cols` columns, on every tier this host runs, for every quant
-//! type with 8-bit activations and for the float types: batched decode relies on it to compute
-//! what each sequence alone would.
+//! (GEMV) up to `WType::gemv_exact_cols` columns, and the GEMV form (`MatmulForm::Gemv`) at every
+//! width, on every tier this host runs, for every quant type with 8-bit activations and for the
+//! float types: batched decode relies on it to compute what each sequence alone would.
 
-use tensorsharp_kernels::{Kernels, Tier, WType};
+use tensorsharp_kernels::{Kernels, MatmulForm, Tier, WType};
 
 mod common;
 use common::{activations, random_weights, rng_bytes, QUANT_TYPES};
@@ -57,6 +57,19 @@ fn columns_keep_their_gemv_bits_up_to_the_exact_width() {
                     failures.push(format!(
                         "{tier} {t} n={n}: {ncols} columns differ from one column at a time"
                     ));
+                }
+                // The GEMV form: one-column bits at every width.
+                let mut y = vec![0f32; ROWS * ncols];
+                k.matmul_q8a_form(MatmulForm::Gemv, t, &w, ROWS, &a[..ncols * per], ncols, &mut y)
+                    .unwrap();
+                for (c, want) in alone.iter().enumerate().take(ncols) {
+                    if y[c * ROWS..(c + 1) * ROWS]
+                        .iter()
+                        .zip(want)
+                        .any(|(x, y)| x.to_bits() != y.to_bits())
+                    {
+                        failures.push(format!("{tier} {t} n={n}: GEMV form, column {c} of {ncols} differs"));
+                    }
                 }
             }
             widths.push(format!(

@@ -99,6 +99,12 @@ pub struct Engine {
     /// (nothing advances; the scheduler clears it and goes on).
     abort_pass: Arc<AtomicBool>,
     stats: Stats,
+    /// When the scheduler last began a turn or woke while idle (ms since `epoch`): the
+    /// watchdog's evidence that the thread is not stuck.
+    heartbeat: AtomicU64,
+    epoch: Instant,
+    /// How often an idle scheduler wakes to show it is alive (None: it sleeps until work).
+    tick: Option<Duration>,
 }
 
 /// The engine thread's per-slot state.
@@ -130,8 +136,15 @@ struct Running {
 
 impl Engine {
     /// Loads the model, checks the plan of its slots against `budget` (bytes left for this
-    /// model), creates its session and starts its thread.
-    pub fn start(cfg: ModelConfig, budget: Option<u64>, queue_max: usize) -> Result<Arc<Engine>, String> {
+    /// model), creates its session, runs one warm-up pass (every weight page touched, the
+    /// kernels' first-use costs paid before the first request) and starts its thread, which
+    /// wakes at least every `tick` when idle (for the watchdog).
+    pub fn start(
+        cfg: ModelConfig,
+        budget: Option<u64>,
+        queue_max: usize,
+        tick: Option<Duration>,
+    ) -> Result<Arc<Engine>, String> {
         let model = Arc::new(Model::load(&cfg.path).map_err(|e| format!("{}: {e}", cfg.path.display()))?);
         let params = SessionParams {
             n_ctx: cfg.ctx,
@@ -142,7 +155,12 @@ impl Engine {
             ram_budget: budget,
             ..Default::default()
         };
-        let session = Session::new(Arc::clone(&model), params).map_err(|e| format!("model '{}': {e}", cfg.name))?;
+        let mut session = Session::new(Arc::clone(&model), params).map_err(|e| format!("model '{}': {e}", cfg.name))?;
+        let warm = model.tokenizer().bos().unwrap_or(0);
+        session
+            .prefill_seq(0, &[warm])
+            .map_err(|e| format!("model '{}': warm-up pass: {e}", cfg.name))?;
+        session.truncate_seq(0, 0);
         let template = match ChatTemplate::for_model(&model, cfg.chat_template.as_deref()) {
             Ok(t) => Some(t),
             Err(e) if cfg.chat_template.is_some() => return Err(format!("model '{}': {e}", cfg.name)),
@@ -171,6 +189,9 @@ impl Engine {
             stopped: AtomicBool::new(false),
             abort_pass: session.cancel_flag(),
             stats: Stats::default(),
+            heartbeat: AtomicU64::new(0),
+            epoch: Instant::now(),
+            tick,
         });
         let e = Arc::clone(&engine);
         std::thread::Builder::new()
@@ -393,6 +414,7 @@ impl Engine {
         let mut turn = 0u64;
         loop {
             turn += 1;
+            self.beat();
             if !self.admit(&mut session, &mut slots, turn) {
                 break;
             }
@@ -536,8 +558,27 @@ impl Engine {
             if q.draining.is_some() {
                 return false;
             }
-            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            q = match self.tick {
+                Some(t) => {
+                    let (q, _) = self.wake.wait_timeout(q, t).unwrap_or_else(|p| p.into_inner());
+                    self.beat();
+                    q
+                }
+                None => self.wake.wait(q).unwrap_or_else(|p| p.into_inner()),
+            };
         }
+    }
+
+    /// Records that the scheduler is turning (or idle and awake).
+    fn beat(&self) {
+        self.heartbeat
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long ago the scheduler last turned or woke.
+    pub fn since_heartbeat(&self) -> Duration {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.heartbeat.load(Ordering::Relaxed)))
     }
 
     /// Puts `job` in slot `si`: keeps the part of its prompt the slot's sequence already holds.

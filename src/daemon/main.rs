@@ -8,6 +8,7 @@ mod conn;
 mod engine;
 mod listener;
 mod logger;
+mod notify;
 mod wyoming;
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -231,6 +232,8 @@ fn run(a: Args) -> Result<(), String> {
     if a.check_config {
         return check_config(&config);
     }
+    // Before any thread starts: it takes the variables out of the environment.
+    let systemd = notify::Notifier::from_env();
     // Signals first: a SIGTERM during a slow load still stops the daemon cleanly.
     let (sig_read, sig_write) = nix::unistd::pipe().map_err(|e| format!("pipe: {e}"))?;
     SIGNAL_PIPE.store(sig_write.as_raw_fd(), Ordering::SeqCst);
@@ -250,9 +253,19 @@ fn run(a: Args) -> Result<(), String> {
     let listener = listener::open(&config.socket_path(), config.socket_mode)?;
     let mut engines = Vec::new();
     let mut left = config.ram_budget;
+    // An idle scheduler wakes four times per watchdog interval to show it is alive.
+    let tick = systemd.watchdog().map(|w| w / 4);
     for m in &config.models {
         let t0 = Instant::now();
-        let e = Engine::start(m.clone(), left, config.queue)?;
+        // A large model read from slow storage may take longer than TimeoutStartSec: ask for
+        // a minute plus a second per 20 MB of the file.
+        let bytes = std::fs::metadata(&m.path).map(|md| md.len()).unwrap_or(0);
+        systemd.send(&format!(
+            "EXTEND_TIMEOUT_USEC={}",
+            (60 + bytes / 20_000_000) * 1_000_000
+        ));
+        systemd.status(&format!("loading model '{}' ({})", m.name, m.path.display()));
+        let e = Engine::start(m.clone(), left, config.queue, tick)?;
         log::info!(
             "model '{}': {} loaded in {:.2} s: {} slots of {} positions (decoded {} per pass), plan {:.1} MiB",
             e.name,
@@ -279,12 +292,46 @@ fn run(a: Args) -> Result<(), String> {
         wyoming::start(Arc::clone(&daemon), uri, daemon.config.wyoming_streaming)?;
     }
     log::info!("ready");
+    systemd.send(&format!(
+        "READY=1\nSTATUS=serving {} model(s) on {}",
+        daemon.engines.len(),
+        daemon.config.socket_path().display()
+    ));
+    // The watchdog: pinged at half its interval from this loop, while every scheduler has
+    // turned (or woken idle) within the interval; a scheduler stuck in a kernel stops the pings.
+    let watchdog = systemd.watchdog();
+    let mut last_ping = Instant::now();
+    let mut stuck_logged = false;
     loop {
+        if let Some(wd) = watchdog {
+            if last_ping.elapsed() >= wd / 2 {
+                match daemon.engines.iter().find(|e| e.since_heartbeat() >= wd) {
+                    None => {
+                        systemd.send("WATCHDOG=1");
+                        last_ping = Instant::now();
+                        stuck_logged = false;
+                    }
+                    Some(e) if !stuck_logged => {
+                        log::error!(
+                            "model '{}': its scheduler has not turned for {:.1} s: not pinging the watchdog",
+                            e.name,
+                            e.since_heartbeat().as_secs_f64()
+                        );
+                        stuck_logged = true;
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
         let mut fds = [
             PollFd::new(listener.socket.as_fd(), PollFlags::POLLIN),
             PollFd::new(sig_read.as_fd(), PollFlags::POLLIN),
         ];
-        match poll(&mut fds, PollTimeout::NONE) {
+        let timeout = match watchdog {
+            Some(wd) => PollTimeout::try_from((wd / 4).max(Duration::from_millis(1))).unwrap_or(PollTimeout::MAX),
+            None => PollTimeout::NONE,
+        };
+        match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("poll: {e}")),
@@ -313,6 +360,7 @@ fn run(a: Args) -> Result<(), String> {
         "stopping: draining requests (grace {} ms)",
         daemon.config.shutdown_grace_ms
     );
+    systemd.send("STOPPING=1\nSTATUS=stopping: draining requests");
     daemon.shutting_down.store(true, Ordering::SeqCst);
     drop(listener);
     let grace = Duration::from_millis(daemon.config.shutdown_grace_ms);

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use tensorsharp_kernels::{ActQuant, BlockQ8a};
+use tensorsharp_kernels::{ActQuant, BlockQ8a, MatmulForm};
 
 use super::Session;
 use crate::error::{Result, RuntimeError};
@@ -71,9 +71,9 @@ pub(crate) struct MatmulJob {
 impl Session {
     /// Runs matrix products in one parallel region, each split by rows over the threads.
     /// `input` holds `ncols` activation vectors of `n` floats; it is quantized to 8 bits first
-    /// when any weight takes 8-bit activations. In a batched decode step (`columns_alone`) the
-    /// columns go to the kernels in groups of at most [`WType::gemv_exact_cols`], so each
-    /// column gets the bits of a one-column product whatever the batch size.
+    /// when any weight takes 8-bit activations. A batched decode step (`columns_alone`) takes
+    /// the kernels' GEMV form ([`MatmulForm::Gemv`]), so each column gets the bits of a
+    /// one-column product whatever the batch size.
     pub(crate) fn project(&self, jobs: &[MatmulJob], input: *const f32, n: usize, ncols: usize) -> Result<()> {
         let k = self.model.kernels;
         let f32_only = self.params.f32_activations;
@@ -118,7 +118,11 @@ impl Session {
             }
             failed.into_result()?;
         }
-        let alone = self.columns_alone;
+        let form = if self.columns_alone {
+            MatmulForm::Gemv
+        } else {
+            MatmulForm::Batch
+        };
         let base = SharedPtr(self.model.file.bytes().as_ptr() as *mut u8);
         let (xq, xqk, input) = (SharedPtr(xq), SharedPtr(xqk), SharedPtr(input as *mut f32));
         // Rows [r0, r1) of one job.
@@ -136,22 +140,19 @@ impl Session {
                     } else {
                         xqk.get()
                     };
-                    let a_stride = n / 32 * std::mem::size_of::<BlockQ8a>();
-                    let group = if alone { w.wtype.gemv_exact_cols() } else { ncols }.max(1);
-                    for c0 in (0..ncols).step_by(group) {
-                        k.matmul_q8a_raw(
-                            w.wtype,
-                            wp,
-                            w.row_bytes,
-                            r1 - r0,
-                            a.add(c0 * (n / 32)),
-                            a_stride,
-                            group.min(ncols - c0),
-                            j.out.get().add(c0 * j.stride + r0),
-                            j.stride,
-                            n,
-                        );
-                    }
+                    k.matmul_q8a_raw(
+                        form,
+                        w.wtype,
+                        wp,
+                        w.row_bytes,
+                        r1 - r0,
+                        a,
+                        n / 32 * std::mem::size_of::<BlockQ8a>(),
+                        ncols,
+                        j.out.get().add(r0),
+                        j.stride,
+                        n,
+                    );
                 } else {
                     k.matmul_f32_raw(
                         w.wtype,
