@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs tsharpd as a systemd service on a Debian/Ubuntu system (JetPack included), the way a
 # distribution package would:
-#   /usr/bin/tsharpd, /usr/bin/tsharp               (stripped release binaries)
+#   /usr/bin/tsharpd, /usr/bin/tsharp               (release binaries, stripped)
 #   /usr/lib/systemd/system/tsharpd.{socket,service} (+ tsharpd.service.d/jetson.conf on a Jetson)
 #   /usr/lib/sysusers.d/tensorsharp.conf             (the `tensorsharp` group of the socket)
 #   /etc/tensorsharp/tsharpd.toml                    (kept if it exists)
 #   /usr/share/tensorsharp/models/MODEL.gguf         (with --model FILE)
+#   /etc/systemd/system/tsharpd.service.d/memory.conf (MemoryMax= from tsharpd --check-config)
 # then creates the group, reloads systemd and enables the socket (the daemon starts on the first
-# connection). DESTDIR installs into a staging tree and skips the systemctl steps.
+# connection). DESTDIR installs into a staging tree and skips the memory limit and systemctl.
 #
 # Usage: sudo packaging/install-service.sh [--model FILE.gguf] [--jetson | --no-jetson]
 #          [--bin-dir DIR] [--no-build]
@@ -37,7 +38,10 @@ for b in tsharpd tsharp; do
 done
 install -d "$dest/usr/bin" "$dest/usr/lib/systemd/system" "$dest/usr/lib/sysusers.d" "$dest/etc/tensorsharp" \
   "$dest/usr/share/tensorsharp/models"
-install -m 0755 -s "$bindir/tsharpd" "$bindir/tsharp" "$dest/usr/bin/"
+# Stripped where binutils is installed (a minimal image may lack strip).
+strip_flag=()
+command -v strip >/dev/null 2>&1 && strip_flag=(-s)
+install -m 0755 "${strip_flag[@]}" "$bindir/tsharpd" "$bindir/tsharp" "$dest/usr/bin/"
 install -m 0644 packaging/systemd/tsharpd.socket packaging/systemd/tsharpd.service "$dest/usr/lib/systemd/system/"
 if [ "$jetson" = yes ]; then
   install -d "$dest/usr/lib/systemd/system/tsharpd.service.d"
@@ -55,6 +59,12 @@ if [ ! -e "$dest/etc/tensorsharp/tsharpd.toml" ]; then
   chmod 0644 "$dest/etc/tensorsharp/tsharpd.toml"
 fi
 if [ -z "$dest" ]; then
+  # MemoryMax= from the configured plans (tsharpd --check-config: plans + 25 % + 64 MiB); a
+  # configuration that does not fit its budget stops the install here, with the reason.
+  max="$(/usr/bin/tsharpd --check-config --config /etc/tensorsharp/tsharpd.toml | sed -n 's/^memory_max: //p')"
+  install -d /etc/systemd/system/tsharpd.service.d
+  printf '# Written by packaging/install-service.sh from tsharpd --check-config; rerun it after\n# changing the models or slots.\n[Service]\nMemoryMax=%s\n' "$max" \
+    >/etc/systemd/system/tsharpd.service.d/memory.conf
   systemd-sysusers tensorsharp.conf 2>/dev/null || systemd-sysusers
   systemctl daemon-reload
   systemctl enable --now tsharpd.socket

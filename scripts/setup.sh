@@ -38,7 +38,14 @@ command -v readelf >/dev/null 2>&1 || need+=(binutils)
 # systemd-analyze: the unit checks (tests/systemd_units.rs).
 command -v systemd-socket-activate >/dev/null 2>&1 || need+=(systemd)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# systemd-nspawn and debootstrap: the boot test under a real systemd (tests/systemd_boot.rs).
+command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 scripts/apt-install.sh "${need[@]}"
+# Its Debian root (debootstrap once, cached; booting needs root, so only then).
+if [ "$(id -u)" = 0 ]; then
+  scripts/nspawn-root.sh >/dev/null
+fi
 
 # 3. Python test dependency: gguf-py, llama.cpp's reference GGUF reader (tests compare against it).
 if ! python3 -c 'import gguf' >/dev/null 2>&1; then

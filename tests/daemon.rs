@@ -661,6 +661,25 @@ fn check_config_prints_the_plan_and_refuses_one_over_budget() {
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(text.contains("4 sequences") && text.contains("kv cache"), "{text}");
+    // The MemoryMax= suggested for systemd: the plan, a quarter more and 64 MiB, in MiB.
+    let mib = |key: &str, unit: char| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("no {key}: {text}"));
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("MiB")
+            .trim()
+            .trim_end_matches(unit)
+            .parse()
+            .unwrap()
+    };
+    let (total, max) = (mib("total:", ' '), mib("memory_max:", 'M'));
+    assert!(
+        max >= total * 1.25 + 64.0 && max <= total * 1.25 + 66.0,
+        "{total} MiB plan, MemoryMax {max}M"
+    );
     let over = run(&["--ram-budget", "64M"]);
     assert!(!over.status.success());
     assert!(

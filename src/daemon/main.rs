@@ -419,5 +419,14 @@ fn check_config(c: &Config) -> Result<(), String> {
         total += plan.total();
     }
     println!("total: {:.1} MiB", total as f64 / 1048576.0);
+    // A cgroup limit for the service (packaging/install-service.sh writes it as MemoryMax=): the
+    // plans, a quarter more for what requests allocate (chat templates, constraints, connection
+    // buffers) and 64 MiB for the process itself, in whole MiB.
+    println!("memory_max: {}M", memory_max_mib(total));
     Ok(())
+}
+
+/// The `MemoryMax=` (MiB) suggested for plans totalling `plan_bytes`.
+fn memory_max_mib(plan_bytes: u64) -> u64 {
+    (plan_bytes + plan_bytes / 4).div_ceil(1 << 20) + 64
 }
