@@ -59,6 +59,12 @@ if ! python3 -c 'import jsonschema' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check 'jsonschema>=4.18' 2>&1 | grep -v 'Running pip as the' >&2 || true
   python3 -c 'import jsonschema' || { say "jsonschema could not be installed"; exit 1; }
 fi
+# oelint-adv lints the Yocto layer's recipes (tests/yocto_layer.rs).
+if ! command -v oelint-adv >/dev/null 2>&1; then
+  say "installing oelint-adv (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check 'oelint-adv==9.11.2' 2>&1 | grep -v 'Running pip as the' >&2 || true
+  command -v oelint-adv >/dev/null 2>&1 || { say "oelint-adv could not be installed"; exit 1; }
+fi
 # wyoming is the real client of the daemon's Wyoming adapter in tests/daemon.rs.
 if ! python3 -c 'import wyoming' >/dev/null 2>&1; then
   say "installing wyoming (PyPI)"
