@@ -41,6 +41,14 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 # systemd-nspawn and debootstrap: the boot test under a real systemd (tests/systemd_boot.rs).
 command -v systemd-nspawn >/dev/null 2>&1 || need+=(systemd-container)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+# BitBake's host tools (OE-Core's sanity check) for the Yocto layer check
+# (scripts/yocto-bitbake-check.sh; ../shared/yocto/README.md lists them).
+for t in gawk wget diffstat unzip makeinfo chrpath socat cpio xz zstd lz4 file locale-gen; do
+  command -v "$t" >/dev/null 2>&1 || need+=(gawk wget git diffstat unzip texinfo chrpath socat cpio xz-utils
+    debianutils iputils-ping python3-git python3-jinja2 python3-subunit python3-pexpect zstd liblz4-tool file
+    locales libacl1 lz4 build-essential)
+done
+[ "${#need[@]}" = 0 ] || mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 scripts/apt-install.sh "${need[@]}"
 # Its Debian root (debootstrap once, cached; booting needs root, so only then).
 if [ "$(id -u)" = 0 ]; then

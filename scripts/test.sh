@@ -66,3 +66,13 @@ env "${arm_limits[@]}" cargo test "${arm[@]}" -- --skip batched_decode_equals_ea
 phase "aarch64 parity on the neon kernels"
 env "${arm_limits[@]}" TSHARP_KERNELS=neon TSHARP_PARITY_MODELS=smollm2-135m-q4_1 \
   cargo test "${arm[@]}" --test parity
+# The Yocto layer under the real BitBake (OE-Core wrynose, meta-tegra wrynose from
+# ../shared/yocto): parse, fetch with every crate's sha256 checked, a corrupted sum failing,
+# update_crates reproducing the committed list. BitBake refuses root and the check needs root to
+# run it as its own user, so elsewhere it is skipped with a note.
+phase "Yocto layer under BitBake"
+if [ "$(id -u)" = 0 ]; then
+  scripts/yocto-bitbake-check.sh
+else
+  echo "skipped: scripts/yocto-bitbake-check.sh needs root (it runs BitBake as its own user)" >&2
+fi

@@ -10,7 +10,9 @@ LICENSE = "MIT | Apache-2.0"
 LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=10;endline=10;md5=86b31c7756a1a7962f28b62856ed4f05"
 
 PV = "0.1.0+git"
-SRC_URI = "git://example.invalid/tensorsharp.git;protocol=https;branch=main"
+# Where the sources come from (a mirror or a local clone may be set in local.conf).
+TENSORSHARP_GIT_URI ??= "git://example.invalid/tensorsharp.git;protocol=https"
+SRC_URI = "${TENSORSHARP_GIT_URI};branch=main"
 # The commit built; scripts/yocto-crates.py regenerates the crate list for it.
 SRCREV = "39360bf898e741a8e5150386cc91940ac3123ccc"
 
