@@ -404,7 +404,7 @@ DEFINE_FLOAT_KERNELS(bf16)
  * batched GEMMs do), so the columns go to them in groups of that width, or of the tier's
  * several-column GEMV where it has a wider one (AVX-512 Q4_K and Q6_K: seven). */
 #define EXACT_COLS_DEFAULT INT64_MAX
-#define DEFINE_GEMV_FORM(T, EXACT, K_COLS_MAX)                                                      \
+#define DEFINE_GEMV_FORM(T, EXACT, K_COLS_MAX, K_COLS)                                             \
     static void TS_FN(mv_##T##_q8a)(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, \
                                      size_t as, int64_t ncols, float *y, size_t ys, int64_t n) {   \
         const int64_t g = (K_COLS_MAX) > (EXACT) ? (K_COLS_MAX) : (EXACT);                          \
@@ -412,38 +412,24 @@ DEFINE_FLOAT_KERNELS(bf16)
             const int64_t nc = ncols - c0 < g ? ncols - c0 : g;                                     \
             const ts_block_q8a *ac = (const ts_block_q8a *)((const uint8_t *)a + c0 * as);          \
             float *yc = y + c0 * ys;                                                                \
-            if (nc >= 2 && (K_COLS_MAX) >= nc && K_COLS_##T(w, ws, nrows, ac, as, nc, yc, ys, n))   \
+            if (nc >= 2 && (K_COLS_MAX) >= nc && K_COLS(w, ws, nrows, ac, as, nc, yc, ys, n))       \
                 continue;                                                                           \
             TS_FN(mm_##T##_q8a)(w, ws, nrows, ac, as, nc, yc, ys, n);                               \
         }                                                                                           \
     }
-#define K_COLS_NONE(w, ws, nrows, a, as, ncols, y, ys, n) 0
-#define K_COLS_q4_0 K_COLS_NONE
-#define K_COLS_q4_1 K_COLS_NONE
-#define K_COLS_q5_0 K_COLS_NONE
-#define K_COLS_q5_1 K_COLS_NONE
-#define K_COLS_q8_0 K_COLS_NONE
-#define K_COLS_iq4_nl K_COLS_NONE
-#define K_COLS_q2_0 K_COLS_NONE
-#define K_COLS_tq2_0 K_COLS_NONE
-#define K_COLS_q2_k(...) TS_K_COLS(q2_k, __VA_ARGS__)
-#define K_COLS_q3_k(...) TS_K_COLS(q3_k, __VA_ARGS__)
-#define K_COLS_q4_k(...) TS_K_COLS(q4_k, __VA_ARGS__)
-#define K_COLS_q5_k(...) TS_K_COLS(q5_k, __VA_ARGS__)
-#define K_COLS_q6_k(...) TS_K_COLS(q6_k, __VA_ARGS__)
-DEFINE_GEMV_FORM(q4_0, 7, 0)
-DEFINE_GEMV_FORM(q4_1, EXACT_COLS_DEFAULT, 0)
-DEFINE_GEMV_FORM(q5_0, EXACT_COLS_DEFAULT, 0)
-DEFINE_GEMV_FORM(q5_1, EXACT_COLS_DEFAULT, 0)
-DEFINE_GEMV_FORM(q8_0, EXACT_COLS_DEFAULT, 0)
-DEFINE_GEMV_FORM(iq4_nl, EXACT_COLS_DEFAULT, 0)
-DEFINE_GEMV_FORM(q2_0, EXACT_COLS_DEFAULT, 0)
-DEFINE_GEMV_FORM(tq2_0, EXACT_COLS_DEFAULT, 0)
-DEFINE_GEMV_FORM(q2_k, 7, TS_K_COLS_MAX(q2_k))
-DEFINE_GEMV_FORM(q3_k, 7, TS_K_COLS_MAX(q3_k))
-DEFINE_GEMV_FORM(q4_k, 3, TS_K_COLS_MAX(q4_k))
-DEFINE_GEMV_FORM(q5_k, 7, TS_K_COLS_MAX(q5_k))
-DEFINE_GEMV_FORM(q6_k, 7, TS_K_COLS_MAX(q6_k))
+DEFINE_GEMV_FORM(q4_0, 7, 0, ts_cols_none)
+DEFINE_GEMV_FORM(q4_1, EXACT_COLS_DEFAULT, 0, ts_cols_none)
+DEFINE_GEMV_FORM(q5_0, EXACT_COLS_DEFAULT, 0, ts_cols_none)
+DEFINE_GEMV_FORM(q5_1, EXACT_COLS_DEFAULT, 0, ts_cols_none)
+DEFINE_GEMV_FORM(q8_0, EXACT_COLS_DEFAULT, 0, ts_cols_none)
+DEFINE_GEMV_FORM(iq4_nl, EXACT_COLS_DEFAULT, 0, ts_cols_none)
+DEFINE_GEMV_FORM(q2_0, EXACT_COLS_DEFAULT, 0, ts_cols_none)
+DEFINE_GEMV_FORM(tq2_0, EXACT_COLS_DEFAULT, 0, ts_cols_none)
+DEFINE_GEMV_FORM(q2_k, 7, TS_K_COLS_MAX(q2_k), TS_K_COLS_FN(q2_k))
+DEFINE_GEMV_FORM(q3_k, 7, TS_K_COLS_MAX(q3_k), TS_K_COLS_FN(q3_k))
+DEFINE_GEMV_FORM(q4_k, 3, TS_K_COLS_MAX(q4_k), TS_K_COLS_FN(q4_k))
+DEFINE_GEMV_FORM(q5_k, 7, TS_K_COLS_MAX(q5_k), TS_K_COLS_FN(q5_k))
+DEFINE_GEMV_FORM(q6_k, 7, TS_K_COLS_MAX(q6_k), TS_K_COLS_FN(q6_k))
 
 /* ---- the table ------------------------------------------------------------------------- */
 

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tensorsharp_kernels::MatmulForm;
 use tensorsharp_models::arch::{Activation, RopeStyle};
 
 use super::kv::store_row;
@@ -42,6 +43,10 @@ struct Activations<'a> {
     row_pos: &'a mut [u32],
     /// Each row's flags ([`ROW_LOGITS`], [`ROW_MULTI`]).
     row_flags: &'a mut [u8],
+    /// How the pass's matrix products sum their columns: [`MatmulForm::Gemv`] for a batched
+    /// decode step (every row a different sequence), so each sequence gets what decoding it
+    /// alone would; else as llama.cpp sums a batch.
+    form: MatmulForm,
 }
 
 /// One row of a batched forward pass ([`Session::forward_batch`]): a token of a sequence, after
@@ -117,6 +122,7 @@ impl Session {
                 row_seq: a.slice(b.row_seq),
                 row_pos: a.slice(b.row_pos),
                 row_flags: a.slice(b.row_flags),
+                form: MatmulForm::Batch,
             }
         };
         // Each row's sequence, position and flags; the rows per sequence.
@@ -134,7 +140,9 @@ impl Session {
             }
         }
         self.seq_logits_row.iter_mut().for_each(|r| *r = u32::MAX);
-        self.columns_alone = t_n > 1 && act.row_flags[..t_n].iter().all(|f| f & ROW_MULTI == 0);
+        if t_n > 1 && act.row_flags[..t_n].iter().all(|f| f & ROW_MULTI == 0) {
+            act.form = MatmulForm::Gemv;
+        }
         // Only a one-sequence chunk can skip the last layer's FFN for all but its last row.
         let one_chunk = matches!(rows, Rows::Chunk { .. });
         let mut clock = self.profiler.start();
@@ -238,7 +246,7 @@ impl Session {
                 stride: v_dim,
             },
         ];
-        self.project(&jobs, act.normed.as_ptr(), e, t_n)?;
+        self.project(&jobs, act.normed.as_ptr(), e, t_n, act.form)?;
         self.profiler.lap(ProfileOp::QkvProjection, clock);
         // Per token: biases, QK-norm, RoPE, the K/V rows into the cache. Tokens are
         // independent, so a prompt's are split over the pool (decode stays on this thread).
@@ -312,7 +320,7 @@ impl Session {
             out: SharedPtr(act.proj_out.as_mut_ptr()),
             stride: e,
         }];
-        self.project(&jobs, act.attn_out.as_ptr(), att_dim, t_n)?;
+        self.project(&jobs, act.attn_out.as_ptr(), att_dim, t_n, act.form)?;
         self.profiler.lap(ProfileOp::AttentionOutput, clock);
         Ok(())
     }
@@ -366,7 +374,7 @@ impl Session {
             },
         ];
         self.profiler.lap(ProfileOp::Norms, clock);
-        self.project(&jobs, act.normed.as_ptr(), e, t_f)?;
+        self.project(&jobs, act.normed.as_ptr(), e, t_f, act.form)?;
         self.profiler.lap(ProfileOp::FfnGateUp, clock);
         self.ffn_activation(t_f, act)?;
         let jobs = [MatmulJob {
@@ -375,7 +383,7 @@ impl Session {
             stride: e,
         }];
         self.profiler.lap(ProfileOp::FfnActivation, clock);
-        self.project(&jobs, act.ffn_gate.as_ptr(), ff, t_f)?;
+        self.project(&jobs, act.ffn_gate.as_ptr(), ff, t_f, act.form)?;
         self.profiler.lap(ProfileOp::FfnDown, clock);
         for t in t0..t_n {
             let ot = &mut act.proj_out[(t - t0) * e..(t - t0 + 1) * e];
@@ -458,7 +466,7 @@ impl Session {
             out: SharedPtr(logits.as_mut_ptr()),
             stride: sp.n_vocab,
         }];
-        self.project(&jobs, act.normed.as_ptr(), e, n_out)?;
+        self.project(&jobs, act.normed.as_ptr(), e, n_out, act.form)?;
         if let Some(cap) = sp.final_logit_softcap {
             logits[..n_out * sp.n_vocab]
                 .iter_mut()

@@ -71,10 +71,17 @@ pub(crate) struct MatmulJob {
 impl Session {
     /// Runs matrix products in one parallel region, each split by rows over the threads.
     /// `input` holds `ncols` activation vectors of `n` floats; it is quantized to 8 bits first
-    /// when any weight takes 8-bit activations. A batched decode step (`columns_alone`) takes
-    /// the kernels' GEMV form ([`MatmulForm::Gemv`]), so each column gets the bits of a
-    /// one-column product whatever the batch size.
-    pub(crate) fn project(&self, jobs: &[MatmulJob], input: *const f32, n: usize, ncols: usize) -> Result<()> {
+    /// when any weight takes 8-bit activations. `form` says how the 8-bit products sum their
+    /// columns: a batched decode step takes [`MatmulForm::Gemv`], so each column gets the bits
+    /// of a one-column product whatever the batch size.
+    pub(crate) fn project(
+        &self,
+        jobs: &[MatmulJob],
+        input: *const f32,
+        n: usize,
+        ncols: usize,
+        form: MatmulForm,
+    ) -> Result<()> {
         let k = self.model.kernels;
         let f32_only = self.params.f32_activations;
         let (xq, xqk) = (
@@ -118,11 +125,6 @@ impl Session {
             }
             failed.into_result()?;
         }
-        let form = if self.columns_alone {
-            MatmulForm::Gemv
-        } else {
-            MatmulForm::Batch
-        };
         let base = SharedPtr(self.model.file.bytes().as_ptr() as *mut u8);
         let (xq, xqk, input) = (SharedPtr(xq), SharedPtr(xqk), SharedPtr(input as *mut f32));
         // Rows [r0, r1) of one job.

@@ -58,10 +58,6 @@ pub struct Session {
     seq_rows: Vec<u32>,
     /// Per sequence: its row of the logits slot after the last pass, or `u32::MAX`.
     seq_logits_row: Vec<u32>,
-    /// Whether the pass being computed is a batched decode step (every row a different
-    /// sequence): its matrix products then give each column the bits of a one-column product,
-    /// so each sequence gets what decoding it alone would (see `Session::project`).
-    columns_alone: bool,
     cancel: Arc<AtomicBool>,
     warnings: Vec<String>,
     full_plan: SessionPlan,
@@ -168,7 +164,6 @@ impl Session {
             seq_len: vec![0; n_seq],
             seq_rows: vec![0; n_seq],
             seq_logits_row: vec![u32::MAX; n_seq],
-            columns_alone: false,
             cancel: Arc::new(AtomicBool::new(false)),
             warnings,
             full_plan,
