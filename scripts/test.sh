@@ -13,7 +13,12 @@ phase() {
   last=$SECONDS
   echo "== $1"
 }
-trap 'echo "-- ${phase_name}: $((SECONDS - last)) s; total $((SECONDS - start)) s" >&2' EXIT
+# The tests' scratch files (compiled C clients, sockets, dumps, pip targets) go to one directory
+# that goes away with the run, whatever a test leaves behind when it fails.
+TMPDIR="$(mktemp -d "${TMPDIR:-/tmp}/tsharp-test.XXXXXX")"
+export TMPDIR
+chmod 755 "$TMPDIR"
+trap 'echo "-- ${phase_name}: $((SECONDS - last)) s; total $((SECONDS - start)) s" >&2; rm -rf "$TMPDIR"' EXIT
 phase_name=setup
 scripts/setup.sh
 phase "host tests ($(uname -m))"
@@ -45,9 +50,10 @@ for tier in $("$tsharp" kernels | awk '$2 == "supported" {print $1}'); do
   fi
 done
 # aarch64 under qemu-aarch64 -cpu max (NEON, dotprod, i8mm): the kernel tests (every tier held to
-# the x86 orders' bits on every type and shape), the model-file tests, the runtime's unit tests and
-# the end-to-end parity with llama.cpp on the dotprod tier for all five models, then on the
-# NEON-only tier (a Cortex-A72 / Raspberry Pi 4 class core) for SmolLM2. One cargo invocation, so
+# the x86 orders' bits on every type and shape), the model-file tests, the board detection
+# (getauxval under emulation), the runtime's unit tests and the end-to-end parity with llama.cpp
+# on the dotprod tier for all five models, then on the NEON-only tier (a Cortex-A72 / Raspberry
+# Pi 4 class core) for SmolLM2. One cargo invocation, so
 # the host proc-macro crates are built once for it. Under emulation a decode step costs about a
 # second, so the parity checks, per model, the first two greedy cases (those with full reference
 # logit vectors; every operation of the model runs in each) and their first TSHARP_PARITY_STEPS
@@ -57,8 +63,8 @@ arm_limits=(TSHARP_PARITY_STEPS=8 TSHARP_PARITY_CASES=2)
 # The runtime without its `chat` and `structured` features: chat templates, tool calls and
 # constrained sampling are architecture-independent Rust over the kernels checked here (they are
 # tested on the host above), and leaving minijinja and llguidance out saves their cross build.
-arm=(--target aarch64-unknown-linux-gnu -p tensorsharp-kernels -p tensorsharp-models -p tensorsharp-runtime
-  --no-default-features)
+arm=(--target aarch64-unknown-linux-gnu -p tensorsharp-kernels -p tensorsharp-models -p tensorsharp-boards
+  -p tensorsharp-runtime --no-default-features)
 phase "aarch64 tests under qemu-aarch64, parity on the dotprod kernels"
 # Batched decode is held to one-sequence decode bit for bit on the host (runtime/tests/batch.rs);
 # the kernels' column counts it relies on are held to the x86 bits here by orders.rs and shapes.rs.

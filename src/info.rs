@@ -29,7 +29,7 @@ pub fn run(path: &Path, as_json: bool, max_items: usize) -> Result<()> {
 }
 
 pub fn kernels() -> Result<()> {
-    let chosen = Tier::from_env();
+    let chosen = tensorsharp_runtime::board::tier();
     for t in Tier::ALL {
         let state = if t.is_supported() {
             "supported"
@@ -41,7 +41,11 @@ pub fn kernels() -> Result<()> {
         outln!("{:8} {state}", t.name())?;
     }
     match chosen {
-        Ok(t) => outln!("selected: {t} (override with {}=...)", tensorsharp_kernels::TIER_ENV)?,
+        Ok(t) => outln!(
+            "selected: {t} (board profile {}; override with {}=...)",
+            tensorsharp_runtime::board::host().defaults.profile.id,
+            tensorsharp_kernels::TIER_ENV
+        )?,
         Err(e) => outln!("selected: none: {e}")?,
     }
     Ok(())

@@ -23,6 +23,7 @@ macro_rules! outln {
 
 mod ask;
 mod bench;
+mod board;
 mod chat;
 mod default_model;
 mod info;
@@ -56,6 +57,10 @@ enum Command {
     },
     /// Print the CPU kernel tiers this machine can run and the one that would be used.
     Kernels,
+    /// Print the detected board (device tree, L4T, CPU cores and features, memory, CUDA) and
+    /// the defaults its profile gives (threads, pinning, tier, context, KV type, RAM budget),
+    /// each with its reason.
+    Board(board::BoardArgs),
     /// Generate text: streams to stdout, timings to stderr (like llama.cpp's CLI).
     Run(run::RunArgs),
     /// Chat with the model: an interactive conversation through its chat template (streamed
@@ -103,6 +108,7 @@ fn command() -> ExitCode {
     let result = match cli.command {
         Command::Info { model, json, max_items } => info::run(&model, json, max_items),
         Command::Kernels => info::kernels(),
+        Command::Board(a) => board::board(a),
         Command::Run(a) => run::run(a),
         Command::Chat(a) => chat::chat(a),
         Command::Plan(a) => run::plan(a),

@@ -12,8 +12,8 @@ use tensorsharp_runtime::plan::parse_size;
 use tensorsharp_runtime::prompt_cache::{self, CacheLoad};
 use tensorsharp_runtime::structured::{Constraint, ConstraintFactory};
 use tensorsharp_runtime::{
-    ChatTemplate, Conversation, Flow, Generator, KvType, LockMode, Model, Sampler, SamplerParams, Session,
-    SessionParams, StopReason, WeightsMode,
+    ChatTemplate, Conversation, Flow, Generator, LockMode, Model, Sampler, SamplerParams, Session, SessionParams,
+    StopReason, WeightsMode,
 };
 
 use crate::default_model;
@@ -87,19 +87,20 @@ impl ModelArg {
 /// Session options shared by `run`, `plan` and `bench`.
 #[derive(Args, Debug)]
 pub struct SessionArgs {
-    /// Threads (default: one per CPU).
+    /// Threads (default: the board profile's, one per big core; `tsharp board`).
     #[arg(short = 't', long = "threads", default_value_t = 0)]
     threads: usize,
-    /// Context length (default: the model's, at most 4096).
+    /// Context length (default: the model's, at most the board profile's: 4096, or 2048 on 4 GB boards).
     #[arg(short = 'c', long = "ctx", default_value_t = 0)]
     ctx: usize,
     /// Prompt tokens per prefill batch.
     #[arg(short = 'b', long = "batch", default_value_t = 64)]
     batch: usize,
-    /// KV cache type: f16, f32 or q8_0.
-    #[arg(long = "kv-type", default_value = "f16")]
+    /// KV cache type: f16, f32, q8_0, or auto (the board profile's; `tsharp board`).
+    #[arg(long = "kv-type", default_value = "auto")]
     kv_type: String,
-    /// RAM budget for the whole plan (e.g. 512M, 2G). Default: the cgroup limit or MemAvailable.
+    /// RAM budget for the whole plan (e.g. 512M, 2G). Default: the board profile's share of the
+    /// cgroup limit or MemAvailable.
     #[arg(long = "ram-budget")]
     ram_budget: Option<String>,
     /// Lock the arena and the weights in RAM: --mlock (warn if not permitted) or --mlock=required.
@@ -126,7 +127,7 @@ impl SessionArgs {
             n_ctx: self.ctx,
             n_batch: self.batch,
             n_threads: self.threads,
-            kv_type: KvType::from_name(&self.kv_type)?,
+            kv_type: tensorsharp_runtime::board::kv_type(&self.kv_type)?,
             spin: std::time::Duration::from_micros(self.spin_us),
             ram_budget: self.ram_budget.as_deref().map(parse_size).transpose()?,
             mlock: LockMode::from_name(&self.mlock)?,

@@ -71,12 +71,14 @@ typedef struct {
 
 typedef struct {
     uint32_t struct_size; /* sizeof(ts_session_params) */
-    uint32_t n_ctx;       /* context length; 0: the model's, at most 4096 */
+    uint32_t n_ctx;       /* context length; 0: the model's, at most the board profile's */
     uint32_t n_batch;     /* prompt tokens per prefill chunk (default 64) */
-    uint32_t n_threads;   /* threads, the caller included; 0: one per CPU */
+    uint32_t n_threads;   /* threads, the caller included; 0: the board profile's (one per big
+                           * core, pinned to them on big.LITTLE unless cpus is set) */
     uint32_t kv_type;     /* 0 f16 (default), 1 f32, 2 q8_0 */
     uint32_t mlock;       /* 0 off, 1 lock (warn if not permitted), 2 lock or fail */
-    uint64_t ram_budget;  /* bytes for the whole plan; 0: cgroup limit or MemAvailable */
+    uint64_t ram_budget;  /* bytes for the whole plan; 0: the board profile's share of the
+                           * cgroup limit or MemAvailable */
     const int32_t *cpus;  /* pin thread i to cpus[i % n_cpus]; NULL/0: unpinned (borrowed) */
     uint32_t n_cpus;
     int32_t rt_priority;  /* SCHED_FIFO 1..99 (logged warning when not permitted); 0: normal */
@@ -96,6 +98,27 @@ typedef struct {
     uint64_t seed;
 } ts_sampler_params;
 
+/* The board this library detected (device tree, cpuinfo, sysfs, cgroups) and its profile's
+ * defaults: what n_threads = 0, n_ctx = 0 and ram_budget = 0 resolve to. Filled by
+ * ts_board_profile; strings are NUL-terminated (truncated to fit). */
+#define TS_BOARD_MAX_CPUS 64
+typedef struct {
+    uint32_t struct_size;        /* set by the caller: sizeof(ts_board_info) */
+    uint32_t n_threads;          /* default threads */
+    uint32_t n_ctx;              /* context cap */
+    uint32_t kv_type;            /* 0 f16, 1 f32, 2 q8_0 */
+    uint64_t ram_budget;         /* bytes, read now; 0: unknown */
+    uint64_t mem_bandwidth_mbs;  /* peak memory bandwidth, MB/s; 0: unknown */
+    uint32_t cuda_cc;            /* CUDA compute capability x10 (87); 0: none known */
+    uint32_t cuda_present;       /* 1: a CUDA driver and a GPU device node are present */
+    uint32_t n_cpus;             /* default pinning: cpus[0..n_cpus]; 0: unpinned */
+    uint32_t reserved;
+    int32_t cpus[TS_BOARD_MAX_CPUS];
+    char id[32];                 /* profile id, e.g. "jetson-orin-nano-8gb", "generic-x86-64" */
+    char name[64];               /* board name (device-tree model) or the profile's */
+    char tier[16];               /* kernel tier this library runs: "dotprod", "avx512", ... */
+} ts_board_info;
+
 /* Token callback of ts_session_generate: `piece` holds `len` bytes of complete UTF-8 (not
  * NUL-terminated; len may be 0 while a character is split over tokens). Return non-zero to stop. */
 typedef int (*ts_token_cb)(void *user, int32_t token, const char *piece, size_t len);
@@ -108,6 +131,9 @@ uint32_t ts_version(void);     /* major*10000 + minor*100 + patch; thread-safe *
 uint32_t ts_abi_version(void); /* compare with TS_ABI_VERSION; thread-safe */
 const char *ts_status_str(ts_status status); /* static string; thread-safe */
 const char *ts_last_error(void); /* this thread's last error; valid until its next call */
+/* Fills *out (out->struct_size = sizeof(ts_board_info) first) with this machine's board
+ * profile; `tsharp board` prints the same with the reason for each value. Thread-safe. */
+ts_status ts_board_profile(ts_board_info *out);
 void ts_set_log_callback(ts_log_cb cb, void *user); /* NULL clears; thread-safe */
 
 ts_status ts_model_params_default(ts_model_params *p);

@@ -9,6 +9,7 @@
 //! Only the create calls and `ts_tokenize` allocate.
 //!
 //! One module per object: [`status`] (codes, last error, log callback, versions), [`guard`],
+//! [`board`] (the detected board's profile: the defaults of `n_threads = 0` and friends),
 //! [`params`] (the params structs and their conversion), [`model`], [`session`], [`sampler`],
 //! [`generate`] (the token-callback generation over the runtime's `Generator`), [`chat`] (chat
 //! templates, prompt reuse, state files). Each exported
@@ -19,6 +20,7 @@
 // rest of its contract, so they are safe functions to C callers.
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
+pub mod board;
 pub mod chat;
 mod exclusive;
 pub mod generate;
@@ -29,6 +31,7 @@ pub mod sampler;
 pub mod session;
 pub mod status;
 
+pub use board::*;
 pub use chat::*;
 pub use generate::*;
 pub use model::*;

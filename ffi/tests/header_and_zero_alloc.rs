@@ -88,8 +88,9 @@ fn struct_sizes_agree_with_c() {
     let c = dir.join("sizes.c");
     std::fs::write(
         &c,
-        "#include <stdio.h>\n#include \"tensorsharp.h\"\nint main(void) { printf(\"%zu %zu %zu\\n\", \
-         sizeof(ts_model_params), sizeof(ts_session_params), sizeof(ts_sampler_params)); return 0; }\n",
+        "#include <stdio.h>\n#include \"tensorsharp.h\"\nint main(void) { printf(\"%zu %zu %zu %zu\\n\", \
+         sizeof(ts_model_params), sizeof(ts_session_params), sizeof(ts_sampler_params), sizeof(ts_board_info)); \
+         return 0; }\n",
     )
     .unwrap();
     let exe = dir.join("sizes");
@@ -104,12 +105,14 @@ fn struct_sizes_agree_with_c() {
     assert!(st.success());
     let out = String::from_utf8(std::process::Command::new(&exe).output().unwrap().stdout).unwrap();
     let want = format!(
-        "{} {} {}",
+        "{} {} {} {}",
         std::mem::size_of::<ts_model_params>(),
         std::mem::size_of::<ts_session_params>(),
-        std::mem::size_of::<ts_sampler_params>()
+        std::mem::size_of::<ts_sampler_params>(),
+        std::mem::size_of::<ts_board_info>()
     );
     assert_eq!(out.trim(), want);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

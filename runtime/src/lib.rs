@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod arena;
+pub mod board;
 #[cfg(feature = "chat")]
 pub mod chat;
 pub mod error;

@@ -142,10 +142,11 @@ fn copy_fits(file_len: u64, available: u64) -> bool {
 
 impl Model {
     /// Opens and validates `path`, resolves the architecture, tokenizer and weights, and picks
-    /// the kernel tier (`TSHARP_KERNELS` or the best this CPU runs). The weights are read into
-    /// resident memory ([`WeightsMode::Resident`]).
+    /// the kernel tier (`TSHARP_KERNELS`, else the board profile's, else the best this CPU
+    /// runs: [`crate::board::tier`]). The weights are read into resident memory
+    /// ([`WeightsMode::Resident`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
-        Self::load_with(path, Kernels::from_env()?)
+        Self::load_with(path, crate::board::kernels()?)
     }
 
     /// [`load`](Self::load) with an explicit kernel tier.
@@ -154,11 +155,11 @@ impl Model {
     }
 
     /// [`load`](Self::load) with an explicit weights placement and, optionally, kernel tier
-    /// (`None`: `TSHARP_KERNELS` or the best this CPU runs).
+    /// (`None`: [`crate::board::tier`]).
     pub fn load_opts(path: impl AsRef<Path>, weights: WeightsMode, kernels: Option<Kernels>) -> Result<Model> {
         let kernels = match kernels {
             Some(k) => k,
-            None => Kernels::from_env()?,
+            None => crate::board::kernels()?,
         };
         let path = path.as_ref();
         check_address_space(path)?;

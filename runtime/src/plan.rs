@@ -1,6 +1,6 @@
 //! The session memory plan: everything a session will hold in RAM, itemised and totalled before
-//! anything large is allocated, and checked against a budget (`--ram-budget`, else the cgroup
-//! memory limit and `MemAvailable`, whichever is smaller).
+//! anything large is allocated, and checked against a budget (`--ram-budget`, else the board
+//! profile's share of the cgroup memory limit or `MemAvailable`, whichever is smaller).
 //!
 //! Items: the weights (the mapped model file; pinned with `--mlock`), the arena (KV cache,
 //! activations, scratch, per-thread buffers, logits — see [`MemoryPlan`]), the tokenizer tables,
@@ -248,62 +248,14 @@ pub fn address_space_room() -> Option<u64> {
     Some(soft.saturating_sub(kb * 1024))
 }
 
-/// The RAM this process may use: the smaller of its cgroup's `memory.max` (v2) or
-/// `memory.limit_in_bytes` (v1) and the system's `MemAvailable`.
+/// The RAM budget when none is given: the board profile's share (100 % on a generic machine,
+/// less on boards whose GPU and media engines share the DRAM) of the smaller of this process's
+/// cgroup memory limit (v2 `memory.max`, v1 `memory.limit_in_bytes`) and `MemAvailable`, read
+/// now (`tensorsharp_boards::Board::ram_budget_now`).
 pub fn detect_ram_budget() -> Option<Budget> {
-    let mut best: Option<Budget> = None;
-    let mut consider = |bytes: u64, source: String| {
-        if best.as_ref().is_none_or(|b| bytes < b.bytes) {
-            best = Some(Budget { bytes, source });
-        }
-    };
-    if let Some((bytes, path)) = cgroup_limit() {
-        consider(bytes, format!("cgroup limit {path}"));
-    }
-    if let Ok(mi) = std::fs::read_to_string("/proc/meminfo") {
-        if let Some(kb) = mi
-            .lines()
-            .find_map(|l| l.strip_prefix("MemAvailable:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        {
-            consider(kb * 1024, "MemAvailable".into());
-        }
-    }
-    best
-}
-
-fn cgroup_limit() -> Option<(u64, String)> {
-    let cg = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    for line in cg.lines() {
-        // v2: "0::/path"; v1: "N:memory:/path".
-        let mut parts = line.splitn(3, ':');
-        let (_, ctrl, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let candidates = if ctrl.is_empty() {
-            vec![
-                format!("/sys/fs/cgroup{path}/memory.max"),
-                "/sys/fs/cgroup/memory.max".to_string(),
-            ]
-        } else if ctrl.split(',').any(|c| c == "memory") {
-            vec![
-                format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"),
-                "/sys/fs/cgroup/memory/memory.limit_in_bytes".to_string(),
-            ]
-        } else {
-            continue;
-        };
-        for p in candidates {
-            if let Ok(v) = std::fs::read_to_string(&p) {
-                // "max" (v2) or a huge number (v1) means unlimited.
-                if let Ok(b) = v.trim().parse::<u64>() {
-                    if b < 1 << 60 {
-                        return Some((b, p));
-                    }
-                }
-                break;
-            }
-        }
-    }
-    None
+    crate::board::host()
+        .ram_budget_now()
+        .map(|(bytes, source)| Budget { bytes, source })
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ type Job = dyn Fn(usize, usize) + Sync;
 static COMPUTING_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// The CPUs this process may use (affinity and cgroup quota), asked once.
-fn process_cpus() -> usize {
+pub(crate) fn process_cpus() -> usize {
     static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CPUS.get_or_init(|| thread::available_parallelism().map_or(1, usize::from))
 }

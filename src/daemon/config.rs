@@ -75,15 +75,15 @@ pub struct ModelConfig {
     pub name: String,
     /// The GGUF file.
     pub path: PathBuf,
-    /// Context per sequence (0: the model's, capped at 4096).
+    /// Context per sequence (0: the model's, capped at the board profile's).
     pub ctx: usize,
     /// Sequence slots: requests that generate at once (each its own KV cache).
     pub slots: usize,
     /// Prefill chunk (tokens).
     pub batch: usize,
-    /// Threads (0: one per CPU).
+    /// Threads (0: the board profile's, one per big core, pinned on big.LITTLE).
     pub threads: usize,
-    /// KV cache type: f16, f32, q8_0.
+    /// KV cache type: f16, f32, q8_0, or auto (the board profile's).
     pub kv_type: String,
     /// Tokens a request generates when it does not say.
     pub max_tokens: u32,
@@ -98,11 +98,11 @@ impl Default for ModelConfig {
         ModelConfig {
             name: String::new(),
             path: PathBuf::new(),
-            ctx: 2048,
+            ctx: 0,
             slots: 4,
             batch: 64,
             threads: 0,
-            kv_type: "f16".into(),
+            kv_type: "auto".into(),
             max_tokens: 256,
             chat_template: None,
             sampling: Sampling::default(),

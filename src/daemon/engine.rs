@@ -16,7 +16,7 @@ use tensorsharp_rpc::{
 };
 use tensorsharp_runtime::structured::{Constraint, ConstraintFactory};
 use tensorsharp_runtime::{
-    BatchRow, ChatTemplate, Conversation, KvType, Model, RuntimeError, Sampler, SamplerParams, Session, SessionParams,
+    BatchRow, ChatTemplate, Conversation, Model, RuntimeError, Sampler, SamplerParams, Session, SessionParams,
     StopFilter, StreamDecoder, Token,
 };
 
@@ -151,7 +151,8 @@ impl Engine {
             n_batch: cfg.batch,
             n_seq: cfg.slots,
             n_threads: cfg.threads,
-            kv_type: KvType::from_name(&cfg.kv_type).map_err(|e| format!("model '{}': {e}", cfg.name))?,
+            kv_type: tensorsharp_runtime::board::kv_type(&cfg.kv_type)
+                .map_err(|e| format!("model '{}': {e}", cfg.name))?,
             ram_budget: budget,
             ..Default::default()
         };

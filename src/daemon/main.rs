@@ -383,6 +383,20 @@ fn run(a: Args) -> Result<(), String> {
 /// `--check-config`: the effective configuration and each model's memory plan (loading the
 /// models' headers, allocating nothing large); fails like a start would.
 fn check_config(c: &Config) -> Result<(), String> {
+    let board = &tensorsharp_runtime::board::host().defaults;
+    println!(
+        "board: profile {} (defaults: threads {}, cpus {}, tier {}, ctx {}, kv {}; `tsharp board` says why)",
+        board.profile.id,
+        board.threads,
+        if board.cpus.is_empty() {
+            "unpinned".to_string()
+        } else {
+            format!("{:?}", board.cpus)
+        },
+        board.tier,
+        board.n_ctx,
+        board.kv_type
+    );
     println!("socket: {}", c.socket_path().display());
     println!(
         "socket_mode: {:o}, max_frame: {}, queue: {}, read_timeout_ms: {}, shutdown_grace_ms: {}",
@@ -408,7 +422,7 @@ fn check_config(c: &Config) -> Result<(), String> {
             n_batch: m.batch,
             n_seq: m.slots,
             n_threads: m.threads,
-            kv_type: tensorsharp_runtime::KvType::from_name(&m.kv_type).map_err(|e| e.to_string())?,
+            kv_type: tensorsharp_runtime::board::kv_type(&m.kv_type).map_err(|e| e.to_string())?,
             ram_budget: c.ram_budget.map(|b| b.saturating_sub(total)),
             ..Default::default()
         };

@@ -112,6 +112,24 @@ static int count_tokens(void *user, int32_t token, const char *piece, size_t len
 
 int main(int argc, char **argv) {
     if (argc < 3) return 2;
+    /* the board profile: the caller sets struct_size; a wrong one is refused, nothing written */
+    ts_board_info bi;
+    memset(&bi, 0x5a, sizeof bi);
+    EXPECT(ts_board_profile(NULL), TS_ERR_INVALID_ARG);
+    bi.struct_size = sizeof bi - 8;
+    EXPECT(ts_board_profile(&bi), TS_ERR_INVALID_ARG);
+    if (bi.n_threads != 0x5a5a5a5au) { printf("FAIL: board info written despite a wrong size\n"); failures++; }
+    bi.struct_size = sizeof bi;
+    EXPECT(ts_board_profile(&bi), TS_OK);
+    if (bi.n_threads < 1 || bi.n_ctx < 512 || bi.id[0] == 0 || bi.tier[0] == 0 || bi.kv_type > 2 ||
+        bi.n_cpus > TS_BOARD_MAX_CPUS || memchr(bi.id, 0, sizeof bi.id) == NULL ||
+        memchr(bi.name, 0, sizeof bi.name) == NULL || memchr(bi.tier, 0, sizeof bi.tier) == NULL) {
+        printf("FAIL: board info %u threads, ctx %u, kv %u, id %.32s, tier %.16s\n", bi.n_threads, bi.n_ctx,
+               bi.kv_type, bi.id, bi.tier);
+        failures++;
+    }
+    printf("board: %s (%s), %u threads, tier %s, ctx %u, budget %llu\n", bi.id, bi.name, bi.n_threads, bi.tier,
+           bi.n_ctx, (unsigned long long)bi.ram_budget);
     ts_model *m = (ts_model *)1;
     EXPECT(ts_model_load(NULL, NULL, &m), TS_ERR_INVALID_ARG);
     EXPECT(ts_model_load(argv[1], NULL, NULL), TS_ERR_INVALID_ARG);

@@ -18,13 +18,15 @@ pub const MAX_BATCH: usize = 4096;
 pub const MAX_THREADS: usize = 256;
 /// Most sequences a session holds at once.
 pub const MAX_SEQ: usize = 256;
-/// The context a session gets by default when the model's training context is larger.
+/// The largest context a session gets by default (the board profile's may be smaller) when the
+/// model's training context is larger.
 pub const DEFAULT_MAX_CTX: usize = 4096;
 
 /// Session settings.
 #[derive(Debug, Clone)]
 pub struct SessionParams {
-    /// Context length (positions in the KV cache). 0 = the model's training context, capped at 4096.
+    /// Context length (positions in the KV cache). 0 = the model's training context, capped at
+    /// the board profile's context (4096 on most boards, 2048 on 4 GB ones; `tsharp board`).
     pub n_ctx: usize,
     /// Tokens per prefill chunk (at least `n_seq`: a batched decode step is one row per sequence).
     pub n_batch: usize,
@@ -32,7 +34,9 @@ pub struct SessionParams {
     /// by [`Session::forward_batch`](super::Session::forward_batch) (a daemon's clients); 1 for
     /// one conversation.
     pub n_seq: usize,
-    /// Threads, the caller included. 0 = one per available CPU.
+    /// Threads, the caller included. 0 = the board profile's: one per big core this process may
+    /// use (all cores on a homogeneous CPU), pinned to the big cores on a big.LITTLE one unless
+    /// [`cpus`](Self::cpus) is set.
     pub n_threads: usize,
     /// KV cache element type.
     pub kv_type: KvType,
@@ -42,7 +46,8 @@ pub struct SessionParams {
     /// little closer to exact arithmetic; for accuracy studies (llama.cpp quantizes, so the
     /// default matches it better).
     pub f32_activations: bool,
-    /// RAM budget in bytes for the whole plan; `None`: the cgroup limit or `MemAvailable`.
+    /// RAM budget in bytes for the whole plan; `None`: the board profile's share of the cgroup
+    /// limit or `MemAvailable`, whichever is smaller.
     pub ram_budget: Option<u64>,
     /// Lock the arena and the weights in RAM.
     pub mlock: LockMode,
@@ -79,11 +84,13 @@ fn invalid(name: &'static str, problem: String) -> RuntimeError {
 
 impl SessionParams {
     /// These settings checked against their ranges and the model, with the automatic values
-    /// (zeros) resolved: the context from the model, the threads from the CPUs, the prefill
-    /// chunk capped at the context.
+    /// (zeros) resolved: the context from the model and the board profile, the threads (and
+    /// their pinning on a big.LITTLE board) from the board profile and the CPUs this process may
+    /// use, the prefill chunk capped at the context.
     pub(crate) fn resolve(mut self, spec: &ModelSpec) -> Result<SessionParams> {
+        let board = &crate::board::host().defaults;
         if self.n_ctx == 0 {
-            self.n_ctx = spec.n_ctx_train.clamp(1, DEFAULT_MAX_CTX);
+            self.n_ctx = spec.n_ctx_train.clamp(1, board.n_ctx.clamp(1, DEFAULT_MAX_CTX));
         }
         if self.n_ctx > MAX_CTX {
             return Err(invalid("n_ctx", format!("{} is more than 1M positions", self.n_ctx)));
@@ -96,7 +103,12 @@ impl SessionParams {
         }
         self.n_batch = self.n_batch.min(self.n_ctx).max(self.n_seq);
         if self.n_threads == 0 {
-            self.n_threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            // The profile counts the big cores in this process's affinity mask; a cgroup CPU
+            // quota can allow fewer.
+            self.n_threads = board.threads.clamp(1, crate::pool::process_cpus());
+            if self.cpus.is_empty() && !board.cpus.is_empty() {
+                self.cpus = board.cpus.iter().copied().take(self.n_threads).collect();
+            }
         }
         if self.n_threads > MAX_THREADS {
             return Err(invalid("n_threads", format!("{} (1..={MAX_THREADS})", self.n_threads)));
