@@ -181,3 +181,84 @@ fn sessions_take_the_profile_defaults_unless_set() {
         (Some(4096), Some("f16"))
     );
 }
+
+/// A big.LITTLE board whose big core is cpu1 (a tree written here to match this machine's two
+/// CPU numbers): `tsharp run` with the profile's defaults runs one thread, pinned to cpu1.
+#[test]
+fn automatic_threads_are_pinned_to_the_big_core() {
+    let allowed = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:").map(|v| v.trim().to_string()))
+        .unwrap();
+    if !["0-1", "0,1"].contains(&allowed.as_str()) && !allowed.starts_with("0-") {
+        eprintln!("skipped: this process may not run on cpu0 and cpu1 ({allowed})");
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("tsharp-board-bl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let write = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    };
+    let core = |i: usize, part: &str| {
+        format!(
+            "processor\t: {i}\nFeatures\t: fp asimd fphp asimdhp asimddp\nCPU implementer\t: 0x41\nCPU part\t: {part}\n\n"
+        )
+    };
+    write("proc/cpuinfo", &(core(0, "0xd05") + &core(1, "0xd0b")));
+    write("proc/device-tree/compatible", "acme,test-big-little\0");
+    write("sys/devices/system/cpu/online", "0-1\n");
+    write("sys/devices/system/cpu/cpu0/cpu_capacity", "405\n");
+    write("sys/devices/system/cpu/cpu1/cpu_capacity", "1024\n");
+    write("proc/meminfo", "MemTotal: 8000000 kB\nMemAvailable: 6000000 kB\n");
+    let model = common::default_model().to_string_lossy().into_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tsharp"))
+        .args([
+            "run",
+            "-m",
+            &model,
+            "-p",
+            "Once upon a time",
+            "-n",
+            "2000",
+            "--temp",
+            "0",
+        ])
+        .env("TENSORSHARP_BOARD_ROOT", &root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // While it generates, every thread of the process that has been pinned says cpu1; the
+    // command thread (which computes with the pool) is one of them.
+    let tasks = format!("/proc/{}/task", child.id());
+    let start = std::time::Instant::now();
+    let mut pinned = Vec::new();
+    while start.elapsed() < std::time::Duration::from_secs(60)
+        && pinned.is_empty()
+        && child.try_wait().unwrap().is_none()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        for t in std::fs::read_dir(&tasks).into_iter().flatten().flatten() {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            let list = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+                .map(str::trim);
+            let name = status.lines().find_map(|l| l.strip_prefix("Name:")).map(str::trim);
+            if list == Some("1") {
+                pinned.push(name.unwrap_or("?").to_string());
+            }
+        }
+    }
+    child.kill().ok();
+    let out = child.wait_with_output().unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    assert!(
+        !pinned.is_empty(),
+        "no thread pinned to cpu1 within 60 s: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

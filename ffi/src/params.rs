@@ -26,17 +26,19 @@ pub const TS_MODEL_MMAP: u32 = 1;
 pub struct ts_session_params {
     /// `sizeof(ts_session_params)`.
     pub struct_size: u32,
-    /// Context length; 0: the model's, at most 4096.
+    /// Context length; 0: the model's, at most the board profile's.
     pub n_ctx: u32,
     /// Prompt tokens per prefill chunk.
     pub n_batch: u32,
-    /// Threads, the caller included; 0: one per CPU.
+    /// Threads, the caller included; 0: the board profile's (one per big core, pinned to them
+    /// on a big.LITTLE board unless `cpus` is set).
     pub n_threads: u32,
     /// 0: f16, 1: f32, 2: q8_0.
     pub kv_type: u32,
     /// 0: off, 1: lock (warn if not permitted), 2: lock or fail.
     pub mlock: u32,
-    /// RAM budget in bytes for the whole plan; 0: the cgroup limit or MemAvailable.
+    /// RAM budget in bytes for the whole plan; 0: the board profile's share of the cgroup limit
+    /// or MemAvailable.
     pub ram_budget: u64,
     /// CPUs to pin the threads to (thread i on cpus[i % n_cpus]); NULL / 0: unpinned.
     pub cpus: *const i32,

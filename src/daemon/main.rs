@@ -40,13 +40,13 @@ struct Args {
     /// Socket path.
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Context per sequence slot.
+    /// Context per sequence slot (default: the model's, at most the board profile's).
     #[arg(short = 'c', long)]
     ctx: Option<usize>,
     /// Sequence slots per model (requests generating at once).
     #[arg(long)]
     slots: Option<usize>,
-    /// Threads per model (0: one per CPU).
+    /// Threads per model (0: the board profile's, one per big core; `tsharp board`).
     #[arg(short = 't', long)]
     threads: Option<usize>,
     /// Tokens a request generates when it does not say (per model).
