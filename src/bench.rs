@@ -213,6 +213,17 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         .unwrap_or_default();
     let tier = model.kernels().tier().name();
     let total_ns: u64 = prof.iter().sum();
+    // A figure says which machine it was measured on: the CPU and the board profile.
+    let board = tensorsharp_runtime::board::host();
+    let machine = format!(
+        "{}, {} CPUs online",
+        board
+            .detection
+            .board_name()
+            .or(board.detection.cpu.model_name.as_deref())
+            .unwrap_or("unknown CPU"),
+        board.detection.cpu.cores.len()
+    );
     if a.json {
         let profile: Vec<_> = ProfileOp::ALL
             .iter()
@@ -223,6 +234,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             .collect();
         let j = json!({
             "model": name,
+            "machine": machine,
+            "board_profile": board.defaults.profile.id,
             "threads": threads,
             "kernels": tier,
             "n_prompt": a.n_prompt,
@@ -243,6 +256,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         outln!("{j}")?;
         return Ok(());
     }
+    outln!("machine: {machine} (board profile {})", board.defaults.profile.id)?;
     outln!("| model | threads | kernels | test | t/s (median ± sd) |")?;
     outln!("| --- | ---: | --- | --- | ---: |")?;
     if a.n_prompt > 0 {

@@ -318,6 +318,9 @@ fn bench_reports_throughput_latency_and_profile() {
         assert_eq!(j[k]["all"].as_array().unwrap().len(), 2);
     }
     assert!(j["first_token_ms"].as_f64().unwrap() > 0.0);
+    // A figure says where it was measured: the CPU and the board profile.
+    assert!(j["machine"].as_str().unwrap().contains("CPUs online"), "{j}");
+    assert!(!j["board_profile"].as_str().unwrap().is_empty(), "{j}");
     assert!(j["decode_latency_ms"]["p99"].as_f64().unwrap() >= j["decode_latency_ms"]["p50"].as_f64().unwrap());
     assert!(j["weight_bytes_per_token"].as_u64().unwrap() > 50 << 20);
     let prof = j["profile"].as_array().unwrap();
