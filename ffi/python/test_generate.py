@@ -63,6 +63,10 @@ def misuse(m):
 
 
 def main(model_path):
+    board = tensorsharp.board_profile()
+    assert board["id"] and board["tier"] and board["n_threads"] >= 1 and board["n_ctx"] >= 512, board
+    assert board["kv_type"] in ("f16", "f32", "q8_0") and len(board["cpus"]) <= board["n_threads"], board
+    print("board:", board["id"], board["tier"], board["n_threads"], "threads")
     with tensorsharp.Model(model_path) as m:
         assert m.meta("general.architecture") == "llama", m.meta("general.architecture")
         assert m.n_vocab == 49152, m.n_vocab

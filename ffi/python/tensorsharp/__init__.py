@@ -87,6 +87,25 @@ class _SamplerParams(ctypes.Structure):
     ]
 
 
+class _BoardInfo(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", ctypes.c_uint32),
+        ("n_threads", ctypes.c_uint32),
+        ("n_ctx", ctypes.c_uint32),
+        ("kv_type", ctypes.c_uint32),
+        ("ram_budget", ctypes.c_uint64),
+        ("mem_bandwidth_mbs", ctypes.c_uint64),
+        ("cuda_cc", ctypes.c_uint32),
+        ("cuda_present", ctypes.c_uint32),
+        ("n_cpus", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("cpus", ctypes.c_int32 * 64),
+        ("id", ctypes.c_char * 32),
+        ("name", ctypes.c_char * 64),
+        ("tier", ctypes.c_char * 16),
+    ]
+
+
 _TOKEN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_int32, ctypes.POINTER(ctypes.c_char), ctypes.c_size_t)
 _lib = None
 
@@ -117,6 +136,7 @@ def library():
         "ts_session_cancel": (st, [vp]),
         "ts_sampler_create": (st, [vp, P(_SamplerParams), P(vp)]),
         "ts_sampler_free": (None, [vp]),
+        "ts_board_profile": (st, [P(_BoardInfo)]),
         "ts_session_generate": (st, [vp, vp, P(ctypes.c_int32), ctypes.c_size_t, ctypes.c_size_t, _TOKEN_CB, vp, P(ctypes.c_size_t)]),
     }
     for name, (res, args) in sigs.items():
@@ -131,6 +151,28 @@ def library():
 def _check(status):
     if status != TS_OK:
         raise TensorSharpError(status, library().ts_last_error().decode("utf-8", "replace"))
+
+
+def board_profile():
+    """The board the library detected and its profile's defaults (what n_threads=0 and n_ctx=0
+    give): a dict with id, name, tier, n_threads, cpus (pinned; empty: unpinned), n_ctx, kv_type,
+    ram_budget (bytes; 0 unknown), mem_bandwidth_gbs, cuda_cc (e.g. "8.7" or None), cuda_present."""
+    info = _BoardInfo()
+    info.struct_size = ctypes.sizeof(_BoardInfo)
+    _check(library().ts_board_profile(ctypes.byref(info)))
+    return {
+        "id": info.id.decode("utf-8", "replace"),
+        "name": info.name.decode("utf-8", "replace"),
+        "tier": info.tier.decode("utf-8", "replace"),
+        "n_threads": info.n_threads,
+        "cpus": list(info.cpus[: info.n_cpus]),
+        "n_ctx": info.n_ctx,
+        "kv_type": ("f16", "f32", "q8_0")[info.kv_type],
+        "ram_budget": info.ram_budget,
+        "mem_bandwidth_gbs": info.mem_bandwidth_mbs / 1000 if info.mem_bandwidth_mbs else None,
+        "cuda_cc": f"{info.cuda_cc // 10}.{info.cuda_cc % 10}" if info.cuda_cc else None,
+        "cuda_present": bool(info.cuda_present),
+    }
 
 
 class Model:
