@@ -2,8 +2,9 @@
 //! range, an optional `target` string) — 50 generations at temperature 1.0 on each of the three
 //! registry models all parse as JSON and validate (checked by the Python `jsonschema` package,
 //! `tests/tools/validate_json.py`); a GBNF grammar holds the same way; bad schemas and grammars
-//! are errors, not panics. Prints tokens/s with and without the schema and the heap calls per
-//! constrained token (unconstrained decoding allocates nothing: tests/zero_alloc.rs).
+//! are errors, not panics. Prints the heap calls per constrained token, and checks that the same
+//! loop unconstrained allocates nothing. The speed with and without the schema is measured by
+//! `bench/structured`.
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -166,18 +167,14 @@ fn fifty_robot_commands_per_model_all_validate() {
         let model = Arc::new(Model::load(&m.path).unwrap());
         let run = generate(&model, 50, 128, true, None, true);
         validate(&run.texts);
-        // Speed, with the default sampling chain: constrained, then unconstrained with as many
-        // tokens per generation as the constrained ones had on average (the same context
-        // lengths).
-        let fast = generate(&model, 6, 128, true, None, false);
-        let per = fast.tokens.div_ceil(5).max(2);
-        let free = generate(&model, 6, per, false, None, false);
+        // The same loop without the constraint (default sampler chain, after one warm-up
+        // generation) touches the heap not once. What the constraint costs in speed is a
+        // measurement, not a test: bench/structured.
+        let free = generate(&model, 3, 24, false, None, false);
         eprintln!(
-            "{}: 50 of 50 valid (e.g. {}); default sampler: {:.1} tok/s constrained, {:.1} tok/s free ({per} tokens per generation); {:.0} heap calls per constrained token",
+            "{}: 50 of 50 valid (e.g. {}); {:.0} heap calls per constrained token",
             m.reference,
             run.texts[0],
-            fast.tokens as f64 / fast.secs,
-            free.tokens as f64 / free.secs,
             run.heap_calls as f64 / run.tokens.max(1) as f64
         );
         assert_eq!(
