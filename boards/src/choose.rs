@@ -102,6 +102,74 @@ fn gib(b: u64) -> String {
     format!("{:.2} GiB", b as f64 / (1u64 << 30) as f64)
 }
 
+/// The big cores among `usable` (the cores to run on), and why they are the ones.
+fn big_cores(d: &Detection, profile: &BoardProfile, usable: &[usize]) -> (Vec<usize>, String) {
+    let all_big = d.cpu.big_cores();
+    let heterogeneous = all_big.len() < d.cpu.cores.len();
+    let detected: Vec<usize> = all_big.into_iter().filter(|c| usable.contains(c)).collect();
+    let (big, why) = if !profile.big_cores.is_empty() {
+        let documented: Vec<usize> = profile
+            .big_cores
+            .iter()
+            .copied()
+            .filter(|c| usable.contains(c))
+            .collect();
+        if heterogeneous && detected != documented {
+            (
+                detected,
+                format!(
+                    "the fastest cores by cpu_capacity / frequency (the profile documents {}, this system's cores say otherwise)",
+                    fmt_cpus(profile.big_cores)
+                ),
+            )
+        } else if documented.is_empty() {
+            (
+                usable.to_vec(),
+                format!(
+                    "none of the profile's big cores {} is usable here",
+                    fmt_cpus(profile.big_cores)
+                ),
+            )
+        } else {
+            (documented, "the big cores the profile documents".to_string())
+        }
+    } else if heterogeneous {
+        (
+            detected,
+            "the fastest cores by cpu_capacity / frequency / core type".to_string(),
+        )
+    } else {
+        (usable.to_vec(), "every core is the same".to_string())
+    };
+    (if big.is_empty() { usable.to_vec() } else { big }, why)
+}
+
+/// The kernel tier: the profile's if the CPU has what it needs, else the best it has; and why.
+fn tier(d: &Detection, profile: &BoardProfile, source: &str) -> (String, String) {
+    let available: Vec<&str> = tiers(d.cpu.arch)
+        .iter()
+        .filter(|(_, needs)| needs.iter().copied().flatten().all(|f| d.cpu.has(f)))
+        .map(|(t, _)| *t)
+        .collect();
+    let best = available.first().copied().unwrap_or("scalar");
+    if profile.tier == BEST_TIER {
+        (
+            best.into(),
+            format!("the best tier this CPU's features allow ({})", d.cpu.features_source),
+        )
+    } else if available.contains(&profile.tier) {
+        (profile.tier.into(), format!("{source}; the CPU has its features"))
+    } else {
+        (
+            best.into(),
+            format!(
+                "{source} asks for {}, but this CPU lacks its features ({}): the best it has",
+                profile.tier, d.cpu.features_source
+            ),
+        )
+    }
+}
+
 /// Resolves the defaults for what was detected.
 pub fn choose(d: &Detection) -> Defaults {
     let (profile, matched_by) = profile_for(d);
@@ -118,44 +186,8 @@ pub fn choose(d: &Detection) -> Defaults {
         Some(allowed) => online.iter().copied().filter(|c| allowed.contains(c)).collect(),
         None => online.clone(),
     };
-    let usable = if usable.is_empty() { online.clone() } else { usable };
-    let detected_big: Vec<usize> = d.cpu.big_cores().into_iter().filter(|c| usable.contains(c)).collect();
-    let heterogeneous = d.cpu.is_heterogeneous();
-    let (big, big_why) = if !profile.big_cores.is_empty() {
-        let documented: Vec<usize> = profile
-            .big_cores
-            .iter()
-            .copied()
-            .filter(|c| usable.contains(c))
-            .collect();
-        if heterogeneous && detected_big != documented {
-            (
-                detected_big.clone(),
-                format!(
-                    "the fastest cores by cpu_capacity / frequency (the profile documents {}, this system's cores say otherwise)",
-                    fmt_cpus(profile.big_cores)
-                ),
-            )
-        } else if documented.is_empty() {
-            (
-                usable.clone(),
-                format!(
-                    "none of the profile's big cores {} is usable here",
-                    fmt_cpus(profile.big_cores)
-                ),
-            )
-        } else {
-            (documented, "the big cores the profile documents".to_string())
-        }
-    } else if heterogeneous {
-        (
-            detected_big.clone(),
-            "the fastest cores by cpu_capacity / frequency / core type".to_string(),
-        )
-    } else {
-        (usable.clone(), "every core is the same".to_string())
-    };
-    let big = if big.is_empty() { usable.clone() } else { big };
+    let usable = if usable.is_empty() { online } else { usable };
+    let (big, big_why) = big_cores(d, profile, &usable);
     let big_names = {
         let mut names: Vec<&str> = d
             .cpu
@@ -207,39 +239,8 @@ pub fn choose(d: &Detection) -> Defaults {
         );
     }
 
-    // Kernel tier: the profile's, if the CPU has what it needs, else the best it has.
-    let available: Vec<&str> = tiers(d.cpu.arch)
-        .iter()
-        .filter(|(_, needs)| needs.iter().copied().flatten().all(|f| d.cpu.has(f)))
-        .map(|(t, _)| *t)
-        .collect();
-    let best = available.first().copied().unwrap_or("scalar");
-    let tier = if profile.tier == BEST_TIER {
-        why(
-            "tier",
-            best.into(),
-            format!("the best tier this CPU's features allow ({})", d.cpu.features_source),
-        );
-        best.to_string()
-    } else if available.contains(&profile.tier) {
-        why(
-            "tier",
-            profile.tier.into(),
-            format!("{source}; the CPU has its features"),
-        );
-        profile.tier.to_string()
-    } else {
-        why(
-            "tier",
-            best.into(),
-            format!(
-                "{source} asks for {}, but this CPU lacks its features ({}): the best it has",
-                profile.tier, d.cpu.features_source
-            ),
-        );
-        best.to_string()
-    };
-
+    let (tier, tier_why) = tier(d, profile, &source);
+    why("tier", tier.clone(), tier_why);
     why(
         "n_ctx",
         profile.n_ctx.to_string(),
@@ -248,7 +249,7 @@ pub fn choose(d: &Detection) -> Defaults {
     why("kv_type", profile.kv_type.into(), source.clone());
 
     let ram_budget = d.memory.usable().map(|(bytes, from)| {
-        let b = (bytes as u128 * profile.ram_percent as u128 / 100) as u64;
+        let b = profile.ram_share(bytes);
         why(
             "ram_budget",
             gib(b),

@@ -190,16 +190,19 @@ impl Cpu {
     /// else core type), so a big.LITTLE board's big cluster (RK3588's four Cortex-A76) and all
     /// cores of a homogeneous one.
     pub fn big_cores(&self) -> Vec<usize> {
-        let score = |c: &Core| -> Option<u64> { c.capacity.map(u64::from) };
-        let freq = |c: &Core| -> Option<u64> { c.max_khz };
-        let kind = |c: &Core| -> Option<u64> {
-            Some(if c.name.is_some_and(|n| LITTLE_CORES.contains(&n)) {
-                1
-            } else {
-                2
-            })
-        };
-        for measure in [&score as &dyn Fn(&Core) -> Option<u64>, &freq, &kind] {
+        // The measures in order of trust; the first that every core has decides.
+        let measures: [fn(&Core) -> Option<u64>; 3] = [
+            |c| c.capacity.map(u64::from),
+            |c| c.max_khz,
+            |c| {
+                Some(if c.name.is_some_and(|n| LITTLE_CORES.contains(&n)) {
+                    1
+                } else {
+                    2
+                })
+            },
+        ];
+        for measure in measures {
             let scores: Option<Vec<u64>> = self.cores.iter().map(measure).collect();
             if let Some(scores) = scores {
                 let best = scores.iter().copied().max().unwrap_or(0);
@@ -217,11 +220,6 @@ impl Cpu {
             }
         }
         self.cores.iter().map(|c| c.id).collect()
-    }
-
-    /// Whether the cores differ in speed (big.LITTLE).
-    pub fn is_heterogeneous(&self) -> bool {
-        self.big_cores().len() < self.cores.len()
     }
 }
 

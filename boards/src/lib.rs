@@ -85,7 +85,7 @@ impl Board {
         let live = memory::Memory::read(&SysRoot::new(&self.detection.root));
         let (bytes, from) = live.usable()?;
         let pct = self.defaults.profile.ram_percent;
-        let b = (bytes as u128 * pct as u128 / 100) as u64;
+        let b = self.defaults.profile.ram_share(bytes);
         Some(if pct == 100 {
             (b, from)
         } else {

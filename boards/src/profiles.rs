@@ -41,6 +41,13 @@ pub struct BoardProfile {
     pub ram_percent: u8,
 }
 
+impl BoardProfile {
+    /// This profile's RAM budget out of `usable` bytes (`ram_percent` of it).
+    pub fn ram_share(&self, usable: u64) -> u64 {
+        (usable as u128 * self.ram_percent as u128 / 100) as u64
+    }
+}
+
 const fn row(id: &'static str, name: &'static str, compatible: &'static [&'static str]) -> BoardProfile {
     BoardProfile {
         id,
