@@ -307,6 +307,29 @@ pub fn rusage() -> (u64, u64) {
     }
 }
 
+/// Bytes of this process's program image: every file-backed mapping except `exclude` (the model
+/// file), i.e. the executable and its shared libraries, read from `/proc/self/maps`. The memory
+/// plan covers the session; the image belongs to the process (a debug build's is ~20 MiB, a
+/// stripped release build's ~3 MiB), and `mlockall` makes all of it resident.
+pub fn program_image_bytes(exclude: &std::path::Path) -> u64 {
+    let exclude = std::fs::canonicalize(exclude).unwrap_or_else(|_| exclude.to_path_buf());
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return 0;
+    };
+    maps.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let range = f.next()?;
+            let path = f.nth(4)?;
+            if !path.starts_with('/') || std::path::Path::new(path) == exclude {
+                return None;
+            }
+            let (lo, hi) = range.split_once('-')?;
+            Some(u64::from_str_radix(hi, 16).ok()? - u64::from_str_radix(lo, 16).ok()?)
+        })
+        .sum()
+}
+
 pub fn run(a: RunArgs) -> Result<()> {
     let path = a.model.resolve()?;
     let t0 = Instant::now();
@@ -404,6 +427,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let (peak_rss, majflt_end) = rusage();
     let lat = latency_summary(generator.latencies());
     let plan_total = session.full_plan().total();
+    let image = program_image_bytes(&path);
     if a.json {
         let j = json!({
             "model": path.display().to_string(),
@@ -416,6 +440,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             "stop_reason": reason,
             "plan_total_bytes": plan_total,
             "peak_rss_bytes": peak_rss,
+            "program_image_bytes": image,
             "major_faults_after_load": majflt_end - majflt_loaded,
             "timings": {
                 "load_ms": load_secs * 1e3,
@@ -446,13 +471,14 @@ pub fn run(a: RunArgs) -> Result<()> {
         );
         if a.timings {
             eprintln!(
-                "tsharp: decode latency ms: p50 {:.2} | p90 {:.2} | p99 {:.2} | max {:.2} ({} tokens) | memory plan total {:.1} MiB, peak RSS {:.1} MiB, major faults after load {}",
+                "tsharp: decode latency ms: p50 {:.2} | p90 {:.2} | p99 {:.2} | max {:.2} ({} tokens) | memory plan total {:.1} MiB + program image {:.1} MiB, peak RSS {:.1} MiB, major faults after load {}",
                 lat[0],
                 lat[1],
                 lat[2],
                 lat[3],
                 generator.latencies().len(),
                 plan_total as f64 / (1 << 20) as f64,
+                image as f64 / (1 << 20) as f64,
                 peak_rss as f64 / (1 << 20) as f64,
                 majflt_end - majflt_loaded
             );
