@@ -6,9 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
 last=$SECONDS
-# Prints how long the previous phase took (where the time goes, on every run).
+# The machine's busy and total CPU ticks (/proc/stat), to report how busy each phase kept it.
+cpu_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat; }
+read -r busy0 total0 < <(cpu_ticks)
+# Prints how long the previous phase took and how busy it kept the CPUs (where the time goes,
+# and where there is room to run something alongside, on every run).
 phase() {
-  echo "-- ${phase_name}: $((SECONDS - last)) s" >&2
+  local busy total
+  read -r busy total < <(cpu_ticks)
+  echo "-- ${phase_name}: $((SECONDS - last)) s, CPUs $(( (busy - busy0) * 100 / (total - total0 + 1) )) % busy" >&2
+  busy0=$busy total0=$total
   phase_name="$1"
   last=$SECONDS
   echo "== $1"
@@ -18,7 +25,9 @@ phase() {
 TMPDIR="$(mktemp -d "${TMPDIR:-/tmp}/tsharp-test.XXXXXX")"
 export TMPDIR
 chmod 755 "$TMPDIR"
-trap 'echo "-- ${phase_name}: $((SECONDS - last)) s; total $((SECONDS - start)) s" >&2; rm -rf "$TMPDIR"' EXIT
+yocto_pid=
+trap 'echo "-- ${phase_name}: $((SECONDS - last)) s; total $((SECONDS - start)) s" >&2
+  [ -n "$yocto_pid" ] && kill "$yocto_pid" 2>/dev/null; rm -rf "$TMPDIR"' EXIT
 phase_name=setup
 scripts/setup.sh
 phase "host tests ($(uname -m))"
@@ -65,6 +74,13 @@ arm_limits=(TSHARP_PARITY_STEPS=8 TSHARP_PARITY_CASES=2)
 # tested on the host above), and leaving minijinja and llguidance out saves their cross build.
 arm=(--target aarch64-unknown-linux-gnu -p tensorsharp-kernels -p tensorsharp-models -p tensorsharp-boards
   -p tensorsharp-runtime --no-default-features)
+# The Yocto check (below) runs alongside the aarch64 phase: BitBake's parse, fetch and checksum
+# steps keep about one CPU busy, and the qemu phase is the longest stretch that does not depend on
+# what it does. Its output is printed when it has finished.
+if [ "$(id -u)" = 0 ]; then
+  scripts/yocto-bitbake-check.sh >"$TMPDIR/yocto.log" 2>&1 &
+  yocto_pid=$!
+fi
 phase "aarch64 tests under qemu-aarch64, parity on the dotprod kernels"
 # Batched decode is held to one-sequence decode bit for bit on the host (runtime/tests/batch.rs);
 # the kernels' column counts it relies on are held to the x86 bits here by orders.rs and shapes.rs.
@@ -76,9 +92,13 @@ env "${arm_limits[@]}" TSHARP_KERNELS=neon TSHARP_PARITY_MODELS=smollm2-135m-q4_
 # ../shared/yocto): parse, fetch with every crate's sha256 checked, a corrupted sum failing,
 # update_crates reproducing the committed list. BitBake refuses root and the check needs root to
 # run it as its own user, so elsewhere it is skipped with a note.
-phase "Yocto layer under BitBake"
-if [ "$(id -u)" = 0 ]; then
-  scripts/yocto-bitbake-check.sh
+phase "Yocto layer under BitBake (started with the aarch64 phase)"
+if [ -n "$yocto_pid" ]; then
+  yocto_rc=0
+  wait "$yocto_pid" || yocto_rc=$?
+  yocto_pid=
+  cat "$TMPDIR/yocto.log" >&2
+  [ "$yocto_rc" = 0 ] || { echo "scripts/yocto-bitbake-check.sh failed (exit $yocto_rc)" >&2; exit "$yocto_rc"; }
 else
   echo "skipped: scripts/yocto-bitbake-check.sh needs root (it runs BitBake as its own user)" >&2
 fi

@@ -82,6 +82,8 @@ CONNECTIVITY_CHECK_URIS = ""
 INHERIT:remove = "uninative"
 DL_DIR = "$work/downloads"
 SSTATE_DIR = "$work/sstate"
+# The hash-equivalence database next to the shared sstate (BitBake warns when it is per build).
+BB_HASHSERVE_DB_DIR = "\${SSTATE_DIR}"
 TENSORSHARP_GIT_URI = "git://$work/repo.git;protocol=file"
 # update_crates without building Python: the host's python3 (3.11: tomllib).
 ASSUME_PROVIDED += "python3-native patch-replacement-native"
