@@ -127,7 +127,6 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         return Err("--parallel must be at least 1".into());
     }
     let path = a.model.resolve()?;
-    let model = Arc::new(Model::load_opts(&path, a.model.weights_mode(), None)?);
     let mut params = a.session.params()?;
     if params.n_ctx == 0 {
         params.n_ctx = (a.n_prompt.max(a.n_gen + 1) + 16).next_multiple_of(256);
@@ -136,6 +135,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         params.n_batch = params.n_batch.max(a.n_prompt.min(512));
     }
     params.n_seq = a.parallel;
+    let model = Arc::new(Model::load_for(&path, a.model.weights_mode(), None, &params)?);
     let mut session = Session::new(Arc::clone(&model), params)?;
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");

@@ -200,8 +200,14 @@ fn read_message(rl: &mut rustyline::DefaultEditor) -> Result<Option<String>> {
 }
 
 pub fn chat(a: ChatArgs) -> Result<()> {
-    let model = Arc::new(Model::load_opts(a.model.resolve()?, a.model.weights_mode(), None)?);
-    let session = Session::new(Arc::clone(&model), a.session.params()?)?;
+    let params = a.session.params()?;
+    let model = Arc::new(Model::load_for(
+        a.model.resolve()?,
+        a.model.weights_mode(),
+        None,
+        &params,
+    )?);
+    let session = Session::new(Arc::clone(&model), params)?;
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");
     }

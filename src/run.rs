@@ -8,8 +8,9 @@ use std::time::Instant;
 
 use clap::Args;
 use serde_json::json;
-use tensorsharp_runtime::plan::parse_size;
+use tensorsharp_runtime::plan::parse_budget;
 use tensorsharp_runtime::prompt_cache::{self, CacheLoad};
+use tensorsharp_runtime::residency::{Placement, Step};
 use tensorsharp_runtime::structured::{Constraint, ConstraintFactory};
 use tensorsharp_runtime::{
     ChatTemplate, Conversation, Flow, Generator, LockMode, Model, Sampler, SamplerParams, Session, SessionParams,
@@ -99,8 +100,9 @@ pub struct SessionArgs {
     /// KV cache type: f16, f32, q8_0, or auto (the board profile's; `tsharp board`).
     #[arg(long = "kv-type", default_value = "auto")]
     kv_type: String,
-    /// RAM budget for the whole plan (e.g. 512M, 2G). Default: the board profile's share of the
-    /// cgroup limit or MemAvailable.
+    /// RAM budget for the whole plan (e.g. 512M, 2G, or 60% of the RAM available). A model whose
+    /// plan does not fit keeps what fits in RAM and streams the rest of its weights from the
+    /// file. Default: the board profile's share of the cgroup limit or MemAvailable.
     #[arg(long = "ram-budget")]
     ram_budget: Option<String>,
     /// Lock the arena and the weights in RAM: --mlock (warn if not permitted) or --mlock=required.
@@ -129,7 +131,7 @@ impl SessionArgs {
             n_threads: self.threads,
             kv_type: tensorsharp_runtime::board::kv_type(&self.kv_type)?,
             spin: std::time::Duration::from_micros(self.spin_us),
-            ram_budget: self.ram_budget.as_deref().map(parse_size).transpose()?,
+            ram_budget: self.ram_budget.as_deref().map(parse_budget).transpose()?,
             mlock: LockMode::from_name(&self.mlock)?,
             cpus: match &self.cpus {
                 Some(c) => tensorsharp_runtime::pool::parse_cpus(c).map_err(|e| format!("--cpus {e}"))?,
@@ -307,34 +309,12 @@ pub fn rusage() -> (u64, u64) {
     }
 }
 
-/// Bytes of this process's program image: every file-backed mapping except `exclude` (the model
-/// file), i.e. the executable and its shared libraries, read from `/proc/self/maps`. The memory
-/// plan covers the session; the image belongs to the process (a debug build's is ~20 MiB, a
-/// stripped release build's ~3 MiB), and `mlockall` makes all of it resident.
-pub fn program_image_bytes(exclude: &std::path::Path) -> u64 {
-    let exclude = std::fs::canonicalize(exclude).unwrap_or_else(|_| exclude.to_path_buf());
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
-        return 0;
-    };
-    maps.lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let range = f.next()?;
-            let path = f.nth(4)?;
-            if !path.starts_with('/') || std::path::Path::new(path) == exclude {
-                return None;
-            }
-            let (lo, hi) = range.split_once('-')?;
-            Some(u64::from_str_radix(hi, 16).ok()? - u64::from_str_radix(lo, 16).ok()?)
-        })
-        .sum()
-}
-
 pub fn run(a: RunArgs) -> Result<()> {
     let path = a.model.resolve()?;
     let t0 = Instant::now();
-    let model = Arc::new(Model::load_opts(&path, a.model.weights_mode(), None)?);
-    let mut session = Session::new(Arc::clone(&model), a.session.params()?)?;
+    let params = a.session.params()?;
+    let model = Arc::new(Model::load_for(&path, a.model.weights_mode(), None, &params)?);
+    let mut session = Session::new(Arc::clone(&model), params)?;
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");
     }
@@ -427,7 +407,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     let (peak_rss, majflt_end) = rusage();
     let lat = latency_summary(generator.latencies());
     let plan_total = session.full_plan().total();
-    let image = program_image_bytes(&path);
+    let image = tensorsharp_runtime::plan::program_image_bytes(&path);
     if a.json {
         let j = json!({
             "model": path.display().to_string(),
@@ -508,8 +488,36 @@ pub struct PlanArgs {
 /// `tsharp plan`: prints the memory plan; exits non-zero when it is over budget.
 pub fn plan(a: PlanArgs) -> Result<()> {
     // Planning reads no weights: map the file rather than copy it.
-    let model = Model::load_opts(a.model.resolve()?, WeightsMode::Mapped, None)?;
-    let p = Session::plan_for(&model, &a.session.params()?)?;
+    let params = a.session.params()?;
+    let mut model = Model::load_opts(a.model.resolve()?, WeightsMode::Mapped, None)?;
+    // Over budget with every weight in RAM: the placement `run` would stream under.
+    if let Some(b) = model.weights_budget(&params)? {
+        let r = model.residency_for(b)?;
+        model = model.planned_with(r);
+    }
+    let p = Session::plan_for(&model, &params)?;
+    let residency = model.residency().map(|r| {
+        let homes: Vec<_> = r
+            .matrices
+            .iter()
+            .zip(&r.placements)
+            .map(|(m, pl)| {
+                json!({"name": m.name, "bytes": m.bytes, "home": match pl {
+                    Placement::Ram { .. } => "ram",
+                    Placement::Stream { .. } => "streamed",
+                    Placement::Rows => "rows from storage",
+                }})
+            })
+            .collect();
+        json!({
+            "resident_bytes": r.resident_bytes,
+            "staging_bytes": r.staging_bytes(),
+            "staging_slots": r.ring,
+            "streamed_units": r.units.len(),
+            "streamed_bytes_per_token": r.streamed_bytes_per_token(),
+            "matrices": homes,
+        })
+    });
     if a.json {
         let items: Vec<_> = p
             .arena
@@ -529,13 +537,63 @@ pub fn plan(a: PlanArgs) -> Result<()> {
             "total_bytes": p.total(),
             "budget": p.budget.as_ref().map(|b| json!({"bytes": b.bytes, "source": b.source})),
             "fits": p.budget.as_ref().is_none_or(|b| p.total() <= b.bytes),
+            "residency": residency,
         });
         outln!("{j}")?;
     } else {
         out!("{}", p.to_table())?;
+        if let Some(r) = model.residency() {
+            out!("{}", residency_table(r))?;
+        }
     }
     p.check_budget()?;
     Ok(())
+}
+
+/// The placement of a model's matrices under a RAM budget, for `tsharp plan`: per layer (or the
+/// output / embedding) what is in RAM and what streams, and the bytes read per token.
+fn residency_table(r: &tensorsharp_runtime::residency::ResidencyPlan) -> String {
+    use std::fmt::Write as _;
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let mut s = format!(
+        "weights under the budget: {:.2} MiB in RAM, {} staging slots of {:.2} MiB, {:.2} MiB read from storage per token\n",
+        mib(r.resident_bytes),
+        r.ring,
+        mib(r.slot_bytes),
+        mib(r.streamed_bytes_per_token())
+    );
+    let mut i = 0;
+    while i < r.matrices.len() {
+        // The output matrix's chunks on one line.
+        let group = |s: Step| if let Step::Output(_) = s { Step::Output(0) } else { s };
+        let step = group(r.matrices[i].step);
+        let (mut ram, mut streamed, mut rows) = (0u64, 0u64, 0u64);
+        while i < r.matrices.len() && group(r.matrices[i].step) == step {
+            match r.placements[i] {
+                Placement::Ram { .. } => ram += r.matrices[i].bytes,
+                Placement::Stream { .. } => streamed += r.matrices[i].bytes,
+                Placement::Rows => rows += r.matrices[i].bytes,
+            }
+            i += 1;
+        }
+        let what = match step {
+            Step::Layer(l) => format!("layer {l}"),
+            Step::Output(_) => "output".into(),
+            Step::Embedding => "token embedding".into(),
+        };
+        let _ = writeln!(
+            s,
+            "  {what:<16} {:>9.2} MiB in RAM {:>9.2} MiB streamed{}",
+            mib(ram),
+            mib(streamed),
+            if rows > 0 {
+                format!(", {:.2} MiB on storage (rows read at lookup)", mib(rows))
+            } else {
+                String::new()
+            }
+        );
+    }
+    s
 }
 
 /// Options of `tsharp tokenize`.

@@ -59,6 +59,12 @@ pub struct Board {
 }
 
 impl Board {
+    /// The RAM this process may use now, read again (the smaller of `MemAvailable` and the
+    /// cgroup limit), and where the figure comes from.
+    pub fn usable_now(&self) -> Option<(u64, String)> {
+        memory::Memory::read(&SysRoot::new(&self.detection.root)).usable()
+    }
+
     /// Detects the board whose files are under `root` (`/` for this machine).
     pub fn detect(root: &Path) -> Board {
         Board::detect_in(&SysRoot::new(root))
@@ -82,8 +88,7 @@ impl Board {
     /// The RAM budget now: the profile's share of what is usable at this moment
     /// (`MemAvailable` changes as other programs run), with a description of where it came from.
     pub fn ram_budget_now(&self) -> Option<(u64, String)> {
-        let live = memory::Memory::read(&SysRoot::new(&self.detection.root));
-        let (bytes, from) = live.usable()?;
+        let (bytes, from) = self.usable_now()?;
         let pct = self.defaults.profile.ram_percent;
         let b = self.defaults.profile.ram_share(bytes);
         Some(if pct == 100 {

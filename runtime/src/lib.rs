@@ -19,9 +19,11 @@ pub mod ops;
 pub mod plan;
 pub mod pool;
 pub mod prompt_cache;
+pub mod residency;
 pub mod sampler;
 pub mod session;
 pub mod stack;
+pub(crate) mod stream;
 #[cfg(feature = "structured")]
 pub mod structured;
 pub mod tokenizer;

@@ -226,6 +226,32 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok((v * mult as f64) as u64)
 }
 
+/// Parses a RAM budget: a size ([`parse_size`]) or a percentage of the RAM available to this
+/// process now (`60%`: of the smaller of `MemAvailable` and the cgroup limit).
+pub fn parse_budget(s: &str) -> Result<u64> {
+    let Some(pct) = s.trim().strip_suffix('%') else {
+        return parse_size(s);
+    };
+    let bad = |problem: String| RuntimeError::InvalidParameter {
+        name: "ram budget",
+        problem,
+    };
+    let p: f64 = pct.trim().parse().map_err(|_| {
+        bad(format!(
+            "{s:?} (expected a size such as 512M or a percentage such as 60%)"
+        ))
+    })?;
+    if !(p > 0.0 && p <= 100.0) {
+        return Err(bad(format!("{s:?} (a percentage must be above 0 and at most 100)")));
+    }
+    let (avail, _) = crate::board::host().usable_now().ok_or_else(|| {
+        bad(format!(
+            "{s:?}: the RAM available is unknown here; give a size (512M, 2G)"
+        ))
+    })?;
+    Ok((avail as f64 * p / 100.0) as u64)
+}
+
 /// Address space kept free under `RLIMIT_AS` for what the plan does not itemise (allocator
 /// bookkeeping, the C library's own mappings, a few small buffers).
 pub const ADDRESS_SPACE_MARGIN: u64 = 16 << 20;
@@ -247,6 +273,33 @@ pub fn address_space_room() -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())?;
     Some(soft.saturating_sub(kb * 1024))
 }
+
+/// Bytes of this process's program image: every file-backed mapping except `exclude` (the model
+/// file), i.e. the executable and its shared libraries, read from `/proc/self/maps`. The memory
+/// plan covers the session; the image belongs to the process (a debug build's is ~20 MiB, a
+/// stripped release build's ~3 MiB), and `mlockall` makes all of it resident.
+pub fn program_image_bytes(exclude: &std::path::Path) -> u64 {
+    let exclude = std::fs::canonicalize(exclude).unwrap_or_else(|_| exclude.to_path_buf());
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return 0;
+    };
+    maps.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let range = f.next()?;
+            let path = f.nth(4)?;
+            if !path.starts_with('/') || std::path::Path::new(path) == exclude {
+                return None;
+            }
+            let (lo, hi) = range.split_once('-')?;
+            Some(u64::from_str_radix(hi, 16).ok()? - u64::from_str_radix(lo, 16).ok()?)
+        })
+        .sum()
+}
+
+/// What a process needs besides its memory plan and its program image (the C library's heap,
+/// the main thread's stack, small buffers): kept free when the weights are fitted to a budget.
+pub const PROCESS_MARGIN: u64 = 8 << 20;
 
 /// The RAM budget when none is given: the board profile's share (100 % on a generic machine,
 /// less on boards whose GPU and media engines share the DRAM) of the smaller of this process's

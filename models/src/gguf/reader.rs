@@ -213,6 +213,19 @@ impl GgufFile {
         matches!(self.backing, Backing::FileMap(_))
     }
 
+    /// Drops a file mapping's pages from this process's resident set (`MADV_DONTNEED`): they
+    /// stay in the page cache, and a later read faults them back in from the file. Used once the
+    /// header and the small tensors have been copied out, when the weights are streamed under a
+    /// RAM budget. Does nothing for private memory (whose pages would be lost).
+    pub fn release_pages(&self) {
+        if let Backing::FileMap(m) = &self.backing {
+            // SAFETY: a shared read-only file mapping: MADV_DONTNEED only unmaps the pages from
+            // this process; their content stays the file's, and no reference into the mapping
+            // sees different bytes afterwards (a read faults the same bytes back in).
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+
     /// The whole file.
     pub fn bytes(&self) -> &[u8] {
         self.backing.bytes()

@@ -18,6 +18,8 @@ use crate::error::{Result, RuntimeError};
 use crate::model::LayerWeights;
 use crate::ops;
 use crate::pool::split;
+use crate::residency::Step;
+use crate::stream::Held;
 use crate::tokenizer::Token;
 
 /// The forward pass's buffers, borrowed from the arena for one pass (see
@@ -145,6 +147,9 @@ impl Session {
         }
         // Only a one-sequence chunk can skip the last layer's FFN for all but its last row.
         let one_chunk = matches!(rows, Rows::Chunk { .. });
+        if let Some(st) = &self.streamer {
+            st.begin_pass()?;
+        }
         let mut clock = self.profiler.start();
         self.embed(&rows, &mut act)?;
         self.profiler.lap(ProfileOp::Embedding, &mut clock);
@@ -152,9 +157,11 @@ impl Session {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(RuntimeError::Cancelled);
             }
-            self.attention_block(layer, lw, t_n, &mut act, &mut clock)?;
+            let held = self.acquire_weights(Step::Layer(layer))?;
+            self.attention_block(layer, lw, held, t_n, &mut act, &mut clock)?;
             let last_rows_only = one_chunk && layer + 1 == model.layers.len();
-            self.ffn_block(lw, t_n, last_rows_only, &mut act, &mut clock)?;
+            self.ffn_block(lw, held, t_n, last_rows_only, &mut act, &mut clock)?;
+            self.release_weights(held);
         }
         for t in 0..t_n {
             let (seq, token, _) = rows.get(t);
@@ -175,8 +182,27 @@ impl Session {
                     n_out += 1;
                 }
             }
+        } else if let Some(st) = &self.streamer {
+            for k in 0..model.output_chunks.len() {
+                st.skip(Step::Output(k))?;
+            }
         }
         Ok(())
+    }
+
+    /// Waits for the streamed matrices of `step` (none: `None`, every matrix in RAM).
+    fn acquire_weights(&self, step: Step) -> Result<Option<Held>> {
+        match &self.streamer {
+            Some(st) => st.acquire(step),
+            None => Ok(None),
+        }
+    }
+
+    /// Gives the staging slot of [`acquire_weights`](Self::acquire_weights) back.
+    fn release_weights(&self, held: Option<Held>) {
+        if let (Some(st), Some(h)) = (&self.streamer, held) {
+            st.release(h);
+        }
     }
 
     /// The embeddings of the rows' tokens into the residual stream and the RoPE tables of their
@@ -185,10 +211,25 @@ impl Session {
         let model = &*self.model;
         let sp = &model.spec;
         let e = sp.n_embd;
+        let rb = model.embd.row_bytes;
         for t in 0..rows.len() {
-            let tok = rows.get(t).1;
-            let rb = model.embd.row_bytes;
-            let row = &model.bytes(&model.embd)[tok as usize * rb..(tok as usize + 1) * rb];
+            let tok = rows.get(t).1 as usize;
+            let row = match (model.embedding_row_in_ram(tok), self.buffers.embd_rows) {
+                (Some(r), _) => r,
+                (None, Some(slot)) => {
+                    // SAFETY: the slot holds n_batch rows (layout) and t < n_batch; &self is the
+                    // pass's owner and nothing else uses the slot.
+                    let buf = unsafe { &mut self.arena.slice(slot)[t * rb..(t + 1) * rb] };
+                    self.read_embedding_row(tok, buf)?;
+                    &*buf
+                }
+                (None, None) => {
+                    return Err(RuntimeError::InvalidParameter {
+                        name: "weight streaming",
+                        problem: "the embedding is not in RAM and has no row buffer".into(),
+                    })
+                }
+            };
             let x = &mut act.residual[t * e..(t + 1) * e];
             model.kernels.dequantize(model.embd.wtype, row, x)?;
             if let Some(sc) = sp.embed_scale {
@@ -206,12 +247,32 @@ impl Session {
         Ok(())
     }
 
+    /// Reads the embedding row of `tok` from the model file (`pread`).
+    fn read_embedding_row(&self, tok: usize, buf: &mut [u8]) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let model = &*self.model;
+        let Some(file) = model.stream_file() else {
+            return Err(RuntimeError::InvalidParameter {
+                name: "weight streaming",
+                problem: "the embedding is not in RAM and the model file is not open".into(),
+            });
+        };
+        let off = (model.embd.offset + tok * model.embd.row_bytes) as u64;
+        file.read_exact_at(buf, off).map_err(|e| {
+            RuntimeError::Io(std::io::Error::new(
+                e.kind(),
+                format!("reading an embedding row from the model file: {e} (was it truncated or replaced?)"),
+            ))
+        })
+    }
+
     /// Norm, q/k/v projections, per-token biases, QK-norm and RoPE, the K/V rows into the cache,
     /// attention, the output projection (into `proj_out`).
     fn attention_block(
         &self,
         layer: usize,
         lw: &LayerWeights,
+        held: Option<Held>,
         t_n: usize,
         act: &mut Activations,
         clock: &mut Option<Instant>,
@@ -246,7 +307,7 @@ impl Session {
                 stride: v_dim,
             },
         ];
-        self.project(&jobs, act.normed.as_ptr(), e, t_n, act.form)?;
+        self.project(&jobs, held, act.normed.as_ptr(), e, t_n, act.form)?;
         self.profiler.lap(ProfileOp::QkvProjection, clock);
         // Per token: biases, QK-norm, RoPE, the K/V rows into the cache. Tokens are
         // independent, so a prompt's are split over the pool (decode stays on this thread).
@@ -320,7 +381,7 @@ impl Session {
             out: SharedPtr(act.proj_out.as_mut_ptr()),
             stride: e,
         }];
-        self.project(&jobs, act.attn_out.as_ptr(), att_dim, t_n, act.form)?;
+        self.project(&jobs, held, act.attn_out.as_ptr(), att_dim, t_n, act.form)?;
         self.profiler.lap(ProfileOp::AttentionOutput, clock);
         Ok(())
     }
@@ -332,6 +393,7 @@ impl Session {
     fn ffn_block(
         &self,
         lw: &LayerWeights,
+        held: Option<Held>,
         t_n: usize,
         last_row_only: bool,
         act: &mut Activations,
@@ -374,7 +436,7 @@ impl Session {
             },
         ];
         self.profiler.lap(ProfileOp::Norms, clock);
-        self.project(&jobs, act.normed.as_ptr(), e, t_f, act.form)?;
+        self.project(&jobs, held, act.normed.as_ptr(), e, t_f, act.form)?;
         self.profiler.lap(ProfileOp::FfnGateUp, clock);
         self.ffn_activation(t_f, act)?;
         let jobs = [MatmulJob {
@@ -383,7 +445,7 @@ impl Session {
             stride: e,
         }];
         self.profiler.lap(ProfileOp::FfnActivation, clock);
-        self.project(&jobs, act.ffn_gate.as_ptr(), ff, t_f, act.form)?;
+        self.project(&jobs, held, act.ffn_gate.as_ptr(), ff, t_f, act.form)?;
         self.profiler.lap(ProfileOp::FfnDown, clock);
         for t in t0..t_n {
             let ot = &mut act.proj_out[(t - t0) * e..(t - t0 + 1) * e];
@@ -461,12 +523,18 @@ impl Session {
         }
         // SAFETY: the logits slot is disjoint from the activations; &self is the pass's owner.
         let logits = unsafe { self.arena.slice(self.buffers.logits) };
-        let jobs = [MatmulJob {
-            weight: model.output,
-            out: SharedPtr(logits.as_mut_ptr()),
-            stride: sp.n_vocab,
-        }];
-        self.project(&jobs, act.normed.as_ptr(), e, n_out, act.form)?;
+        // The output matrix's chunks (one unless it is streamed), each into its rows' logits.
+        for (k, c) in model.output_chunks.iter().enumerate() {
+            let jobs = [MatmulJob {
+                weight: c.weight,
+                out: SharedPtr(logits[c.first_row..].as_mut_ptr()),
+                stride: sp.n_vocab,
+            }];
+            let held = self.acquire_weights(Step::Output(k))?;
+            let done = self.project(&jobs, held, act.normed.as_ptr(), e, n_out, act.form);
+            self.release_weights(held);
+            done?;
+        }
         if let Some(cap) = sp.final_logit_softcap {
             logits[..n_out * sp.n_vocab]
                 .iter_mut()

@@ -10,6 +10,7 @@ use crate::arena::{Arena, MemoryPlan, Slot};
 use crate::error::Result;
 use crate::model::Model;
 use crate::plan::{address_space_room, detect_ram_budget, Budget, SessionPlan, ADDRESS_SPACE_MARGIN, WORKER_STACK};
+use crate::residency::Placement;
 
 /// The forward pass's buffers in the arena. "Rows" are the tokens of a prefill chunk (at most
 /// `n_batch`); one row per token.
@@ -52,6 +53,11 @@ pub(crate) struct Buffers {
     pub row_pos: Slot<u32>,
     /// Each row's flags ([`ROW_LOGITS`], [`ROW_MULTI`]).
     pub row_flags: Slot<u8>,
+    /// The staging ring of the streamed weights (a model under a RAM budget that streams).
+    pub staging: Option<Slot<u8>>,
+    /// The embedding rows of a chunk's tokens, read from the file (when the embedding matrix is
+    /// not in RAM).
+    pub embd_rows: Option<Slot<u8>>,
 }
 
 /// Row flag: the pass computes this row's logits.
@@ -127,6 +133,14 @@ impl Layout {
             row_seq: plan.add("batch: row sequences", rows)?,
             row_pos: plan.add("batch: row positions", rows)?,
             row_flags: plan.add("batch: row flags", rows)?,
+            staging: match model.residency() {
+                Some(r) if r.ring > 0 => Some(plan.add("weight staging: streamed layers", r.staging_bytes() as usize)?),
+                _ => None,
+            },
+            embd_rows: match model.embd.placement {
+                Placement::Ram { .. } => None,
+                _ => Some(plan.add("embedding rows read from the file", rows * model.embd.row_bytes)?),
+            },
         };
         let kv = KvCache::plan(&mut plan, sp, params.kv_type, params.n_ctx, params.n_seq)?;
         Ok(Layout {
@@ -150,7 +164,7 @@ impl Layout {
             None => detect_ram_budget(),
         };
         let (model_tables, tokenizer) = model.heap_bytes();
-        let weights = model.file.bytes().len() as u64;
+        let weights = model.ram_weight_bytes();
         // Under an address-space limit what the session adds must fit in the room left; the
         // model (weights and tables) is already mapped, so it counts as in place.
         if let Some(room) = address_space_room() {

@@ -12,6 +12,8 @@ use super::Session;
 use crate::error::{Result, RuntimeError};
 use crate::model::Weight;
 use crate::pool::split;
+use crate::residency::Placement;
+use crate::stream::Held;
 
 /// A raw pointer the pool's workers may share: each worker writes a disjoint range of what it
 /// points to, or only reads.
@@ -73,10 +75,12 @@ impl Session {
     /// `input` holds `ncols` activation vectors of `n` floats; it is quantized to 8 bits first
     /// when any weight takes 8-bit activations. `form` says how the 8-bit products sum their
     /// columns: a batched decode step takes [`MatmulForm::Gemv`], so each column gets the bits
-    /// of a one-column product whatever the batch size.
+    /// of a one-column product whatever the batch size. Streamed weights are read from `held`,
+    /// the staging slot of their unit.
     pub(crate) fn project(
         &self,
         jobs: &[MatmulJob],
+        held: Option<Held>,
         input: *const f32,
         n: usize,
         ncols: usize,
@@ -125,17 +129,39 @@ impl Session {
             }
             failed.into_result()?;
         }
-        let base = SharedPtr(self.model.file.bytes().as_ptr() as *mut u8);
+        // Where each weight's bytes are: RAM, or the held staging slot of its unit.
+        for j in jobs {
+            let ok = match j.weight.placement {
+                Placement::Ram { .. } => true,
+                Placement::Stream { unit, .. } => held.is_some_and(|h| h.unit == unit),
+                Placement::Rows => false,
+            };
+            if !ok {
+                return Err(RuntimeError::InvalidParameter {
+                    name: "weight streaming",
+                    problem: format!("a matrix placed at {:?} without its staging slot", j.weight.placement),
+                });
+            }
+        }
+        let ram = SharedPtr(self.model.ram().as_ptr() as *mut u8);
+        let slot = SharedPtr(held.map_or(std::ptr::null_mut(), |h| h.base as *mut u8));
         let (xq, xqk, input) = (SharedPtr(xq), SharedPtr(xqk), SharedPtr(input as *mut f32));
         // Rows [r0, r1) of one job.
         let rows = |j: &MatmulJob, r0: usize, r1: usize| {
             let w = &j.weight;
-            // SAFETY: the weight lies inside the mapping (checked at load) and its shape and
+            // SAFETY: the weight lies inside the RAM region (checked at load) or inside its unit's
+            // staging slot, which is held for this region (checked above); its shape and
             // kernels were checked when the session was created; rows [r0, r1) are this thread's
             // alone; outputs y[c*stride + r] for r in [r0, r1) are disjoint between threads;
             // inputs are read-only during the region.
             unsafe {
-                let wp = base.get().add(w.offset + r0 * w.row_bytes);
+                let at = match w.placement {
+                    Placement::Stream { at, .. } => slot.get().add(at as usize),
+                    Placement::Ram { at } => ram.get().add(at as usize),
+                    // Refused above: the embedding's file rows are never a matmul operand.
+                    Placement::Rows => std::ptr::null_mut(),
+                };
+                let wp = at.add(r0 * w.row_bytes);
                 if !f32_only && w.wtype.uses_q8a() {
                     let a = if w.wtype.act_quant() == ActQuant::PerBlock {
                         xq.get()

@@ -32,6 +32,7 @@ use crate::error::{Result, RuntimeError};
 use crate::model::Model;
 use crate::plan::{LockMode, SessionPlan};
 use crate::pool::{PoolOptions, ThreadPool};
+use crate::stream::Streamer;
 use crate::tokenizer::Token;
 
 pub use forward::BatchRow;
@@ -44,6 +45,9 @@ use profile::Profiler;
 
 /// A conversation over a model.
 pub struct Session {
+    /// The weight streamer (a model under a RAM budget that streams); declared before the arena,
+    /// whose staging ring its thread fills: dropped (and joined) first.
+    streamer: Option<Streamer>,
     model: Arc<Model>,
     params: SessionParams,
     pool: ThreadPool,
@@ -115,6 +119,14 @@ impl Session {
     /// allocates the arena (the only allocation of its lifetime), locks memory if asked, and
     /// starts its threads.
     pub fn new(model: Arc<Model>, params: SessionParams) -> Result<Session> {
+        if model.residency().is_some() && model.stream_file().is_none() {
+            return Err(RuntimeError::InvalidParameter {
+                name: "model",
+                problem:
+                    "the model was planned for streaming (Model::planned_with), not loaded for it (WeightsMode::Budget)"
+                        .into(),
+            });
+        }
         let layout = Layout::new(&model, params)?;
         let full_plan = layout.session_plan(&model);
         full_plan.check_budget()?;
@@ -129,7 +141,7 @@ impl Session {
         let arena = Arena::with_huge_pages(&plan, params.huge_pages)?;
         let mut warnings = Vec::new();
         if params.mlock != LockMode::Off {
-            let weights = model.file.bytes();
+            let weights = model.ram();
             let locked = crate::arena::lock(arena.base(), arena.len(), "the arena")
                 .and_then(|_| crate::arena::lock(weights.as_ptr(), weights.len(), "the weights"));
             if let Err(e) = locked {
@@ -151,8 +163,17 @@ impl Session {
         for w in &warnings {
             log::warn!("{w}");
         }
+        let streamer = match (buffers.staging, model.stream_file(), model.residency()) {
+            // SAFETY: the staging slot holds the plan's ring (layout), only the streamer uses
+            // it, and the streamer is dropped before the arena (field order).
+            (Some(slot), Some(file), Some(plan)) => {
+                Some(unsafe { Streamer::start(plan, Arc::clone(file), arena.ptr(slot))? })
+            }
+            _ => None,
+        };
         let n_seq = params.n_seq;
         Ok(Session {
+            streamer,
             model,
             params,
             pool,
