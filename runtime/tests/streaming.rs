@@ -56,7 +56,10 @@ fn greedy(s: &mut Session, prompt: &[u32], n: usize) -> (Vec<u32>, Vec<Vec<f32>>
 fn streamed_weights_give_the_bits_of_resident_ones() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut failures = Vec::new();
-    for m in test_models() {
+    // Under emulation (scripts/test.sh's aarch64 phase) a decode step takes about a second: one
+    // model there; the planner and the streamer are the same Rust on every architecture.
+    let n_models = if cfg!(target_arch = "aarch64") { 1 } else { usize::MAX };
+    for m in test_models().into_iter().take(n_models) {
         let full = Arc::new(Model::load(&m.path).unwrap());
         let prompt = full
             .tokenizer()
