@@ -14,6 +14,7 @@ pub mod chat;
 pub mod error;
 pub mod fault;
 pub mod generate;
+pub mod gpu;
 pub mod model;
 pub mod ops;
 pub mod plan;
