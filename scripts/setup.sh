@@ -80,6 +80,16 @@ if ! python3 -c 'import wyoming' >/dev/null 2>&1; then
   python3 -c 'import wyoming' || { say "wyoming could not be installed"; exit 1; }
 fi
 
+# NVRTC, from the nvidia-cuda-nvrtc-cu12 wheel (no GPU or CUDA toolkit needed): scripts/cuda-check.py
+# compiles the CUDA backend's kernels with it for sm_53, sm_72 and sm_87.
+cuda_dir="${XDG_CACHE_HOME:-$HOME/.cache}/tensorsharp/cuda"
+if ! ls "$cuda_dir"/nvidia/cuda_nvrtc/lib/libnvrtc.so.* >/dev/null 2>&1; then
+  say "installing NVRTC (nvidia-cuda-nvrtc-cu12 12.9.86, PyPI) into $cuda_dir"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$cuda_dir" \
+    'nvidia-cuda-nvrtc-cu12==12.9.86' 2>&1 | grep -v 'Running pip as the' >&2 || true
+  ls "$cuda_dir"/nvidia/cuda_nvrtc/lib/libnvrtc.so.* >/dev/null 2>&1 || { say "NVRTC could not be installed"; exit 1; }
+fi
+
 # 4. Test models (shared/MODELS.md) into the cache.
 if [ -z "${SETUP_NO_MODELS:-}" ]; then
   scripts/fetch-models.sh --quiet >/dev/null

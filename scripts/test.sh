@@ -30,6 +30,8 @@ trap 'echo "-- ${phase_name}: $((SECONDS - last)) s; total $((SECONDS - start)) 
   [ -n "$yocto_pid" ] && kill "$yocto_pid" 2>/dev/null; rm -rf "$TMPDIR"' EXIT
 phase_name=setup
 scripts/setup.sh
+phase "CUDA kernels compiled by NVRTC for sm_53, sm_72, sm_87 (no GPU needed)"
+python3 scripts/cuda-check.py
 phase "host tests ($(uname -m))"
 # The criterion benchmarks (bench/kernels) are not tests: `.ci/run`'s clippy checks that they
 # build, `cargo bench -p tensorsharp-kernel-bench` runs them; leaving them out here saves
