@@ -178,22 +178,22 @@ impl Streamer {
     /// error or a cancellation): the units it skipped are taken and released in order (their
     /// reads were already under way).
     pub(crate) fn begin_pass(&self) -> Result<()> {
-        loop {
-            let (pos, holding) = {
-                let st = self.shared.lock();
-                (st.released % self.n_units(), st.holding)
-            };
-            if holding {
-                let unit = (self.shared.lock().released % self.n_units()) as usize;
-                self.release(Held { unit, base: self.ring });
-                continue;
+        {
+            // A unit still held by the broken pass: given back.
+            let mut st = self.shared.lock();
+            if st.holding {
+                st.holding = false;
+                st.released += 1;
+                drop(st);
+                self.shared.released.notify_one();
             }
+        }
+        loop {
+            let pos = self.shared.lock().released % self.n_units();
             if pos == 0 {
                 return Ok(());
             }
-            if let Some(h) = self.acquire(self.steps[pos as usize])? {
-                self.release(h);
-            }
+            self.skip(self.steps[pos as usize])?;
         }
     }
 
