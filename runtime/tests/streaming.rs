@@ -128,14 +128,16 @@ fn decoding_with_streaming_touches_the_heap_not_once() {
     for _ in 0..4 {
         t = argmax(s.decode(t).unwrap()); // warm-up
     }
+    // 32 tokens (8 under emulation, where each takes about a second).
+    let n = if cfg!(target_arch = "aarch64") { 8 } else { 32 };
     ALLOC.start();
-    for _ in 0..32 {
+    for _ in 0..n {
         t = argmax(s.decode(t).unwrap());
     }
     let heap = ALLOC.stop();
     assert_eq!(
         heap.allocs + heap.reallocs + heap.frees,
         0,
-        "heap calls while decoding 32 tokens with streaming: {heap:?}"
+        "heap calls while decoding {n} tokens with streaming: {heap:?}"
     );
 }
