@@ -480,6 +480,11 @@ pub struct PlanArgs {
     model: ModelArg,
     #[command(flatten)]
     session: SessionArgs,
+    /// Also plan the weights' placement on a GPU with this much device memory (e.g. 2G): which
+    /// matrices stay on the device and which are copied per token through two device slots.
+    /// Planning only: the CUDA backend that will run it is not built yet.
+    #[arg(long = "gpu-budget")]
+    gpu_budget: Option<String>,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -490,13 +495,17 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     // Planning reads no weights: map the file rather than copy it.
     let params = a.session.params()?;
     let mut model = Model::load_opts(a.model.resolve()?, WeightsMode::Mapped, None)?;
+    let gpu = match &a.gpu_budget {
+        Some(g) => Some(model.residency_for(tensorsharp_runtime::plan::parse_size(g)?)?),
+        None => None,
+    };
     // Over budget with every weight in RAM: the placement `run` would stream under.
     if let Some(b) = model.weights_budget(&params)? {
         let r = model.residency_for(b)?;
         model = model.planned_with(r);
     }
     let p = Session::plan_for(&model, &params)?;
-    let residency = model.residency().map(|r| {
+    let residency_json = |r: &tensorsharp_runtime::residency::ResidencyPlan| {
         let homes: Vec<_> = r
             .matrices
             .iter()
@@ -517,7 +526,8 @@ pub fn plan(a: PlanArgs) -> Result<()> {
             "streamed_bytes_per_token": r.streamed_bytes_per_token(),
             "matrices": homes,
         })
-    });
+    };
+    let residency = model.residency().map(residency_json);
     if a.json {
         let items: Vec<_> = p
             .arena
@@ -538,12 +548,27 @@ pub fn plan(a: PlanArgs) -> Result<()> {
             "budget": p.budget.as_ref().map(|b| json!({"bytes": b.bytes, "source": b.source})),
             "fits": p.budget.as_ref().is_none_or(|b| p.total() <= b.bytes),
             "residency": residency,
+            "gpu_residency": gpu.as_ref().map(residency_json),
         });
         outln!("{j}")?;
     } else {
         out!("{}", p.to_table())?;
         if let Some(r) = model.residency() {
-            out!("{}", residency_table(r))?;
+            out!(
+                "{}",
+                residency_table(r, "weights under the budget", "in RAM", "from storage")
+            )?;
+        }
+        if let Some(g) = &gpu {
+            out!(
+                "{}",
+                residency_table(
+                    g,
+                    "weights on the GPU (planning only: no CUDA backend yet)",
+                    "on GPU",
+                    "copied to the GPU"
+                )
+            )?;
         }
     }
     p.check_budget()?;
@@ -552,11 +577,11 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 
 /// The placement of a model's matrices under a RAM budget, for `tsharp plan`: per layer (or the
 /// output / embedding) what is in RAM and what streams, and the bytes read per token.
-fn residency_table(r: &tensorsharp_runtime::residency::ResidencyPlan) -> String {
+fn residency_table(r: &tensorsharp_runtime::residency::ResidencyPlan, title: &str, home: &str, source: &str) -> String {
     use std::fmt::Write as _;
     let mib = |b: u64| b as f64 / 1048576.0;
     let mut s = format!(
-        "weights under the budget: {:.2} MiB in RAM, {} staging slots of {:.2} MiB, {:.2} MiB read from storage per token\n",
+        "{title}: {:.2} MiB {home}, {} staging slots of {:.2} MiB, {:.2} MiB {source} per token\n",
         mib(r.resident_bytes),
         r.ring,
         mib(r.slot_bytes),
@@ -583,11 +608,11 @@ fn residency_table(r: &tensorsharp_runtime::residency::ResidencyPlan) -> String 
         };
         let _ = writeln!(
             s,
-            "  {what:<16} {:>9.2} MiB in RAM {:>9.2} MiB streamed{}",
+            "  {what:<16} {:>9.2} MiB {home} {:>9.2} MiB streamed{}",
             mib(ram),
             mib(streamed),
             if rows > 0 {
-                format!(", {:.2} MiB on storage (rows read at lookup)", mib(rows))
+                format!(", {:.2} MiB not held (its rows {source} at lookup)", mib(rows))
             } else {
                 String::new()
             }

@@ -1,8 +1,8 @@
 //! `--ram-budget` below a model's plan (issue 23): Qwen2.5 0.5B with a budget of 50 % and 75 %
 //! of its unconstrained plan runs, streaming what does not fit from the file, with the greedy
 //! output of the unconstrained run and a peak RSS (the process's own getrusage) within the
-//! budget; `tsharp plan` shows the placement it would use; a budget below what streaming needs
-//! is refused with the numbers.
+//! budget; `tsharp plan` shows the placement it would use (and, with `--gpu-budget`, the one a
+//! GPU of that size would get); a budget below what streaming needs is refused with the numbers.
 
 mod common;
 
@@ -104,4 +104,26 @@ fn a_budget_below_what_streaming_needs_is_refused_with_the_numbers() {
     }
     let out = common::tsharp(&["plan", "-m", q.as_str(), "--ram-budget", "90%"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn plan_shows_the_gpu_placement_for_a_gpu_budget() {
+    let q = qwen();
+    for (budget, streams) in [("200M", true), ("10G", false)] {
+        let mut args = vec!["plan", "-m", q.as_str(), "--json", "--gpu-budget", budget];
+        args.extend(SESSION);
+        let g = common::tsharp_json(&args)["gpu_residency"].clone();
+        let on_gpu = g["resident_bytes"].as_u64().unwrap() + g["staging_bytes"].as_u64().unwrap();
+        let limit = tensorsharp_runtime::plan::parse_size(budget).unwrap();
+        assert!(on_gpu <= limit, "{budget}: {g}");
+        assert_eq!(
+            g["streamed_bytes_per_token"].as_u64().unwrap() > 0,
+            streams,
+            "{budget}: {g}"
+        );
+    }
+    let out = common::tsharp(&["plan", "-m", q.as_str(), "--gpu-budget", "4M"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("over budget"), "{err}");
 }
