@@ -67,6 +67,10 @@ typedef struct ts_sampler ts_sampler;
 typedef struct {
     uint32_t struct_size; /* sizeof(ts_model_params) */
     uint32_t flags;       /* TS_MODEL_* bits; 0: weights read into resident huge-page memory */
+    uint64_t weights_ram_budget; /* bytes of weights to hold in RAM (the resident matrices and a
+                                  * two-slot staging ring); the rest is streamed from the file
+                                  * by a prefetch thread while decoding, with the same output.
+                                  * 0: every weight in RAM. Not with TS_MODEL_MMAP. */
 } ts_model_params;
 
 typedef struct {

@@ -14,6 +14,9 @@ pub struct ts_model_params {
     pub struct_size: u32,
     /// `TS_MODEL_*` bits; 0: the weights are read into resident huge-page memory.
     pub flags: u32,
+    /// Bytes of weights to hold in RAM (resident matrices and the staging ring); the rest is
+    /// streamed from the file while decoding. 0: every weight in RAM. Not with `TS_MODEL_MMAP`.
+    pub weights_ram_budget: u64,
 }
 
 /// `ts_model_params.flags`: map the model file instead of reading it into huge-page memory
@@ -91,6 +94,7 @@ pub extern "C" fn ts_model_params_default(p: *mut ts_model_params) -> ts_status 
             p.write(ts_model_params {
                 struct_size: std::mem::size_of::<ts_model_params>() as u32,
                 flags: 0,
+                weights_ram_budget: 0,
             })
         };
         TS_OK
@@ -170,10 +174,18 @@ pub(crate) fn weights_mode(params: *const ts_model_params) -> Result<WeightsMode
             format!("unknown ts_model_params.flags bits {flags:#x}"),
         ));
     }
-    Ok(if flags & TS_MODEL_MMAP != 0 {
-        WeightsMode::Mapped
-    } else {
-        WeightsMode::Resident
+    // SAFETY: as above.
+    let budget = unsafe { (*params).weights_ram_budget };
+    Ok(match (flags & TS_MODEL_MMAP != 0, budget) {
+        (true, 0) => WeightsMode::Mapped,
+        (true, _) => {
+            return Err(fail(
+                TS_ERR_INVALID_ARG,
+                "ts_model_params: weights_ram_budget streams weights read into RAM; it cannot be combined with TS_MODEL_MMAP",
+            ))
+        }
+        (false, 0) => WeightsMode::Resident,
+        (false, b) => WeightsMode::Budget(b),
     })
 }
 

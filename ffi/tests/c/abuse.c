@@ -3,6 +3,7 @@
  * failed expectation and exits non-zero if any. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -147,6 +148,48 @@ int main(int argc, char **argv) {
     mp.flags = TS_MODEL_MMAP; /* zero-copy mapping instead of resident memory */
     EXPECT(ts_model_load(argv[1], &mp, &m), TS_OK);
     ts_model_free(m);
+    /* weights streamed under a RAM budget: refused with the mapping and below the minimum; at
+     * half the file, greedy generation gives the resident model's tokens */
+    ts_model_params_default(&mp);
+    mp.flags = TS_MODEL_MMAP;
+    mp.weights_ram_budget = 1u << 20;
+    EXPECT(ts_model_load(argv[1], &mp, &m), TS_ERR_INVALID_ARG);
+    ts_model_params_default(&mp);
+    mp.weights_ram_budget = 4096;
+    EXPECT(ts_model_load(argv[1], &mp, &m), TS_ERR_OVER_BUDGET);
+    {
+        FILE *f = fopen(argv[1], "rb");
+        fseek(f, 0, SEEK_END);
+        mp.weights_ram_budget = (uint64_t)ftell(f) / 2;
+        fclose(f);
+        int32_t want[8], got[8], ptoks[16];
+        size_t np = 0;
+        for (int pass = 0; pass < 2; pass++) {
+            ts_model *mm = NULL;
+            EXPECT(ts_model_load(argv[1], pass ? &mp : NULL, &mm), TS_OK);
+            if (!mm) break;
+            EXPECT(ts_tokenize(mm, "The robot arm", 13, 1, 1, ptoks, 16, &np), TS_OK);
+            ts_session_params ssp;
+            ts_session_params_default(&ssp);
+            ssp.n_ctx = 128;
+            ssp.n_threads = 2;
+            ts_session *ss = NULL;
+            ts_sampler *greedy = NULL;
+            ts_sampler_params gp;
+            ts_sampler_params_default(&gp);
+            gp.temperature = 0.0f;
+            EXPECT(ts_session_create(mm, &ssp, &ss), TS_OK);
+            EXPECT(ts_sampler_create(mm, &gp, &greedy), TS_OK);
+            EXPECT(ts_session_prefill(ss, ptoks, np), TS_OK);
+            for (int i = 0; i < 8; i++) EXPECT(ts_session_decode_step(ss, greedy, pass ? &got[i] : &want[i]), TS_OK);
+            ts_sampler_free(greedy);
+            ts_session_free(ss);
+            ts_model_free(mm);
+        }
+        if (memcmp(want, got, sizeof want) != 0) { printf("FAIL: streamed weights gave other tokens\n"); failures++; }
+        else printf("streamed weights (%llu bytes in RAM): the resident model's 8 greedy tokens\n",
+                    (unsigned long long)mp.weights_ram_budget);
+    }
     EXPECT(ts_model_load(argv[1], NULL, &m), TS_OK);
 
     /* tokenize / detokenize */
@@ -358,13 +401,17 @@ int main(int argc, char **argv) {
 
     /* a caller thread with a small stack */
     EXPECT(ts_session_reset(s), TS_OK);
+    /* The stack is ours (pthread_attr_setstack): a size-only request may be served from the C
+     * library's cache of freed thread stacks with a larger one (glibc reuses up to 4x the size). */
     pthread_attr_t small;
     pthread_attr_init(&small);
-    pthread_attr_setstacksize(&small, 64 << 10);
+    void *small_stack = aligned_alloc(4096, 64 << 10);
+    pthread_attr_setstack(&small, small_stack, 64 << 10);
     pthread_t st;
     if (pthread_create(&st, &small, small_stack_prefill, &bc) != 0) { printf("FAIL: pthread_create\n"); failures++; }
     else pthread_join(st, NULL);
     pthread_attr_destroy(&small);
+    free(small_stack);
     if (ts_session_n_past(s) != 0) { printf("FAIL: the refused prefill changed the session\n"); failures++; }
 
     /* status strings and frees of NULL */
