@@ -1084,3 +1084,45 @@ fn the_notify_protocol_reports_loading_ready_watchdog_and_stopping() {
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_model_over_the_ram_budget_streams_and_replies_as_tsharp_run() {
+    // SmolLM2 (two slots of 256 positions) with a budget of 70 % of its plan: the daemon keeps
+    // what fits in RAM, streams the rest from the file, and a greedy reply is still
+    // `tsharp run --temp 0`'s.
+    let model = smollm2();
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "--check-config",
+            "-m",
+            model.to_str().unwrap(),
+            "-t",
+            "2",
+            "--ctx",
+            "256",
+            "--slots",
+            "2",
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_tsharpd"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = check(&[]);
+    let total: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("total:"))
+        .and_then(|v| v.trim().trim_end_matches("MiB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    let budget = format!("{}", (total * 0.7 * 1048576.0) as u64);
+    let planned = check(&["--ram-budget", &budget]);
+    assert!(planned.contains("weights streamed:"), "{planned}");
+    let want = tsharp_run("Robots are", 12);
+    let d = Daemon::start("streamed", &["--ctx", "256", "--slots", "2", "--ram-budget", &budget]);
+    assert!(d.log().contains("streamed from the file"), "{}", d.log());
+    let got = d.client().generate(greedy("Robots are", 12), |_| {}).unwrap();
+    assert_eq!(got.text, want);
+}

@@ -145,7 +145,6 @@ impl Engine {
         queue_max: usize,
         tick: Option<Duration>,
     ) -> Result<Arc<Engine>, String> {
-        let model = Arc::new(Model::load(&cfg.path).map_err(|e| format!("{}: {e}", cfg.path.display()))?);
         let params = SessionParams {
             n_ctx: cfg.ctx,
             n_batch: cfg.batch,
@@ -156,6 +155,20 @@ impl Engine {
             ram_budget: budget,
             ..Default::default()
         };
+        // Over its budget with every weight in RAM, the model keeps what fits and streams the
+        // rest from the file (`Model::load_for`).
+        let model = Arc::new(
+            Model::load_for(&cfg.path, tensorsharp_runtime::WeightsMode::Resident, None, &params)
+                .map_err(|e| format!("{}: {e}", cfg.path.display()))?,
+        );
+        if let Some(r) = model.residency() {
+            log::info!(
+                "model '{}': over the RAM budget with every weight in RAM: {:.1} MiB of weights in RAM, {:.1} MiB streamed from the file per pass",
+                cfg.name,
+                r.resident_bytes as f64 / 1048576.0,
+                r.streamed_bytes_per_token() as f64 / 1048576.0
+            );
+        }
         let mut session = Session::new(Arc::clone(&model), params).map_err(|e| format!("model '{}': {e}", cfg.name))?;
         let warm = model.tokenizer().bos().unwrap_or(0);
         session

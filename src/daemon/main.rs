@@ -415,7 +415,7 @@ fn check_config(c: &Config) -> Result<(), String> {
             m.kv_type,
             m.max_tokens
         );
-        let model = tensorsharp_runtime::Model::load_opts(&m.path, tensorsharp_runtime::WeightsMode::Mapped, None)
+        let mut model = tensorsharp_runtime::Model::load_opts(&m.path, tensorsharp_runtime::WeightsMode::Mapped, None)
             .map_err(|e| format!("{}: {e}", m.path.display()))?;
         let params = tensorsharp_runtime::SessionParams {
             n_ctx: m.ctx,
@@ -426,8 +426,20 @@ fn check_config(c: &Config) -> Result<(), String> {
             ram_budget: c.ram_budget.map(|b| b.saturating_sub(total)),
             ..Default::default()
         };
-        let plan =
-            tensorsharp_runtime::Session::plan_for(&model, &params).map_err(|e| format!("model '{}': {e}", m.name))?;
+        // Over the budget with every weight in RAM: the placement the daemon will stream under.
+        let model_err = |e: tensorsharp_runtime::RuntimeError| format!("model '{}': {e}", m.name);
+        if let Some(b) = model.weights_budget(&params).map_err(model_err)? {
+            let r = model.residency_for(b).map_err(model_err)?;
+            println!(
+                "weights streamed: {:.1} MiB in RAM, {} staging slots of {:.1} MiB, {:.1} MiB read from the file per pass",
+                r.resident_bytes as f64 / 1048576.0,
+                r.ring,
+                r.slot_bytes as f64 / 1048576.0,
+                r.streamed_bytes_per_token() as f64 / 1048576.0
+            );
+            model = model.planned_with(r);
+        }
+        let plan = tensorsharp_runtime::Session::plan_for(&model, &params).map_err(model_err)?;
         print!("{}", plan.to_table());
         plan.check_budget().map_err(|e| format!("model '{}': {e}", m.name))?;
         total += plan.total();
