@@ -24,9 +24,12 @@ if command -v rustup >/dev/null 2>&1; then
   rustup target list --installed | grep -q '^aarch64-unknown-linux-gnu$' || rustup target add aarch64-unknown-linux-gnu
 fi
 
-# 2. System packages: C compilers (host + aarch64 cross), qemu-user, binutils, valgrind.
+# 2. System packages: C and C++ compilers (host) and the aarch64 cross C compiler, qemu-user,
+# binutils, valgrind.
 need=()
 command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
+# c++: the host build of the CUDA decoders (runtime/tests/cuda_host.rs).
+command -v c++ >/dev/null 2>&1 || need+=(g++)
 command -v objdump >/dev/null 2>&1 || need+=(binutils)
 command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
 command -v qemu-aarch64 >/dev/null 2>&1 || need+=(qemu-user)
