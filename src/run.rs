@@ -494,16 +494,13 @@ pub struct PlanArgs {
 pub fn plan(a: PlanArgs) -> Result<()> {
     // Planning reads no weights: map the file rather than copy it.
     let params = a.session.params()?;
-    let mut model = Model::load_opts(a.model.resolve()?, WeightsMode::Mapped, None)?;
+    let model = Model::load_opts(a.model.resolve()?, WeightsMode::Mapped, None)?;
     let gpu = match &a.gpu_budget {
         Some(g) => Some(model.residency_for(tensorsharp_runtime::plan::parse_size(g)?)?),
         None => None,
     };
     // Over budget with every weight in RAM: the placement `run` would stream under.
-    if let Some(b) = model.weights_budget(&params)? {
-        let r = model.residency_for(b)?;
-        model = model.planned_with(r);
-    }
+    let model = model.planned_for(&params)?;
     let p = Session::plan_for(&model, &params)?;
     let residency_json = |r: &tensorsharp_runtime::residency::ResidencyPlan| {
         let homes: Vec<_> = r

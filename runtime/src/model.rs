@@ -384,11 +384,23 @@ impl Model {
         )
     }
 
-    /// This model with the matrices placed by `plan` but nothing read: what a session's memory
-    /// plan would be under it ([`Session::plan_for`](crate::session::Session::plan_for), for
-    /// `tsharp plan`). Such a model cannot run: [`Session::new`](crate::session::Session::new)
+    /// This (mapped) model with the placement [`load_for`](Self::load_for) would give it under
+    /// `params`' budget, but nothing read: what a session's memory plan would be under it
+    /// ([`Session::plan_for`](crate::session::Session::plan_for), for `tsharp plan` and
+    /// `tsharpd --check-config`). Unchanged when the plan fits with every weight in RAM. A model
+    /// planned for streaming cannot run: [`Session::new`](crate::session::Session::new)
     /// refuses it.
-    pub fn planned_with(mut self, plan: ResidencyPlan) -> Model {
+    pub fn planned_for(self, params: &crate::session::SessionParams) -> Result<Model> {
+        match self.weights_budget(params)? {
+            Some(b) => {
+                let plan = self.residency_for(b)?;
+                Ok(self.planned_with(plan))
+            }
+            None => Ok(self),
+        }
+    }
+
+    fn planned_with(mut self, plan: ResidencyPlan) -> Model {
         self.output_chunks = chunk_output(&self.output, &self.layers);
         place(
             &mut self.layers,

@@ -415,7 +415,7 @@ fn check_config(c: &Config) -> Result<(), String> {
             m.kv_type,
             m.max_tokens
         );
-        let mut model = tensorsharp_runtime::Model::load_opts(&m.path, tensorsharp_runtime::WeightsMode::Mapped, None)
+        let model = tensorsharp_runtime::Model::load_opts(&m.path, tensorsharp_runtime::WeightsMode::Mapped, None)
             .map_err(|e| format!("{}: {e}", m.path.display()))?;
         let params = tensorsharp_runtime::SessionParams {
             n_ctx: m.ctx,
@@ -428,8 +428,8 @@ fn check_config(c: &Config) -> Result<(), String> {
         };
         // Over the budget with every weight in RAM: the placement the daemon will stream under.
         let model_err = |e: tensorsharp_runtime::RuntimeError| format!("model '{}': {e}", m.name);
-        if let Some(b) = model.weights_budget(&params).map_err(model_err)? {
-            let r = model.residency_for(b).map_err(model_err)?;
+        let model = model.planned_for(&params).map_err(model_err)?;
+        if let Some(r) = model.residency() {
             println!(
                 "weights streamed: {:.1} MiB in RAM, {} staging slots of {:.1} MiB, {:.1} MiB read from the file per pass",
                 r.resident_bytes as f64 / 1048576.0,
@@ -437,7 +437,6 @@ fn check_config(c: &Config) -> Result<(), String> {
                 r.slot_bytes as f64 / 1048576.0,
                 r.streamed_bytes_per_token() as f64 / 1048576.0
             );
-            model = model.planned_with(r);
         }
         let plan = tensorsharp_runtime::Session::plan_for(&model, &params).map_err(model_err)?;
         print!("{}", plan.to_table());

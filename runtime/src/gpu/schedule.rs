@@ -29,8 +29,9 @@ const RESIDENT_TAG: u64 = u64::MAX;
 /// Runs forward passes on a device under a GPU residency plan.
 pub struct LayerScheduler {
     plan: ResidencyPlan,
-    /// The forward pass's steps in order, each with its streamed unit, if any.
-    steps: Vec<(Step, Option<usize>)>,
+    /// The forward pass's steps in order, each with its streamed unit, if any, and whether it
+    /// reads resident matrices.
+    steps: Vec<(Step, Option<usize>, bool)>,
     resident: Option<BufId>,
     resident_ready: Option<EventId>,
     slots: Vec<BufId>,
@@ -63,7 +64,14 @@ impl LayerScheduler {
         }
         let steps = steps
             .iter()
-            .map(|&s| (s, plan.units.iter().position(|u| u.step == s)))
+            .map(|&s| {
+                let resident = plan
+                    .matrices
+                    .iter()
+                    .zip(&plan.placements)
+                    .any(|(m, p)| m.step == s && matches!(p, Placement::Ram { .. }));
+                (s, plan.units.iter().position(|u| u.step == s), resident)
+            })
             .collect();
         let mut s = LayerScheduler {
             slot_free: vec![None; plan.ring],
@@ -109,20 +117,10 @@ impl LayerScheduler {
     /// its slot (streamed) or the resident weights.
     pub fn run_pass(&mut self, dev: &mut dyn Device, step_ns: &dyn Fn(Step) -> u64) {
         for i in 0..self.steps.len() {
-            let (step, unit) = self.steps[i];
-            let mut reads = Vec::with_capacity(2);
-            let resident_used = self
-                .plan
-                .matrices
-                .iter()
-                .zip(&self.plan.placements)
-                .any(|(m, p)| m.step == step && matches!(p, Placement::Ram { .. }));
-            if let (true, Some(b)) = (resident_used, self.resident) {
-                reads.push(Read {
-                    buf: b,
-                    tag: RESIDENT_TAG,
-                });
-            }
+            let (step, unit, resident_used) = self.steps[i];
+            // At most two reads: the step's slot, then the resident weights (no allocation).
+            let mut reads = [Read { buf: BufId(0), tag: 0 }; 2];
+            let mut n_reads = 0;
             let mut slot = None;
             if unit.is_some() {
                 let f = self.consumed;
@@ -132,14 +130,19 @@ impl LayerScheduler {
                         dev.wait(Stream::Compute, e);
                     }
                 }
-                reads.insert(
-                    0,
-                    Read {
-                        buf: self.slots[s],
-                        tag: f,
-                    },
-                );
+                reads[n_reads] = Read {
+                    buf: self.slots[s],
+                    tag: f,
+                };
+                n_reads += 1;
                 slot = Some(s);
+            }
+            if let (true, Some(b)) = (resident_used, self.resident) {
+                reads[n_reads] = Read {
+                    buf: b,
+                    tag: RESIDENT_TAG,
+                };
+                n_reads += 1;
             }
             dev.launch(
                 if unit.is_some() {
@@ -147,7 +150,7 @@ impl LayerScheduler {
                 } else {
                     "resident step"
                 },
-                &reads,
+                &reads[..n_reads],
                 step_ns(step),
             );
             if let Some(s) = slot {

@@ -123,7 +123,7 @@ impl Session {
             return Err(RuntimeError::InvalidParameter {
                 name: "model",
                 problem:
-                    "the model was planned for streaming (Model::planned_with), not loaded for it (WeightsMode::Budget)"
+                    "the model was planned for streaming (Model::planned_for), not loaded for it (WeightsMode::Budget)"
                         .into(),
             });
         }
