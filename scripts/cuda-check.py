@@ -15,7 +15,8 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "runtime", "cuda")
-KERNELS = ["ts_matvec", "ts_get_row", "ts_rms_norm", "ts_rope", "ts_attention_f16", "ts_swiglu", "ts_geglu", "ts_add"]
+KERNELS = ["ts_matvec", "ts_get_row", "ts_rms_norm", "ts_rope", "ts_attention_f16", "ts_swiglu", "ts_geglu", "ts_add",
+           "ts_store_f16", "ts_scale", "ts_softcap"]
 
 
 def find_nvrtc():

@@ -4,7 +4,7 @@ checks them against numpy references: NVRTC compiles them for the device's own a
 CUDA driver API (libcuda, through ctypes) loads the cubin and launches each kernel on random data:
 ts_matvec and ts_get_row for every weight type the backend takes (references dequantized by the
 `gguf` package, ggml's Python port), ts_rms_norm, ts_rope (NeoX and interleaved), ts_attention_f16,
-ts_swiglu, ts_geglu, ts_add. Prints one line per check and exits non-zero on any failure.
+ts_swiglu, ts_geglu, ts_add, ts_scale, ts_softcap, ts_store_f16 (bit-exact). Prints one line per check and exits non-zero on any failure.
 Needs a GPU: scripts/gpu-check.sh runs it (the `device` tool's machines, a Jetson).
 
     scripts/gpu-kernel-check.py
@@ -193,6 +193,19 @@ def main():
     da = cu.put(g0)
     cu.launch("ts_add", ((m + 255) // 256,), (256,), da, cu.put(u), i64(m))
     results.append(("ts_add", *close(cu.get(da, g0), g0.astype(np.float64) + u)))
+    ds = cu.put(g0)
+    cu.launch("ts_scale", ((m + 255) // 256,), (256,), ds, f32(29.9), i64(m))
+    results.append(("ts_scale", *close(cu.get(ds, g0), g0.astype(np.float64) * 29.9)))
+    dc = cu.put(g0 * 40)
+    cu.launch("ts_softcap", ((m + 255) // 256,), (256,), dc, f32(30.0), i64(m))
+    results.append(("ts_softcap", *close(cu.get(dc, g0), 30.0 * np.tanh(g0.astype(np.float64) * 40 / 30.0))))
+    # f32 -> f16 bits, round to nearest even: equal to numpy's conversion, bit for bit.
+    big = np.concatenate([g0 * 1000, g0 * 1e-6, [65520.0, -65519.0, 6e-8, 0.0, -0.0]]).astype(np.float32)
+    dh = cu.put(np.zeros(len(big), np.uint16))
+    cu.launch("ts_store_f16", ((len(big) + 255) // 256,), (256,), cu.put(big), dh, i64(len(big)))
+    got = cu.get(dh, np.zeros(len(big), np.uint16))
+    want = big.astype(np.float16).view(np.uint16)
+    results.append(("ts_store_f16", bool((got == want).all()), float((got != want).sum())))
     failed = [r for r in results if not r[1]]
     for name, ok, err in results:
         print(f"  {name:<24} {'ok  ' if ok else 'FAIL'} max error {err:.2e} of the largest value")

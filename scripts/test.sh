@@ -35,6 +35,10 @@ phase "host tests ($(uname -m))"
 # build, `cargo bench -p tensorsharp-kernel-bench` runs them; leaving them out here saves
 # building criterion and its dependencies.
 not_tests=(--exclude tensorsharp-kernel-bench)
+# With the CUDA backend (dynamically loaded: it runs here without a GPU, NVRTC from the wheel
+# compiles its kernels, and on a GPU machine the same test holds the model on the GPU to the
+# CPU). Every host cargo call below keeps this feature set, so nothing is compiled twice.
+not_tests+=(--features tensorsharp/cuda)
 cargo test --workspace "${not_tests[@]}" --all-targets
 cargo test --workspace "${not_tests[@]}" --doc
 # Parity with llama.cpp on every other kernel tier this CPU runs (the run above used the best, on

@@ -49,6 +49,8 @@ pub struct BenchArgs {
     /// roofline.
     #[arg(long)]
     roofline: bool,
+    #[command(flatten)]
+    gpu: crate::gpu::GpuArgs,
 }
 
 /// Bytes per second that `threads` threads read from a buffer far larger than the caches (the
@@ -140,6 +142,10 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");
     }
+    if a.gpu.wanted() && a.parallel > 1 {
+        return Err("--gpu decodes one sequence: leave out --parallel".into());
+    }
+    a.gpu.attach(&model, &mut session)?;
     let n_vocab = model.tokenizer().n_vocab();
     let bos = model.tokenizer().bos().unwrap_or(1);
 

@@ -44,6 +44,8 @@ pub struct ChatArgs {
     /// One-shot: reply to the conversation in this JSON file (`messages`, `tools`), then exit.
     #[arg(short = 'f', long = "file")]
     file: Option<PathBuf>,
+    #[command(flatten)]
+    gpu: crate::gpu::GpuArgs,
     /// With -f: print one JSON object (the reply, its tool calls parsed, the counts) instead of
     /// the text.
     #[arg(long, requires = "file")]
@@ -207,10 +209,11 @@ pub fn chat(a: ChatArgs) -> Result<()> {
         None,
         &params,
     )?);
-    let session = Session::new(Arc::clone(&model), params)?;
+    let mut session = Session::new(Arc::clone(&model), params)?;
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");
     }
+    a.gpu.attach(&model, &mut session)?;
     let mut sampler = Sampler::new(a.sampling.params(), model.tokenizer().n_vocab())?;
     sampler.set_constraint(a.structured.constraint(&model)?);
     let generator = Generator::new(&session, 0);

@@ -26,6 +26,7 @@ mod bench;
 mod board;
 mod chat;
 mod default_model;
+mod gpu;
 mod info;
 mod run;
 mod template;

@@ -269,6 +269,8 @@ pub struct RunArgs {
     /// Also report per-token decode latency (p50 / p90 / p99 / max) and the memory plan total.
     #[arg(long)]
     timings: bool,
+    #[command(flatten)]
+    gpu: crate::gpu::GpuArgs,
 }
 
 /// The name `--json` gives a stop reason.
@@ -318,6 +320,7 @@ pub fn run(a: RunArgs) -> Result<()> {
     for w in session.warnings() {
         eprintln!("tsharp: warning: {w}");
     }
+    a.gpu.attach(&model, &mut session)?;
     let mut sampler = Sampler::new(a.sampling.params(), model.tokenizer().n_vocab())?;
     sampler.set_constraint(a.structured.constraint(&model)?);
     let max_stop = a.stop.iter().map(String::len).max().unwrap_or(0);
@@ -480,9 +483,10 @@ pub struct PlanArgs {
     model: ModelArg,
     #[command(flatten)]
     session: SessionArgs,
-    /// Also plan the weights' placement on a GPU with this much device memory (e.g. 2G): which
-    /// matrices stay on the device and which are copied per token through two device slots.
-    /// Planning only: the CUDA backend that will run it is not built yet.
+    /// Also plan the weights' placement on a GPU with this much device memory for weights
+    /// (e.g. 2G): which matrices stay on the device and which are copied per token through two
+    /// device slots (what `--gpu-budget` of run/chat/bench gives the weights after the KV cache
+    /// and activations).
     #[arg(long = "gpu-budget")]
     gpu_budget: Option<String>,
     /// Print one JSON object.

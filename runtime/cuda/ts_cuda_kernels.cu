@@ -7,7 +7,10 @@
  *   ts_rope:     rotary embedding of q or k rows in place (NeoX or interleaved pairs)
  *   ts_attention_f16: one query per head against the f16 KV cache (softmax over the positions)
  *   ts_swiglu / ts_geglu: the FFN activation times the up projection
- *   ts_add:      the residual
+ *   ts_add:      the residual (and biases)
+ *   ts_store_f16: a K or V row into the f16 cache
+ *   ts_scale:    x *= s (the embedding scale)
+ *   ts_softcap:  x = cap * tanh(x / cap) (final logit softcapping)
  * Parity with the CPU path is by tolerance (greedy equal up to near-ties, logits cosine >=
  * 0.999: scripts/gpu-check.sh), not bits: the sums run in another order. */
 #include "ts_cuda_quant.cuh"
@@ -134,4 +137,19 @@ extern "C" __global__ void ts_geglu(float *g, const float *u, long n) {
 extern "C" __global__ void ts_add(float *a, const float *b, long n) {
     const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) a[i] += b[i];
+}
+
+extern "C" __global__ void ts_store_f16(const float *x, u16 *dst, long n) {
+    const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[i] = ts_f2h(x[i]);
+}
+
+extern "C" __global__ void ts_scale(float *x, float s, long n) {
+    const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] *= s;
+}
+
+extern "C" __global__ void ts_softcap(float *x, float cap, long n) {
+    const long i = (long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] = cap * tanhf(x[i] / cap);
 }

@@ -65,6 +65,36 @@ TS_DEV float ts_h2f(u16 h) {
     return c.f;
 }
 
+/* Float to IEEE binary16 bits, rounded to nearest even (as ops::f32_to_f16 on the CPU). */
+TS_DEV u16 ts_f2h(float f) {
+    union {
+        float f;
+        u32 u;
+    } c;
+    c.f = f;
+    const u32 x = c.u;
+    const u16 sign = (u16)((x >> 16) & 0x8000u);
+    const int exp = (int)((x >> 23) & 0xffu);
+    const u32 man = x & 0x7fffffu;
+    if (exp == 0xff) return (u16)(sign | 0x7c00u | (man ? 0x200u : 0u));
+    const int e = exp - 127 + 15;
+    if (e >= 0x1f) return (u16)(sign | 0x7c00u);
+    if (e <= 0) {
+        if (e < -10) return sign;
+        const u32 m = man | 0x800000u;
+        const u32 shift = (u32)(14 - e);
+        const u32 half = 1u << (shift - 1);
+        const u32 rem = m & ((1u << shift) - 1);
+        u32 r = m >> shift;
+        if (rem > half || (rem == half && (r & 1u))) r++;
+        return (u16)(sign | r);
+    }
+    u32 r = ((u32)e << 10) | (man >> 13);
+    const u32 rem = man & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) r++;
+    return (u16)(sign | r);
+}
+
 TS_DEV u16 ts_ld16(const u8 *p) { return (u16)(p[0] | (p[1] << 8)); }
 
 /* Bytes per block and elements per block of each supported type (0: unsupported). */

@@ -130,6 +130,9 @@ pub enum RuntimeError {
     /// A conversation (messages, tools) is not of the expected shape.
     #[error("conversation: {0}")]
     Conversation(String),
+    /// The GPU backend failed or cannot run this model (the CPU can).
+    #[error("GPU: {0}")]
+    Gpu(String),
     /// Generation was cancelled.
     #[error("cancelled")]
     Cancelled,

@@ -384,6 +384,16 @@ impl Model {
         )
     }
 
+    /// The output matrix's chunks as the residency planner sees them ([`residency_for`](Self::residency_for)
+    /// plans these; the same as the loaded chunks when the model streams).
+    pub(crate) fn planned_output_chunks(&self) -> Vec<OutputChunk> {
+        if self.residency.is_some() {
+            self.output_chunks.clone()
+        } else {
+            chunk_output(&self.output, &self.layers)
+        }
+    }
+
     /// This (mapped) model with the placement [`load_for`](Self::load_for) would give it under
     /// `params`' budget, but nothing read: what a session's memory plan would be under it
     /// ([`Session::plan_for`](crate::session::Session::plan_for), for `tsharp plan` and

@@ -30,18 +30,20 @@ pub struct Read {
 }
 
 /// The operations the scheduler queues. Every call only queues: work runs in stream order,
-/// and across streams only as ordered by events.
+/// and across streams only as ordered by events. The kernels of a step are queued by the
+/// scheduler's caller, on the compute stream, between the waits and records the scheduler
+/// places around it ([`LayerScheduler::run_pass`](super::schedule::LayerScheduler::run_pass)).
+/// A real device reports a failed queued operation from [`synchronize`](Device::synchronize).
 pub trait Device {
     /// Allocates `bytes` of device memory; `Err(OverBudget)` beyond the device budget.
     fn alloc(&mut self, bytes: u64, what: &'static str) -> Result<BufId>;
-    /// Queues on the copy stream a copy of `len` host bytes into `buf`; `tag` names the bytes.
+    /// Queues on the copy stream the copy of the bytes named `tag` (the resident weights, or
+    /// fill `tag` of the streamed units: unit `tag % units`) into `buf`; `len` bytes.
     fn copy_in(&mut self, buf: BufId, len: u64, tag: u64);
-    /// Queues on the compute stream a kernel `name` reading `reads`, taking `ns`.
-    fn launch(&mut self, name: &'static str, reads: &[Read], ns: u64);
     /// Records an event on `stream`.
     fn record(&mut self, stream: Stream) -> EventId;
     /// Makes `stream` wait for `event` before what is queued on it next.
     fn wait(&mut self, stream: Stream, event: EventId);
-    /// Waits until both streams are idle.
+    /// Waits until both streams are idle; the first error of any queued operation.
     fn synchronize(&mut self) -> Result<()>;
 }

@@ -24,7 +24,7 @@ pub enum Mutation {
 }
 
 /// The tag of the resident weights' upload.
-const RESIDENT_TAG: u64 = u64::MAX;
+pub const RESIDENT_TAG: u64 = u64::MAX;
 
 /// Runs forward passes on a device under a GPU residency plan.
 pub struct LayerScheduler {
@@ -49,7 +49,12 @@ impl LayerScheduler {
     /// Allocates the resident weights and the slots on `dev`, queues the resident upload and the
     /// first `ring` fills. `steps` are the forward pass's steps in order (every layer, every
     /// output chunk); those with a streamed unit in `plan` are read from the slots.
-    pub fn new(dev: &mut dyn Device, plan: ResidencyPlan, steps: &[Step], mutation: Option<Mutation>) -> Result<Self> {
+    pub fn new<D: Device>(
+        dev: &mut D,
+        plan: ResidencyPlan,
+        steps: &[Step],
+        mutation: Option<Mutation>,
+    ) -> Result<Self> {
         let resident = if plan.resident_bytes > 0 {
             let b = dev.alloc(plan.resident_bytes, "resident weights")?;
             dev.copy_in(b, plan.resident_bytes, RESIDENT_TAG);
@@ -95,7 +100,7 @@ impl LayerScheduler {
     }
 
     /// Queues the next fill: the copy stream waits for its slot to be free, copies the unit.
-    fn issue(&mut self, dev: &mut dyn Device) {
+    fn issue<D: Device>(&mut self, dev: &mut D) {
         let n_units = self.plan.units.len() as u64;
         if n_units == 0 {
             return;
@@ -113,9 +118,15 @@ impl LayerScheduler {
         self.issued += 1;
     }
 
-    /// Queues one forward pass: each step a kernel taking `step_ns(step)` nanoseconds, reading
-    /// its slot (streamed) or the resident weights.
-    pub fn run_pass(&mut self, dev: &mut dyn Device, step_ns: &dyn Fn(Step) -> u64) {
+    /// Queues one forward pass: for each step, the waits for its weights, then `step_fn`, which
+    /// queues the step's kernels on the compute stream (given the buffers it reads and the copy
+    /// each expects there: the step's slot, then the resident weights), then the record that
+    /// frees its slot and the next fill. Stops at the first error of `step_fn`.
+    pub fn run_pass<D: Device>(
+        &mut self,
+        dev: &mut D,
+        mut step_fn: impl FnMut(&mut D, Step, &[Read]) -> Result<()>,
+    ) -> Result<()> {
         for i in 0..self.steps.len() {
             let (step, unit, resident_used) = self.steps[i];
             // At most two reads: the step's slot, then the resident weights (no allocation).
@@ -144,21 +155,19 @@ impl LayerScheduler {
                 };
                 n_reads += 1;
             }
-            dev.launch(
-                if unit.is_some() {
-                    "streamed step"
-                } else {
-                    "resident step"
-                },
-                &reads[..n_reads],
-                step_ns(step),
-            );
+            step_fn(dev, step, &reads[..n_reads])?;
             if let Some(s) = slot {
                 self.slot_free[s] = Some(dev.record(Stream::Compute));
                 self.consumed += 1;
                 self.issue(dev);
             }
         }
+        Ok(())
+    }
+
+    /// The resident weights' buffer, if any.
+    pub fn resident(&self) -> Option<BufId> {
+        self.resident
     }
 
     /// The plan.
@@ -224,7 +233,16 @@ mod tests {
         let mut dev = device(gpu_budget);
         let mut s = LayerScheduler::new(&mut dev, plan.clone(), &steps, mutation).unwrap();
         for _ in 0..3 {
-            s.run_pass(&mut dev, &|_| 3_000_000);
+            s.run_pass(&mut dev, |dev, _, reads| {
+                let name = if reads.first().is_some_and(|r| r.tag != RESIDENT_TAG) {
+                    "streamed step"
+                } else {
+                    "resident step"
+                };
+                dev.launch(name, reads, 3_000_000);
+                Ok(())
+            })
+            .unwrap();
         }
         dev.synchronize().unwrap();
         let (h, t) = (dev.hazards(), dev.timeline());

@@ -86,6 +86,18 @@ pub struct SimDevice {
 }
 
 impl SimDevice {
+    /// Queues on the compute stream a kernel `name` reading `reads`, taking `ns`.
+    pub fn launch(&mut self, name: &'static str, reads: &[Read], ns: u64) {
+        self.queue(
+            Stream::Compute,
+            Op::Kernel {
+                name,
+                reads: reads.to_vec(),
+                ns,
+            },
+        );
+    }
+
     /// A device with `cfg`'s memory and bandwidth, its two stream threads started.
     pub fn new(cfg: SimConfig) -> SimDevice {
         let shared = Arc::new(Shared::default());
@@ -253,17 +265,6 @@ impl Device for SimDevice {
 
     fn copy_in(&mut self, buf: BufId, len: u64, tag: u64) {
         self.queue(Stream::Copy, Op::Copy { buf, len, tag });
-    }
-
-    fn launch(&mut self, name: &'static str, reads: &[Read], ns: u64) {
-        self.queue(
-            Stream::Compute,
-            Op::Kernel {
-                name,
-                reads: reads.to_vec(),
-                ns,
-            },
-        );
     }
 
     fn record(&mut self, stream: Stream) -> EventId {

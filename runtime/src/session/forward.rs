@@ -103,6 +103,9 @@ impl Session {
     /// callers) through the model after the cached positions, and computes the logits of the
     /// rows that want them. A cancelled pass leaves every sequence's length as it was.
     pub(crate) fn forward(&mut self, rows: Rows) -> Result<()> {
+        if self.backend.is_some() {
+            return self.forward_on_backend(rows);
+        }
         let model = Arc::clone(&self.model);
         let t_n = rows.len();
         let b = self.buffers;
@@ -187,6 +190,36 @@ impl Session {
                 st.skip(Step::Output(k))?;
             }
         }
+        Ok(())
+    }
+
+    /// [`forward`](Self::forward) on the session's backend: each row's token at its position,
+    /// the logits of the rows that want them (one sequence: the last row's).
+    fn forward_on_backend(&mut self, rows: Rows) -> Result<()> {
+        let n_vocab = self.model.spec.n_vocab;
+        let Some(backend) = self.backend.as_mut() else {
+            return Ok(());
+        };
+        let base = self.seq_len[0];
+        self.seq_logits_row[0] = u32::MAX;
+        for t in 0..rows.len() {
+            // As on the CPU, a cancelled or failed pass leaves the sequence as it was.
+            if self.cancel.load(Ordering::Relaxed) {
+                return Err(RuntimeError::Cancelled);
+            }
+            let (_, token, logits) = rows.get(t);
+            // SAFETY: the logits slot holds n_seq >= 1 rows of n_vocab and nothing else borrows
+            // it during the pass (&mut self).
+            let out = logits.then(|| unsafe { &mut self.arena.slice::<f32>(self.buffers.logits)[..n_vocab] });
+            backend.step(token, base + t, out)?;
+            // SAFETY: sequence 0's token ids are n_ctx cells; the position is below n_ctx (checked
+            // by the callers).
+            unsafe { *self.kv.tokens_ptr(&self.arena, 0).add(base + t) = token };
+            if logits {
+                self.seq_logits_row[0] = 0;
+            }
+        }
+        self.seq_len[0] = base + rows.len();
         Ok(())
     }
 

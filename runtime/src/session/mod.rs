@@ -29,6 +29,7 @@ use tensorsharp_kernels::{KernelOp, WType};
 
 use crate::arena::{Arena, MemoryPlan};
 use crate::error::{Result, RuntimeError};
+use crate::gpu::DecodeBackend;
 use crate::model::Model;
 use crate::plan::{LockMode, SessionPlan};
 use crate::pool::{PoolOptions, ThreadPool};
@@ -66,6 +67,9 @@ pub struct Session {
     warnings: Vec<String>,
     full_plan: SessionPlan,
     profiler: Profiler,
+    /// The device that runs the forward pass instead of the CPU kernels, when one is set
+    /// ([`set_backend`](Self::set_backend)).
+    backend: Option<Box<dyn DecodeBackend>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -189,7 +193,53 @@ impl Session {
             warnings,
             full_plan,
             profiler: Profiler::default(),
+            backend: None,
         })
+    }
+
+    /// Runs this session's forward passes on `backend` (a GPU) instead of the CPU kernels, from
+    /// an empty conversation on: tokens go to it one at a time (prefill too), its KV cache holds
+    /// the conversation, and the session keeps the token ids and the logits. One sequence only
+    /// (`n_seq` 1), and the backend's cache must hold the session's context; saving the state
+    /// and copying a prefix between sessions are refused while it is set (the KV cache is on
+    /// the device).
+    pub fn set_backend(&mut self, backend: Box<dyn DecodeBackend>) -> Result<()> {
+        if self.params.n_seq != 1 {
+            return Err(RuntimeError::InvalidParameter {
+                name: "n_seq",
+                problem: format!("a GPU session decodes one sequence ({} asked)", self.params.n_seq),
+            });
+        }
+        if backend.n_ctx() < self.params.n_ctx {
+            return Err(RuntimeError::InvalidParameter {
+                name: "n_ctx",
+                problem: format!(
+                    "the {} holds {} positions, the session {}",
+                    backend.name(),
+                    backend.n_ctx(),
+                    self.params.n_ctx
+                ),
+            });
+        }
+        self.reset();
+        self.backend = Some(backend);
+        Ok(())
+    }
+
+    /// What runs the forward pass: the backend's name, or `None` for the CPU kernels.
+    pub fn backend_name(&self) -> Option<&'static str> {
+        self.backend.as_ref().map(|b| b.name())
+    }
+
+    /// Refuses an operation on the CPU KV cache while a backend holds the conversation.
+    pub(crate) fn cpu_cache_only(&self, what: &'static str) -> Result<()> {
+        match &self.backend {
+            Some(b) => Err(RuntimeError::InvalidParameter {
+                name: what,
+                problem: format!("the KV cache is on the {} (not in this session's memory)", b.name()),
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Turns the per-operation profiler on or off (off by default; on, each forward pass reads
@@ -328,6 +378,8 @@ impl Session {
     /// changes nothing when it cannot. The logits are not copied: prefill at least one token
     /// before sampling.
     pub fn copy_prefix_from(&mut self, other: &Session, n: usize) -> Result<()> {
+        self.cpu_cache_only("copy_prefix_from")?;
+        other.cpu_cache_only("copy_prefix_from")?;
         if self.model.fingerprint() != other.model.fingerprint() {
             return Err(RuntimeError::StateMismatch {
                 what: "model",

@@ -107,6 +107,7 @@ impl Session {
     /// returns the bytes written; [`RuntimeError::BufferTooSmall`] with the size needed when
     /// `buf` is too small. Allocates nothing.
     pub fn save_state(&self, buf: &mut [u8]) -> Result<usize> {
+        self.cpu_cache_only("save_state")?;
         let need = self.state_size();
         if buf.len() < need {
             return Err(RuntimeError::BufferTooSmall {
@@ -141,6 +142,7 @@ impl Session {
     /// that are not an intact state, [`RuntimeError::StateMismatch`] naming what differs. On
     /// error the session is unchanged. Allocates nothing.
     pub fn load_state(&mut self, buf: &[u8]) -> Result<()> {
+        self.cpu_cache_only("load_state")?;
         self.load_state_prefix(buf, usize::MAX).map(|_| ())
     }
 
@@ -149,6 +151,7 @@ impl Session {
     /// whole state; after a shorter prefix they are those of a later position until the next
     /// prefill or decode (prefill at least one token before sampling).
     pub fn load_state_prefix(&mut self, buf: &[u8], n: usize) -> Result<usize> {
+        self.cpu_cache_only("load_state_prefix")?;
         let corrupt = |problem: String| RuntimeError::CorruptState(problem);
         if buf.len() < HEADER || &buf[..8] != MAGIC {
             if buf.len() >= 8 && &buf[..8] == b"TSSTATE1" {
