@@ -203,7 +203,7 @@ pub fn kernel_image(arch: &str, cache_dir: Option<&Path>) -> Result<(Vec<u8>, bo
 
 /// The kernels by name.
 struct Kernels {
-    _module: sys::CUmodule,
+    module: sys::CUmodule,
     matvec: sys::CUfunction,
     get_row: sys::CUfunction,
     rms_norm: sys::CUfunction,
@@ -359,6 +359,7 @@ pub struct CudaInfo {
 
 /// The decode program on a CUDA GPU.
 pub struct CudaBackend {
+    ctx: sys::CUcontext,
     model: Arc<Model>,
     program: DecodeProgram,
     n_ctx: usize,
@@ -440,7 +441,7 @@ impl CudaBackend {
             unsafe { cu::module::get_function(module, c) }.map_err(e("cuModuleGetFunction"))
         };
         let k = Kernels {
-            _module: module,
+            module,
             matvec: f("ts_matvec")?,
             get_row: f("ts_get_row")?,
             rms_norm: f("ts_rms_norm")?,
@@ -469,20 +470,10 @@ impl CudaBackend {
                 budget >> 20
             ),
         })?;
-        let mut plan = model.residency_for(weights_budget).or_else(|_| {
-            // Under two slots of the largest unit: on an integrated GPU nothing needs a slot.
-            if integrated {
-                model.residency_for(0).map(|mut p| {
-                    p.ring = 0;
-                    p
-                })
-            } else {
-                Err(RuntimeError::OverBudget {
-                    needed: fixed,
-                    budget,
-                    message: "GPU memory: not even two layers' weights fit next to the KV cache: lower --ctx-size or raise --gpu-budget".into(),
-                })
-            }
+        let mut plan = model.residency_for(weights_budget).map_err(|_| RuntimeError::OverBudget {
+            needed: fixed,
+            budget,
+            message: "GPU memory: not even two layers' weights fit next to the KV cache and activations: lower --ctx-size or raise --gpu-budget".into(),
         })?;
         // The host weights: the model's RAM copy or mapping (file offsets index it).
         let host: &'static [u8] = {
@@ -497,9 +488,15 @@ impl CudaBackend {
         let mut registered = None;
         let mut host_dev: Option<sys::CUdeviceptr> = None;
         if streamed_bytes_per_token > 0 {
-            let flags = sys::CU_MEMHOSTREGISTER_DEVICEMAP | sys::CU_MEMHOSTREGISTER_READ_ONLY;
-            // SAFETY: the model's bytes, alive and unmoved for the backend's life; read only.
-            let r = unsafe { sys::cuMemHostRegister_v2(host.as_ptr() as *mut c_void, host.len(), flags) }.result();
+            // Read-only registration where the device supports it (a file mapping must be
+            // registered so), else plain (the resident copy is private anonymous memory).
+            let register = |flags| {
+                // SAFETY: the model's bytes, alive and unmoved for the backend's life; the
+                // device only reads them.
+                unsafe { sys::cuMemHostRegister_v2(host.as_ptr() as *mut c_void, host.len(), flags) }.result()
+            };
+            let r = register(sys::CU_MEMHOSTREGISTER_DEVICEMAP | sys::CU_MEMHOSTREGISTER_READ_ONLY)
+                .or_else(|_| register(sys::CU_MEMHOSTREGISTER_DEVICEMAP));
             match r {
                 Ok(()) => {
                     registered = Some(host.as_ptr() as *mut c_void);
@@ -555,6 +552,9 @@ impl CudaBackend {
             unsafe { cu::memcpy_htod_sync(p, v) }.map_err(e("cuMemcpyHtoD"))?;
             vectors.push(p);
         }
+        // The synchronous copies above ran on the legacy stream, which the two non-blocking
+        // streams do not wait for: finish them first.
+        cu::ctx::synchronize().map_err(e("cuCtxSynchronize"))?;
         let kv = alloc(&mut cdev, program.kv_cache_bytes(n_ctx) as u64, "KV cache")?;
         let scores = alloc(&mut cdev, 4 * (s.n_head * n_ctx) as u64, "attention scores")?;
         let steps: Vec<Step> = program.steps.iter().map(|s| s.step).collect();
@@ -598,6 +598,7 @@ impl CudaBackend {
             }
         );
         Ok(CudaBackend {
+            ctx,
             model,
             program,
             n_ctx,
@@ -836,6 +837,10 @@ impl DecodeBackend for CudaBackend {
                 n_ctx: self.n_ctx,
             });
         }
+        // The context is current per thread: the session may run on another thread than the
+        // one that created the backend (the daemon's scheduler).
+        // SAFETY: the primary context retained by `new`, released never.
+        unsafe { cu::ctx::set_current(self.ctx) }.map_err(|e| gpu_err(format!("cuCtxSetCurrent: {e:?}")))?;
         let s = self.program.shape;
         let compute = self.dev.compute;
         // The embedding row: on the device when its matrix is, else dequantized on the host.
@@ -963,6 +968,8 @@ impl DecodeBackend for CudaBackend {
 
 impl Drop for CudaBackend {
     fn drop(&mut self) {
+        // SAFETY: the retained primary context.
+        let _ = unsafe { cu::ctx::set_current(self.ctx) };
         let _ = self.dev.synchronize();
         // SAFETY: every handle below was created by `new` and is released once; nothing is
         // queued any more (synchronized above).
@@ -979,6 +986,7 @@ impl Drop for CudaBackend {
             if let Some(p) = self.registered {
                 let _ = sys::cuMemHostUnregister(p);
             }
+            let _ = cu::module::unload(self.k.module);
         }
     }
 }
