@@ -20,10 +20,11 @@ fn columns_keep_their_gemv_bits_up_to_the_exact_width() {
     for tier in Tier::supported() {
         let k = Kernels::new(tier).unwrap();
         // A short row, and a long one: several of the kernels' activation passes (1024 elements
-        // for several columns), an odd number of blocks in the last.
+        // for the per-32 types, 20 super-blocks for the K-quants, with chains kept over blocks of
+        // rows), an odd number of blocks in the last.
         for (t, n) in QUANT_TYPES.iter().flat_map(|&t| {
             let ns: [usize; 2] = match t.block_elems() {
-                256 => [1024, 4864],
+                256 => [4864, 7168 + 256],
                 64 => [896, 2176],
                 _ => [896, 2144],
             };
