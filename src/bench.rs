@@ -257,6 +257,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "read_bandwidth_gb_per_s": if a.roofline { json!(read_gbps) } else { json!(null) },
             "roofline_fraction": if a.roofline && read_gbps > 0.0 { json!(gbps / read_gbps) } else { json!(null) },
             "peak_rss_bytes": peak_rss,
+            "streamed_reads": crate::run::streamed_reads(&session),
             "profile": if a.profile { json!(profile) } else { json!(null) },
         });
         outln!("{j}")?;

@@ -117,6 +117,10 @@ pub struct SessionArgs {
     /// Back the arena with transparent huge pages.
     #[arg(long = "huge-pages")]
     huge_pages: bool,
+    /// How streamed weights are read (under --ram-budget): auto (O_DIRECT when the page cache
+    /// cannot keep them between tokens), on (O_DIRECT), off (the page cache).
+    #[arg(long = "direct-io", default_value = "auto", value_name = "auto|on|off")]
+    direct_io: String,
     /// Microseconds an idle worker spins before parking.
     #[arg(long = "spin-us", default_value_t = 500)]
     spin_us: u64,
@@ -139,6 +143,7 @@ impl SessionArgs {
             },
             rt_priority: self.rt_priority,
             huge_pages: self.huge_pages,
+            direct_io: tensorsharp_runtime::DirectIo::from_name(&self.direct_io)?,
             ..Default::default()
         })
     }
@@ -285,6 +290,16 @@ pub fn stop_reason_name(r: &StopReason) -> String {
     }
 }
 
+/// How streamed weights are read, for `--json`: "direct" (O_DIRECT), "page cache", or null
+/// when nothing streams.
+pub fn streamed_reads(session: &Session) -> serde_json::Value {
+    match session.streams_direct() {
+        Some(true) => json!("direct"),
+        Some(false) => json!("page cache"),
+        None => serde_json::Value::Null,
+    }
+}
+
 /// p-th percentile (nearest rank) of sorted values.
 pub fn percentile(sorted: &[f32], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -424,6 +439,7 @@ pub fn run(a: RunArgs) -> Result<()> {
             "plan_total_bytes": plan_total,
             "peak_rss_bytes": peak_rss,
             "program_image_bytes": image,
+            "streamed_reads": streamed_reads(&session),
             "major_faults_after_load": majflt_end - majflt_loaded,
             "timings": {
                 "load_ms": load_secs * 1e3,

@@ -1,7 +1,7 @@
 //! `--ram-budget` below a model's plan (issue 23): Qwen2.5 0.5B with a budget of 50 % and 75 %
 //! of its unconstrained plan runs, streaming what does not fit from the file, with the greedy
 //! output of the unconstrained run and a peak RSS (the process's own getrusage) within the
-//! budget; `tsharp plan` shows the placement it would use (and, with `--gpu-budget`, the one a
+//! budget (read with O_DIRECT at 50 %, through the page cache at 75 %); `tsharp plan` shows the placement it would use (and, with `--gpu-budget`, the one a
 //! GPU of that size would get); a budget below what streaming needs is refused with the numbers.
 
 mod common;
@@ -16,7 +16,7 @@ fn qwen() -> String {
 
 const SESSION: [&str; 4] = ["--ctx", "512", "-t", "2"];
 
-fn run(model: &str, budget: Option<u64>) -> serde_json::Value {
+fn run(model: &str, budget: Option<u64>, direct_io: &str) -> serde_json::Value {
     let b = budget.map(|b| b.to_string());
     let mut args = vec![
         "run",
@@ -34,6 +34,7 @@ fn run(model: &str, budget: Option<u64>) -> serde_json::Value {
     if let Some(b) = &b {
         args.extend(["--ram-budget", b.as_str()]);
     }
+    args.extend(["--direct-io", direct_io]);
     common::tsharp_json(&args)
 }
 
@@ -43,7 +44,12 @@ fn qwen_at_half_and_three_quarters_of_its_plan_gives_the_same_text_within_the_bu
     let mut args = vec!["plan", "-m", q.as_str(), "--json"];
     args.extend(SESSION);
     let full_plan = common::tsharp_json(&args)["total_bytes"].as_u64().unwrap();
-    let want = run(&q, None);
+    let want = run(&q, None, "auto");
+    assert!(
+        want["streamed_reads"].is_null(),
+        "nothing streams: {}",
+        want["streamed_reads"]
+    );
     assert!(want["tokens"].as_array().unwrap().len() >= 24);
     for pct in [50, 75] {
         let budget = full_plan * pct / 100;
@@ -55,10 +61,18 @@ fn qwen_at_half_and_three_quarters_of_its_plan_gives_the_same_text_within_the_bu
         let r = &plan["residency"];
         assert!(r["streamed_bytes_per_token"].as_u64().unwrap() > 0, "{pct} %: {r}");
         assert_eq!(r["staging_slots"], 2);
-        let got = run(&q, Some(budget));
+        // At half the plan the streamed reads go around the page cache (O_DIRECT; the page
+        // cache where the file system does not take it), at three quarters through it.
+        let io = if pct == 50 { "on" } else { "off" };
+        let got = run(&q, Some(budget), io);
+        let reads = got["streamed_reads"].as_str().unwrap_or("none").to_owned();
+        assert!(
+            reads == if io == "on" { "direct" } else { "page cache" } || (io == "on" && reads == "page cache"),
+            "{pct} %: streamed reads {reads}"
+        );
         let rss = got["peak_rss_bytes"].as_u64().unwrap();
         eprintln!(
-            "{pct} % of the plan ({:.1} MiB): peak RSS {:.1} MiB, {:.1} MiB streamed per token, {:.1} tok/s (unconstrained {:.1})",
+            "{pct} % of the plan ({:.1} MiB, {reads}): peak RSS {:.1} MiB, {:.1} MiB streamed per token, {:.1} tok/s (unconstrained {:.1})",
             budget as f64 / 1048576.0,
             rss as f64 / 1048576.0,
             r["streamed_bytes_per_token"].as_u64().unwrap() as f64 / 1048576.0,

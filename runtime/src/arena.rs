@@ -75,6 +75,22 @@ impl MemoryPlan {
         })
     }
 
+    /// Adds a slot of `len` bytes whose offset in the arena is a multiple of `align` (a power of
+    /// two up to 4096, the arena's own alignment): buffers for `O_DIRECT` reads.
+    pub fn add_aligned(&mut self, name: &'static str, len: usize, align: usize) -> Result<Slot<u8>> {
+        debug_assert!(align.is_power_of_two() && align <= 4096);
+        let start = self.total.next_multiple_of(align.max(SLOT_ALIGN));
+        if start > self.total {
+            self.items.push(PlanItem {
+                name: "alignment",
+                offset: self.total,
+                bytes: start - self.total,
+            });
+            self.total = start;
+        }
+        self.add(name, len)
+    }
+
     /// The items, in order.
     pub fn items(&self) -> &[PlanItem] {
         &self.items

@@ -36,5 +36,5 @@ pub use generate::{generate, Flow, GenStats, Generation, Generator, StopFilter, 
 pub use model::{Model, WeightsMode};
 pub use plan::{LockMode, SessionPlan};
 pub use sampler::{Sampler, SamplerParams};
-pub use session::{BatchRow, KvCache, KvType, ProfileOp, Session, SessionParams};
+pub use session::{BatchRow, DirectIo, KvCache, KvType, ProfileOp, Session, SessionParams};
 pub use tokenizer::{StreamDecoder, Token, Tokenizer};

@@ -13,7 +13,7 @@ use tensorsharp_kernels::{Kernels, WType};
 use tensorsharp_models::{GgufFile, ModelError, ModelSpec};
 
 use crate::error::{Result, RuntimeError};
-use crate::residency::{Matrix, Placement, ResidencyPlan, Step, DEFAULT_RING};
+use crate::residency::{Matrix, Placement, ResidencyPlan, Step, DEFAULT_RING, DIRECT_ALIGN};
 use crate::tokenizer::Tokenizer;
 
 /// A weight matrix inside the model file's data: `rows` rows of `cols` elements.
@@ -271,10 +271,11 @@ impl Model {
         }];
         if let WeightsMode::Budget(budget) = weights {
             output_chunks = chunk_output(&output, &layers);
-            let plan = ResidencyPlan::new(
+            let plan = ResidencyPlan::with_io_align(
                 matrices(&layers, &output_chunks, &embd, spec.tied_output),
                 budget,
                 DEFAULT_RING,
+                DIRECT_ALIGN,
             )?;
             if !plan.streams() {
                 // Everything fits: the usual resident copy of the whole file.
@@ -372,7 +373,7 @@ impl Model {
     /// The placement of this model's matrices with at most `weights_budget` bytes of them in
     /// RAM (what `tsharp plan` shows; loading with [`WeightsMode::Budget`] applies it).
     pub fn residency_for(&self, weights_budget: u64) -> Result<ResidencyPlan> {
-        ResidencyPlan::new(
+        ResidencyPlan::with_io_align(
             matrices(
                 &self.layers,
                 &chunk_output(&self.output, &self.layers),
@@ -381,6 +382,7 @@ impl Model {
             ),
             weights_budget,
             DEFAULT_RING,
+            DIRECT_ALIGN,
         )
     }
 
@@ -735,6 +737,15 @@ fn read_resident(f: &std::fs::File, path: &Path, plan: &ResidencyPlan) -> Result
         if let Placement::Ram { at } = *p {
             let dst = &mut mem[at as usize..(at + m.bytes) as usize];
             f.read_exact_at(dst, m.file_offset).map_err(io)?;
+            // The copy is ours now: its pages need not stay in the page cache too (they would
+            // crowd out the streamed ones, and under a cgroup limit they are charged to us).
+            use std::os::fd::AsRawFd;
+            let _ = nix::fcntl::posix_fadvise(
+                f.as_raw_fd(),
+                m.file_offset as i64,
+                m.bytes as i64,
+                nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+            );
         }
     }
     Ok(mem.make_read_only().map_err(io)?)

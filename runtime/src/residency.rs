@@ -23,6 +23,11 @@ use crate::error::{Result, RuntimeError};
 /// kernels read rows at any 32-byte-aligned offset, and GGUF aligns tensor data to 32).
 pub const MATRIX_ALIGN: u64 = 64;
 
+/// Alignment of every streamed matrix's read in a model's plans ([`ResidencyPlan::with_io_align`]):
+/// an `O_DIRECT` read needs its file offset, length and buffer aligned to the device's logical
+/// block size, and 4 KiB covers the common ones (512-byte and 4 KiB sectors, 4 KiB pages).
+pub const DIRECT_ALIGN: u64 = 4096;
+
 /// Staging slots in the ring by default: one layer computes while the next is read.
 pub const DEFAULT_RING: usize = 2;
 
@@ -85,6 +90,20 @@ pub struct Extent {
     pub slot_at: u64,
 }
 
+impl Extent {
+    /// The read of the whole `align`-byte blocks that cover the extent, landing it at `slot_at`:
+    /// (file offset, slot offset, length). In a plan laid out with that alignment
+    /// ([`ResidencyPlan::io_align`]) the blocks of different extents do not overlap in the slot.
+    pub fn aligned(&self, align: u64) -> (u64, u64, u64) {
+        let head = self.file_offset % align;
+        (
+            self.file_offset - head,
+            self.slot_at - head,
+            (head + self.len).next_multiple_of(align),
+        )
+    }
+}
+
 /// The streamed matrices of one step, read together into one staging slot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamUnit {
@@ -111,28 +130,40 @@ pub struct ResidencyPlan {
     pub slot_bytes: u64,
     /// Slots in the ring (0 when nothing streams).
     pub ring: usize,
+    /// Each streamed matrix sits in its slot at the offset its file offset has in `io_align`-byte
+    /// blocks, with room for the whole blocks around it, and slots are multiples of `io_align`:
+    /// so every extent can be read with aligned (`O_DIRECT`) reads straight into the slot
+    /// ([`Extent::aligned`]). 1: packed at [`MATRIX_ALIGN`] (toy plans in tests).
+    pub io_align: u64,
 }
 
 impl ResidencyPlan {
     /// Everything resident (the plan without a budget).
     pub fn all_resident(matrices: Vec<Matrix>) -> ResidencyPlan {
         let streamed = vec![false; matrices.len()];
-        Self::build(matrices, &streamed, 0)
+        Self::build(matrices, &streamed, 0, 1)
     }
 
     /// Places `matrices` so that the resident ones and a ring of `ring` staging slots take at
     /// most `budget` bytes, keeping as much resident as fits (see the module's order).
     /// `Err(OverBudget)` when even streaming every matrix needs more than `budget`.
     pub fn new(matrices: Vec<Matrix>, budget: u64, ring: usize) -> Result<ResidencyPlan> {
+        Self::with_io_align(matrices, budget, ring, 1)
+    }
+
+    /// [`new`](Self::new) with the streamed matrices laid out for reads aligned to `io_align`
+    /// bytes (a power of two: [`DIRECT_ALIGN`] for a model's plans, so that the streamer may
+    /// read with `O_DIRECT`); the padding counts against the budget.
+    pub fn with_io_align(matrices: Vec<Matrix>, budget: u64, ring: usize, io_align: u64) -> Result<ResidencyPlan> {
         let ring = ring.max(1);
         let mut streamed = vec![false; matrices.len()];
-        let mut plan = Self::build(matrices.clone(), &streamed, ring);
+        let mut plan = Self::build(matrices.clone(), &streamed, ring, io_align);
         if plan.ram_bytes() <= budget {
             return Ok(plan);
         }
         for i in eviction_order(&matrices) {
             streamed[i] = true;
-            plan = Self::build(matrices.clone(), &streamed, ring);
+            plan = Self::build(matrices.clone(), &streamed, ring, io_align);
             if plan.ram_bytes() <= budget {
                 return Ok(plan);
             }
@@ -151,7 +182,7 @@ impl ResidencyPlan {
         })
     }
 
-    fn build(matrices: Vec<Matrix>, streamed: &[bool], ring: usize) -> ResidencyPlan {
+    fn build(matrices: Vec<Matrix>, streamed: &[bool], ring: usize, io_align: u64) -> ResidencyPlan {
         let mut placements = vec![Placement::Ram { at: 0 }; matrices.len()];
         let mut resident = 0u64;
         for (i, m) in matrices.iter().enumerate() {
@@ -180,13 +211,21 @@ impl ResidencyPlan {
             }
             let unit = units.len() - 1;
             let u = &mut units[unit];
-            placements[i] = Placement::Stream { unit, at: u.bytes };
+            let (at, end) = if io_align > 1 {
+                // The matrix's whole io_align blocks get a region of their own.
+                let head = m.file_offset % io_align;
+                let region = u.bytes.next_multiple_of(io_align);
+                (region + head, region + (head + m.bytes).next_multiple_of(io_align))
+            } else {
+                (u.bytes, (u.bytes + m.bytes).next_multiple_of(MATRIX_ALIGN))
+            };
+            placements[i] = Placement::Stream { unit, at };
             u.extents.push(Extent {
                 file_offset: m.file_offset,
                 len: m.bytes,
-                slot_at: u.bytes,
+                slot_at: at,
             });
-            u.bytes = (u.bytes + m.bytes).next_multiple_of(MATRIX_ALIGN);
+            u.bytes = end;
         }
         let slot_bytes = units.iter().map(|u| u.bytes).max().unwrap_or(0);
         ResidencyPlan {
@@ -196,6 +235,7 @@ impl ResidencyPlan {
             ring: if units.is_empty() { 0 } else { ring },
             units,
             slot_bytes,
+            io_align,
         }
     }
 

@@ -134,7 +134,11 @@ impl Layout {
             row_pos: plan.add("batch: row positions", rows)?,
             row_flags: plan.add("batch: row flags", rows)?,
             staging: match model.residency() {
-                Some(r) if r.ring > 0 => Some(plan.add("weight staging: streamed layers", r.staging_bytes() as usize)?),
+                Some(r) if r.ring > 0 => Some(plan.add_aligned(
+                    "weight staging: streamed layers",
+                    r.staging_bytes() as usize,
+                    r.io_align.min(4096) as usize,
+                )?),
                 _ => None,
             },
             embd_rows: match model.embd.placement {

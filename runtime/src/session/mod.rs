@@ -40,7 +40,7 @@ pub use forward::BatchRow;
 use forward::Rows;
 pub use kv::{KvCache, KvType};
 use layout::{Buffers, Layout, RopeTables};
-pub use params::SessionParams;
+pub use params::{DirectIo, SessionParams};
 pub use profile::ProfileOp;
 use profile::Profiler;
 
@@ -168,10 +168,27 @@ impl Session {
             log::warn!("{w}");
         }
         let streamer = match (buffers.staging, model.stream_file(), model.residency()) {
-            // SAFETY: the staging slot holds the plan's ring (layout), only the streamer uses
-            // it, and the streamer is dropped before the arena (field order).
             (Some(slot), Some(file), Some(plan)) => {
-                Some(unsafe { Streamer::start(plan, Arc::clone(file), arena.ptr(slot))? })
+                let direct = match params.direct_io {
+                    DirectIo::On => true,
+                    DirectIo::Off => false,
+                    // The page cache keeps the streamed bytes between tokens only where the RAM
+                    // left beside this session's plan holds them with room to spare.
+                    DirectIo::Auto => crate::plan::detect_ram_budget().is_some_and(|b| {
+                        b.bytes.saturating_sub(full_plan.total()) < 2 * plan.streamed_bytes_per_token()
+                    }),
+                };
+                // SAFETY: the staging slot holds the plan's ring (layout) at an io_align-aligned
+                // address (the arena is page-aligned, the slot's offset aligned by the plan),
+                // only the streamer uses it, and the streamer is dropped before the arena.
+                let st = unsafe { Streamer::start(plan, Arc::clone(file), arena.ptr(slot), direct)? };
+                if direct && !st.direct() {
+                    let w = "O_DIRECT is not supported for the model file here; streaming through the page cache"
+                        .to_string();
+                    log::warn!("{w}");
+                    warnings.push(w);
+                }
+                Some(st)
             }
             _ => None,
         };
@@ -224,6 +241,12 @@ impl Session {
         self.reset();
         self.backend = Some(backend);
         Ok(())
+    }
+
+    /// How streamed weights are read: `Some(true)` with `O_DIRECT`, `Some(false)` through the
+    /// page cache, `None` when nothing streams.
+    pub fn streams_direct(&self) -> Option<bool> {
+        self.streamer.as_ref().map(|s| s.direct())
     }
 
     /// What runs the forward pass: the backend's name, or `None` for the CPU kernels.

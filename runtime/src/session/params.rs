@@ -57,6 +57,41 @@ pub struct SessionParams {
     pub rt_priority: i32,
     /// Back the arena with transparent huge pages (2 MiB aligned, `MADV_HUGEPAGE`).
     pub huge_pages: bool,
+    /// How streamed weights are read (a model under a RAM budget that streams).
+    pub direct_io: DirectIo,
+}
+
+/// How the prefetch thread reads streamed weights from the model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DirectIo {
+    /// `O_DIRECT` when the page cache cannot keep the streamed bytes between tokens (the RAM
+    /// available now, cgroup limit included, less the session's plan, is under twice the bytes
+    /// streamed per token):
+    /// every token reads from storage then, and going around the page cache spares the copy
+    /// into it, the memory (charged to the cgroup) and the eviction of other processes' pages.
+    /// Otherwise through the page cache, which keeps the file after the first token.
+    #[default]
+    Auto,
+    /// Always `O_DIRECT` (where the file system supports it; otherwise the page cache, with a
+    /// warning).
+    On,
+    /// Always through the page cache.
+    Off,
+}
+
+impl DirectIo {
+    /// `auto`, `on` or `off`.
+    pub fn from_name(s: &str) -> crate::error::Result<DirectIo> {
+        match s {
+            "auto" => Ok(DirectIo::Auto),
+            "on" | "true" | "yes" => Ok(DirectIo::On),
+            "off" | "false" | "no" => Ok(DirectIo::Off),
+            _ => Err(crate::error::RuntimeError::InvalidParameter {
+                name: "direct-io",
+                problem: format!("{s:?} (expected auto, on or off)"),
+            }),
+        }
+    }
 }
 
 impl Default for SessionParams {
@@ -74,6 +109,7 @@ impl Default for SessionParams {
             cpus: Vec::new(),
             rt_priority: 0,
             huge_pages: false,
+            direct_io: DirectIo::Auto,
         }
     }
 }
