@@ -346,26 +346,8 @@ impl DecodeProgram {
                 layer: il,
                 window: la.sliding_window,
             });
-            ops.push(Op::MatVec {
-                matrix: wo,
-                x: Buf::AttnOut,
-                y: Buf::Proj,
-                at: 0,
-            });
-            if let Some(n) = &lw.post_attn_norm {
-                let w = p.vector(n);
-                ops.push(Op::RmsNorm {
-                    x: Buf::Proj,
-                    w,
-                    y: Buf::Proj,
-                    rows: 1,
-                    n: e,
-                });
-            }
-            ops.push(Op::Add {
-                y: Buf::Residual,
-                x: Buf::Proj,
-            });
+            let post_attn = lw.post_attn_norm.as_deref().map(|n| p.vector(n));
+            project_into_residual(&mut ops, wo, Buf::AttnOut, post_attn, e);
             let ffn_norm = p.vector(&lw.ffn_norm);
             ops.push(Op::RmsNorm {
                 x: Buf::Residual,
@@ -385,26 +367,8 @@ impl DecodeProgram {
             ops.push(Op::Glu {
                 silu: sp.activation == Activation::Silu,
             });
-            ops.push(Op::MatVec {
-                matrix: down,
-                x: Buf::Gate,
-                y: Buf::Proj,
-                at: 0,
-            });
-            if let Some(n) = &lw.post_ffw_norm {
-                let w = p.vector(n);
-                ops.push(Op::RmsNorm {
-                    x: Buf::Proj,
-                    w,
-                    y: Buf::Proj,
-                    rows: 1,
-                    n: e,
-                });
-            }
-            ops.push(Op::Add {
-                y: Buf::Residual,
-                x: Buf::Proj,
-            });
+            let post_ffw = lw.post_ffw_norm.as_deref().map(|n| p.vector(n));
+            project_into_residual(&mut ops, down, Buf::Gate, post_ffw, e);
             p.steps.push(StepOps { step, ops });
         }
         let output_norm = p.vector(&model.output_norm);
@@ -474,6 +438,30 @@ impl DecodeProgram {
             .map(|m| m.wtype)
             .find(|t| device_type_code(*t).is_none())
     }
+}
+
+/// A block's output projection (`matrix · x` into `Proj`), its post-norm where the model has
+/// one (Gemma 3), and the residual add: the end of the attention and of the FFN block.
+fn project_into_residual(ops: &mut Vec<Op>, matrix: usize, x: Buf, post_norm: Option<VecId>, e: usize) {
+    ops.push(Op::MatVec {
+        matrix,
+        x,
+        y: Buf::Proj,
+        at: 0,
+    });
+    if let Some(w) = post_norm {
+        ops.push(Op::RmsNorm {
+            x: Buf::Proj,
+            w,
+            y: Buf::Proj,
+            rows: 1,
+            n: e,
+        });
+    }
+    ops.push(Op::Add {
+        y: Buf::Residual,
+        x: Buf::Proj,
+    });
 }
 
 /// The type code of `t` in the device kernels' `type` argument (`ts_cuda_quant.cuh`), when they
