@@ -14,8 +14,10 @@
 //!   read in place through a host-mapped (zero-copy) device pointer instead.
 //! - Activations f32, KV cache f16, both on the device; the logits come back per step.
 //!
-//! Compile-checked and tested against [`super::host`]'s arithmetic on the CPU only until
-//! `scripts/gpu-check.sh` has run on a GPU.
+//! Until `scripts/gpu-check.sh` has run on a GPU this file is compile-checked only: the program
+//! it launches is checked on the CPU ([`super::host`], `runtime/tests/gpu_program.rs`), its
+//! kernels are compiled for sm_53/72/87, and its NVRTC path and cache run here
+//! (`runtime/tests/cuda_backend.rs`), but no kernel has run on a device.
 
 use std::ffi::{c_void, CString};
 use std::path::{Path, PathBuf};
