@@ -18,8 +18,10 @@ echo "yocto-vendored-build: $n crates checked and unpacked; building for aarch64
 printf '\n[source.crates-io]\nreplace-with = "recipe-crates"\n\n[source.recipe-crates]\ndirectory = "%s"\n' \
   "$work/vendor" >>"$work/src/.cargo/config.toml"
 cd "$work/src"
+# With the CUDA backend, as the recipe builds it for a Jetson (PACKAGECONFIG "cuda"): its crates
+# come from the same list.
 CARGO_TARGET_DIR="$work/target" cargo build --offline --frozen --target aarch64-unknown-linux-gnu \
-  --workspace --exclude tensorsharp-kernel-bench --lib --bins
+  --workspace --exclude tensorsharp-kernel-bench --lib --bins --features tensorsharp/cuda
 file "$work/target/aarch64-unknown-linux-gnu/debug/tsharpd" | grep -q "ARM aarch64" ||
   { echo "yocto-vendored-build: tsharpd is not an aarch64 binary" >&2; exit 1; }
-echo "yocto-vendored-build: tsharpd, tsharp and libtensorsharp built for aarch64 from the recipe's crates" >&2
+echo "yocto-vendored-build: tsharpd, tsharp (with the CUDA backend) and libtensorsharp built for aarch64 from the recipe's crates" >&2

@@ -135,6 +135,8 @@ pub fn compile_kernels(arch: &str) -> Result<Vec<u8>> {
         if let Err(e) = compiled {
             // SAFETY: as above.
             let log = unsafe { nvrtc::get_program_log(prog) }.unwrap_or_default();
+            // c_char is i8 on x86-64 and u8 on aarch64.
+            #[allow(clippy::unnecessary_cast)]
             let log: Vec<u8> = log.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect();
             return Err(gpu_err(format!(
                 "NVRTC failed to compile the kernels for {arch}: {e:?}\n{}",
