@@ -336,6 +336,12 @@ pub fn run(a: RunArgs) -> Result<()> {
         eprintln!("tsharp: warning: {w}");
     }
     a.gpu.attach(&model, &mut session)?;
+    if a.prompt_cache.is_some() && session.backend_name().is_some() {
+        return Err(
+            "--prompt-cache saves the KV cache to a file, and with --gpu it is on the device: leave one of them out"
+                .into(),
+        );
+    }
     let mut sampler = Sampler::new(a.sampling.params(), model.tokenizer().n_vocab())?;
     sampler.set_constraint(a.structured.constraint(&model)?);
     let max_stop = a.stop.iter().map(String::len).max().unwrap_or(0);
