@@ -199,13 +199,19 @@ impl Sampler {
         if self.params.temperature <= 0.0 || self.params.top_k == 1 || !(1.0 / self.params.temperature).is_finite() {
             return argmax(logits);
         }
-        // Candidates sorted by logit (top-k first).
+        // Candidates sorted by logit (top-k first). Tokens at -inf (a constraint's mask: most of
+        // the vocabulary under a JSON schema) have probability 0 and would only be sorted: they
+        // are left out, which changes no draw.
         self.idx.clear();
-        self.idx.extend(0..logits.len() as u32);
+        self.idx
+            .extend((0..logits.len() as u32).filter(|&i| logits[i as usize] > f32::NEG_INFINITY));
+        if self.idx.is_empty() {
+            return argmax(logits);
+        }
         let k = if self.params.top_k == 0 {
-            logits.len()
+            self.idx.len()
         } else {
-            self.params.top_k.min(logits.len())
+            self.params.top_k.min(self.idx.len())
         };
         let by_logit = |a: &u32, b: &u32| logits[*b as usize].total_cmp(&logits[*a as usize]);
         if k < self.idx.len() {
@@ -302,6 +308,33 @@ mod tests {
     fn greedy_picks_the_max() {
         let mut s = Sampler::new(SamplerParams::greedy(), 6).unwrap();
         assert_eq!(s.sample(&mut logits()), 1);
+    }
+
+    #[test]
+    fn masked_tokens_are_never_drawn_and_the_draws_are_those_of_the_unmasked_logits() {
+        // The full distribution (no top-k/top-p/min-p cut), as constrained sampling runs it.
+        let p = SamplerParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: 3,
+            ..Default::default()
+        };
+        let n = 4096;
+        let mut masked = vec![f32::NEG_INFINITY; n];
+        let allowed = [7usize, 300, 301, 4095];
+        for (j, &t) in allowed.iter().enumerate() {
+            masked[t] = j as f32 * 0.5;
+        }
+        // The same four logits in a four-token vocabulary, drawn with the same seed.
+        let small: Vec<f32> = allowed.iter().map(|&t| masked[t]).collect();
+        let (mut a, mut b) = (Sampler::new(p.clone(), n).unwrap(), Sampler::new(p, 4).unwrap());
+        for _ in 0..200 {
+            let got = a.sample(&mut masked.clone()) as usize;
+            let want = allowed[b.sample(&mut small.clone()) as usize];
+            assert_eq!(got, want);
+        }
     }
 
     #[test]
