@@ -41,7 +41,7 @@ impl GpuArgs {
     #[cfg(not(feature = "cuda"))]
     fn attach_cuda(&self, _model: &Arc<Model>, _session: &mut Session) -> Result<()> {
         if let Some(b) = &self.gpu_budget {
-            parse_gpu_budget(b, || 0)?;
+            parse_gpu_budget(b, || Some(0))?;
         }
         eprintln!("tsharp: this build has no CUDA backend (cargo build --features cuda); running on the CPU");
         Ok(())
@@ -51,7 +51,7 @@ impl GpuArgs {
     fn attach_cuda(&self, model: &Arc<Model>, session: &mut Session) -> Result<()> {
         use tensorsharp_runtime::gpu::cuda;
         if let Some(b) = &self.gpu_budget {
-            parse_gpu_budget(b, || 0)?;
+            parse_gpu_budget(b, || Some(0))?;
         }
         if !cuda::driver_present() {
             eprintln!("tsharp: no CUDA driver (libcuda.so) found; running on the CPU");
@@ -59,7 +59,7 @@ impl GpuArgs {
         }
         let budget = match &self.gpu_budget {
             Some(b) => Some(parse_gpu_budget(b, || {
-                cuda::free_memory().map_or(0, |(free, _)| free as u64)
+                cuda::free_memory().ok().map(|(free, _)| free as u64)
             })?),
             None => None,
         };
@@ -89,16 +89,11 @@ impl GpuArgs {
 }
 
 /// A GPU budget: a size, or `N%` of the device's free memory (`free`, asked only then).
-fn parse_gpu_budget(s: &str, free: impl FnOnce() -> u64) -> Result<u64> {
-    if let Some(p) = s.trim().strip_suffix('%') {
-        let pct: f64 = p
-            .trim()
-            .parse()
-            .map_err(|_| format!("--gpu-budget {s:?}: expected a size such as 2G or a percentage such as 50%"))?;
-        if !(pct > 0.0 && pct <= 100.0) {
-            return Err(format!("--gpu-budget {s:?}: a percentage must be in (0, 100]").into());
-        }
-        return Ok((free() as f64 * pct / 100.0) as u64);
-    }
-    Ok(tensorsharp_runtime::plan::parse_size(s)?)
+fn parse_gpu_budget(s: &str, free: impl FnOnce() -> Option<u64>) -> Result<u64> {
+    Ok(tensorsharp_runtime::plan::parse_share(
+        s,
+        "gpu budget",
+        "the GPU's free memory",
+        free,
+    )?)
 }

@@ -13,6 +13,7 @@ pub mod board;
 pub mod chat;
 pub mod error;
 pub mod fault;
+mod fnv;
 pub mod generate;
 pub mod gpu;
 pub mod model;

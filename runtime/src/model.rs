@@ -376,7 +376,7 @@ impl Model {
         ResidencyPlan::with_io_align(
             matrices(
                 &self.layers,
-                &chunk_output(&self.output, &self.layers),
+                &self.planned_output_chunks(),
                 &self.embd,
                 self.spec.tied_output,
             ),
@@ -564,21 +564,15 @@ impl Model {
 
 /// See [`Model::fingerprint`].
 fn fingerprint(f: &GgufFile, reads: &TensorReads) -> Result<u64> {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(PRIME);
-        }
-    };
+    let mut h = crate::fnv::Fnv1a::new();
     let bytes = f.bytes();
-    eat(&bytes[..(f.data_offset() as usize).min(bytes.len())]);
+    h.eat(&bytes[..(f.data_offset() as usize).min(bytes.len())]);
     for t in f.tensors() {
         if f.data_of(t).is_ok() {
-            eat(&reads.read(f, t, 64)?);
+            h.eat(&reads.read(f, t, 64)?);
         }
     }
-    Ok(h)
+    Ok(h.finish())
 }
 
 fn weight(f: &GgufFile, name: &str) -> Result<Weight> {

@@ -229,13 +229,18 @@ pub fn parse_size(s: &str) -> Result<u64> {
 /// Parses a RAM budget: a size ([`parse_size`]) or a percentage of the RAM available to this
 /// process now (`60%`: of the smaller of `MemAvailable` and the cgroup limit).
 pub fn parse_budget(s: &str) -> Result<u64> {
+    parse_share(s, "ram budget", "the RAM available", || {
+        crate::board::host().usable_now().map(|(avail, _)| avail)
+    })
+}
+
+/// A size, or `N%` of `total()` (asked only then; `None`: unknown, an error naming `of`): the
+/// parser of `--ram-budget` and `--gpu-budget`. `name` names the parameter in errors.
+pub fn parse_share(s: &str, name: &'static str, of: &str, total: impl FnOnce() -> Option<u64>) -> Result<u64> {
     let Some(pct) = s.trim().strip_suffix('%') else {
         return parse_size(s);
     };
-    let bad = |problem: String| RuntimeError::InvalidParameter {
-        name: "ram budget",
-        problem,
-    };
+    let bad = |problem: String| RuntimeError::InvalidParameter { name, problem };
     let p: f64 = pct.trim().parse().map_err(|_| {
         bad(format!(
             "{s:?} (expected a size such as 512M or a percentage such as 60%)"
@@ -244,12 +249,8 @@ pub fn parse_budget(s: &str) -> Result<u64> {
     if !(p > 0.0 && p <= 100.0) {
         return Err(bad(format!("{s:?} (a percentage must be above 0 and at most 100)")));
     }
-    let (avail, _) = crate::board::host().usable_now().ok_or_else(|| {
-        bad(format!(
-            "{s:?}: the RAM available is unknown here; give a size (512M, 2G)"
-        ))
-    })?;
-    Ok((avail as f64 * p / 100.0) as u64)
+    let total = total().ok_or_else(|| bad(format!("{s:?}: {of} is unknown here; give a size (512M, 2G)")))?;
+    Ok((total as f64 * p / 100.0) as u64)
 }
 
 /// Address space kept free under `RLIMIT_AS` for what the plan does not itemise (allocator

@@ -168,22 +168,14 @@ pub fn default_cache_dir() -> Option<PathBuf> {
         .map(|c| c.join("tensorsharp/kernels"))
 }
 
-/// FNV-1a of `bytes` (a cache key, not a checksum against tampering).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 /// The kernels' cubin for `arch`: from `cache_dir` when compiled before by this NVRTC from this
 /// source, else compiled and stored there (written to a temporary file and renamed, so a reader
 /// never sees half a file). Returns the image and whether it came from the cache.
 pub fn kernel_image(arch: &str, cache_dir: Option<&Path>) -> Result<(Vec<u8>, bool)> {
     let (major, minor) = nvrtc_version()?;
-    let key = format!(
-        "ts_kernels-{:016x}-{arch}-nvrtc{major}.{minor}.cubin",
-        fnv1a(kernel_source().as_bytes())
-    );
+    let mut source = crate::fnv::Fnv1a::new();
+    source.eat(kernel_source().as_bytes());
+    let key = format!("ts_kernels-{:016x}-{arch}-nvrtc{major}.{minor}.cubin", source.finish());
     if let Some(dir) = cache_dir {
         if let Ok(img) = std::fs::read(dir.join(&key)) {
             if img.starts_with(b"\x7fELF") {
@@ -326,9 +318,16 @@ impl Device for CudaDevice {
     }
 
     fn synchronize(&mut self) -> Result<()> {
-        for s in [self.copy, self.compute] {
+        self.wait_for(&[Stream::Copy, Stream::Compute])
+    }
+}
+
+impl CudaDevice {
+    /// Waits until `streams` are idle; the first error of any queued operation.
+    fn wait_for(&mut self, streams: &[Stream]) -> Result<()> {
+        for &s in streams {
             // SAFETY: a live stream of this context.
-            let r = unsafe { cu::stream::synchronize(s) };
+            let r = unsafe { cu::stream::synchronize(self.stream(s)) };
             self.note(r, "cuStreamSynchronize");
         }
         match self.failed.take() {
@@ -966,7 +965,9 @@ impl DecodeBackend for CudaBackend {
             .result();
             self.dev.note(r, "cuMemcpyDtoH");
         }
-        self.dev.synchronize()
+        // The step's kernels and the logits are done; the copy stream keeps filling the slots
+        // for the next step (its copies are ordered against compute by the events).
+        self.dev.wait_for(&[Stream::Compute])
     }
 }
 
