@@ -1,4 +1,5 @@
-/* ts_gemv_avx512.h — the AVX-512 GEMV of Q5_0 and Q8_0 (decode), and TS_Q32_FAST, its hook in the
+/* ts_gemv_avx512.h — the AVX-512 GEMV of Q5_0 and Q8_0 (decode), their several-column form (a
+ * batched decode step, also for Q4_1), and TS_Q32_FAST, its hook in the
  * per-32 entry points.
  * Part of ts_kernels.c (included once, after ts_simd.h and the tier's TS_FN / TS_COLS settings);
  * not a standalone header. */
@@ -52,6 +53,8 @@ static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *
  * 128 to unsigned). */
 #define GV_Q5_0 1
 #define GV_Q8_0 2
+#define GV_Q4_1 3 /* the several-column kernel only: codes as Q5_0's without the high bits, and a
+                   * min per block (f16 at byte 2) */
 /* A block pair of a weight row, decoded: the 64 unsigned codes and the two f16 scales as floats
  * (block 0's in lanes 0-7, block 1's in 8-15). TWO: whether the second block exists. */
 static inline __attribute__((always_inline)) void gv_decode(const uint8_t *pb, int two, int bytes, int kind, __m512i iqs,
@@ -172,7 +175,10 @@ static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a 
  * conversion, multiply and fma per block and two columns. The activations are prepared per
  * column pair for TS_GVM elements at a time (24 KiB for eight columns; an odd last column pairs
  * with zeros); rows longer than that keep their chains between passes in blocks of TS_GVM_RB
- * rows. */
+ * rows. Q4_1 (codes without offset, so the lane start values are zero) adds its min terms per
+ * row in one more chain whose lane c is column c (two multiplies and adds per block pair for all
+ * columns), and each column's result is its lanes' sum plus its min lane, as the one-column
+ * kernel (llama.cpp's vec_dot) adds them. */
 #define GX_MAXC 8
 #define TS_GVM 1024
 #define TS_GVM_RB 32
@@ -180,21 +186,38 @@ typedef struct {
     int8_t qs[GX_MAXC / 2][TS_GVM / 32][64] __attribute__((aligned(64))); /* block b: column 2j | 2j+1 */
     float da[GX_MAXC / 2][TS_GVM / 32][16] __attribute__((aligned(64)));
     int32_t c0[GX_MAXC / 2][TS_GVM / 32][16] __attribute__((aligned(64)));
+    float sd[TS_GVM / 32][GX_MAXC] __attribute__((aligned(32))); /* Q4_1: block b's sd, lane = column */
 } ts_gvm_act;
 
-/* Column c's nblk blocks into half h of column pair j (zeros for a column that does not exist):
- * codes, scales, and the lane start values -off * (sum of the lane's four codes) from one
- * vpdpbusd with ones (off is 16 or 128). */
-static inline void gvm_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gvm_act *p, int j, int h) {
+/* Column c's nblk blocks into half h of column pair j = c / 2 (zeros for a column that does not
+ * exist): codes, scales, the lane start values -off * (sum of the lane's four codes) from one
+ * vpdpbusd with ones (off is 16 or 128; 0 for Q4_1, whose codes have no offset), and the
+ * blocks' f16-rounded sums for Q4_1's min terms. */
+static inline void gvm_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gvm_act *p, int c) {
+    const int j = c / 2, h = c & 1;
     const __m256i ones = _mm256_set1_epi8(1);
-    const __m128i sh = _mm_cvtsi32_si128(__builtin_ctz((unsigned)off));
+    const __m128i sh = _mm_cvtsi32_si128(off ? __builtin_ctz((unsigned)off) : 0);
     for (int64_t b = 0; b < nblk; b++) {
         const __m256i q = a ? _mm256_loadu_si256((const __m256i *)a[b].qs) : _mm256_setzero_si256();
         _mm256_store_si256((__m256i *)(p->qs[j][b] + 32 * h), q);
         _mm256_store_ps(&p->da[j][b][8 * h], _mm256_set1_ps(a ? a[b].d : 0.0f));
-        const __m256i s4 = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q);
+        const __m256i s4 = off ? _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, q) : _mm256_setzero_si256();
         _mm256_store_si256((__m256i *)&p->c0[j][b][8 * h], _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_sll_epi32(s4, sh)));
+        p->sd[b][c] = a ? a[b].sd : 0.0f;
     }
+}
+
+/* Q4_1's min terms of a block pair of one row, for every column at once (lane c: column c):
+ * mins += m0 * sd(block 0), then mins += m1 * sd(block 1) — rounded product, rounded sum, block
+ * after block, as the one-column kernel sums them (llama.cpp's summs). */
+static inline __attribute__((always_inline)) __m256 gvm_mins(__m256 mins, const uint8_t *pb, int two, int bytes,
+                                                            const ts_gvm_act *p, int64_t b) {
+    /* The two f16 mins (words 1 and bytes / 2 + 1), each over eight lanes. */
+    const __m256i raw = _mm256_maskz_loadu_epi8(two ? 0xFFFFFFFFu : (1u << bytes) - 1, pb);
+    const __m512 m = _mm512_cvtph_ps(_mm256_permutexvar_epi16(GV_IDX_D(1, bytes / 2 + 1), raw));
+    mins = _mm256_add_ps(mins, _mm256_mul_ps(_mm512_castps512_ps256(m), _mm256_load_ps(p->sd[b])));
+    if (two) mins = _mm256_add_ps(mins, _mm256_mul_ps(_mm512_extractf32x8_ps(m, 1), _mm256_load_ps(p->sd[b + 1])));
+    return mins;
 }
 
 /* One block (codes qb and scales db in both halves) against column pair j's block b. */
@@ -206,13 +229,18 @@ static inline __attribute__((always_inline)) __m512 gvm_block(__m512 acc, __m512
 
 /* NR rows (1 or 2) of nblk blocks against NP prepared column pairs (both constants after
  * inlining): one chain per row and column pair. keep: these rows' chains between passes, row
- * k's at keep[k * GX_MAXC / 2 + j]; out gets them at the same places when last. */
+ * k's at keep[k * GX_MAXC / 2 + j]; out gets them at the same places when last. keepm: Q4_1's
+ * min chains of the rows (lane c: column c), kept the same way. */
 static inline __attribute__((always_inline)) void gvm_rows_nr(const uint8_t *wr, size_t ws, int nr, int np, int64_t nblk,
                                                               const ts_gvm_act *p, int bytes, int kind, __m512i iqs,
-                                                              __m256i id, __m512 *keep, int first, __m512 *out) {
+                                                              __m256i id, __m512 *keep, __m256 *keepm, int first,
+                                                              __m512 *out) {
     __m512 acc[2][GX_MAXC / 2];
-    for (int k = 0; k < nr; k++)
+    __m256 mins[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int k = 0; k < nr; k++) {
         for (int j = 0; j < np; j++) acc[k][j] = first ? _mm512_setzero_ps() : keep[k * GX_MAXC / 2 + j];
+        if (kind == GV_Q4_1 && !first) mins[k] = keepm[k];
+    }
     const int64_t npairs = nblk / 2;
     for (int64_t pi = 0; pi < npairs; pi++)
         for (int k = 0; k < nr; k++) {
@@ -227,6 +255,7 @@ static inline __attribute__((always_inline)) void gvm_rows_nr(const uint8_t *wr,
                 acc[k][j] = gvm_block(acc[k][j], q0, d0, p, j, 2 * pi);
                 acc[k][j] = gvm_block(acc[k][j], q1, d1, p, j, 2 * pi + 1);
             }
+            if (kind == GV_Q4_1) mins[k] = gvm_mins(mins[k], pb, 1, bytes, p, 2 * pi);
         }
     if (nblk & 1)
         for (int k = 0; k < nr; k++) {
@@ -236,9 +265,12 @@ static inline __attribute__((always_inline)) void gvm_rows_nr(const uint8_t *wr,
             const __m512i q0 = _mm512_shuffle_i64x2(q, q, 0x44);
             const __m512 d0 = _mm512_shuffle_f32x4(dw, dw, 0x44);
             for (int j = 0; j < np; j++) acc[k][j] = gvm_block(acc[k][j], q0, d0, p, j, nblk - 1);
+            if (kind == GV_Q4_1) mins[k] = gvm_mins(mins[k], wr + k * ws + (nblk - 1) * bytes, 0, bytes, p, nblk - 1);
         }
-    for (int k = 0; k < nr; k++)
+    for (int k = 0; k < nr; k++) {
         for (int j = 0; j < np; j++) out[k * GX_MAXC / 2 + j] = acc[k][j];
+        if (kind == GV_Q4_1) keepm[k] = mins[k];
+    }
 }
 
 static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a,
@@ -246,6 +278,7 @@ static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t
                                                            int kind, int off, __m512i iqs, __m256i id) {
     ts_gvm_act p;
     __m512 keep[TS_GVM_RB][GX_MAXC / 2];
+    __m256 keepm[TS_GVM_RB]; /* Q4_1: each row's min chains, lane c: column c */
     const int np = (nc + 1) / 2;
     const int64_t rb = n <= TS_GVM ? nrows : TS_GVM_RB;
     for (int64_t rb0 = 0; rb0 < nrows; rb0 += rb) {
@@ -254,22 +287,32 @@ static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t
             const int64_t nblk = (n - e0 < TS_GVM ? n - e0 : TS_GVM) / 32;
             const int first = e0 == 0, last = e0 + TS_GVM >= n;
             for (int c = 0; c < 2 * np; c++)
-                gvm_prepare(c < nc ? (const ts_block_q8a *)((const uint8_t *)a + c * as) + e0 / 32 : NULL, nblk, off, &p,
-                            c / 2, c & 1);
+                gvm_prepare(c < nc ? (const ts_block_q8a *)((const uint8_t *)a + c * as) + e0 / 32 : NULL, nblk, off, &p, c);
+            /* Q4_1's min lanes of the missing columns: zeros, not whatever the stack held. */
+            if (kind == GV_Q4_1)
+                for (int64_t b = 0; b < nblk; b++)
+                    for (int c = 2 * np; c < GX_MAXC; c++) p.sd[b][c] = 0.0f;
             const uint8_t *w0 = (const uint8_t *)w + (e0 / 32) * bytes;
             for (int64_t r = rb0; r < r1; r += 2) {
                 __m512 *kr = keep[(r - rb0) % TS_GVM_RB];
+                /* Rows r and r + 1 are at the same place in the row block (r - rb0 is even). */
+                __m256 *kmr = keepm + (r - rb0) % TS_GVM_RB;
                 const int nr = r + 1 < r1 ? 2 : 1;
                 if (nr == 2)
-                    gvm_rows_nr(w0 + r * ws, ws, 2, np, nblk, &p, bytes, kind, iqs, id, kr, first, kr);
+                    gvm_rows_nr(w0 + r * ws, ws, 2, np, nblk, &p, bytes, kind, iqs, id, kr, kmr, first, kr);
                 else
-                    gvm_rows_nr(w0 + r * ws, ws, 1, np, nblk, &p, bytes, kind, iqs, id, kr, first, kr);
+                    gvm_rows_nr(w0 + r * ws, ws, 1, np, nblk, &p, bytes, kind, iqs, id, kr, kmr, first, kr);
                 if (last)
-                    for (int k = 0; k < nr; k++)
+                    for (int k = 0; k < nr; k++) {
+                        float mins[8] = {0};
+                        if (kind == GV_Q4_1) _mm256_storeu_ps(mins, kmr[k]);
                         for (int c = 0; c < nc; c++) {
                             const __m512 v = kr[k * GX_MAXC / 2 + c / 2];
-                            y[c * ys + r + k] = ts_acc_sum(c & 1 ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
+                            const float lanes = ts_acc_sum(c & 1 ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
+                            /* llama.cpp's vec_dot: the lanes' sum, then the min terms added. */
+                            y[c * ys + r + k] = kind == GV_Q4_1 ? lanes + mins[c] : lanes;
                         }
+                    }
             }
         }
     }
@@ -282,7 +325,10 @@ static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t
     static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
                       int64_t ncols, float *y, size_t ys, int64_t n) {                                 \
         switch (ncols) {                                                                               \
-        case 1: gv_rows(w, ws, nrows, a, y, n, BYTES, KIND, OFF, IQS, ID); return 1;                   \
+        case 1: /* Q4_1: the generic block kernel (no min chain in gv_rows) */                          \
+            if ((KIND) == GV_Q4_1) return 0;                                                           \
+            gv_rows(w, ws, nrows, a, y, n, BYTES, KIND, OFF, IQS, ID);                                 \
+            return 1;                                                                                  \
         case 2: gvm_rows(w, ws, nrows, a, as, 2, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
         case 3: gvm_rows(w, ws, nrows, a, as, 3, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
         case 4: gvm_rows(w, ws, nrows, a, as, 4, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
@@ -295,6 +341,7 @@ static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t
     }
 GX_FN(q5_0, 22, GV_Q5_0, 16, GV_IDX_QS(3, 14), GV_IDX_D(0, 11))
 GX_FN(q8_0, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17))
+GX_FN(q4_1, 20, GV_Q4_1, 0, GV_IDX_QS(2, 12), GV_IDX_D(0, 10))
 
 #define GX_NONE(T)                                                                                   \
     static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
@@ -303,7 +350,6 @@ GX_FN(q8_0, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17))
         return 0;                                                                                      \
     }
 GX_NONE(q4_0) /* llama.cpp's repacked order: ts_bsum.h */
-GX_NONE(q4_1)
 GX_NONE(q5_1)
 GX_NONE(iq4_nl)
 GX_NONE(q2_0)
