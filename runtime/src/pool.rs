@@ -12,7 +12,7 @@
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
@@ -180,7 +180,11 @@ impl ThreadPool {
         if let Err(w) = setup_thread(opts, 0) {
             warnings.push(w);
         }
-        let (tx, rx) = std::sync::mpsc::channel::<Option<String>>();
+        // The workers' set-up warnings, reported before the pool is used. A mutex and a condition
+        // variable rather than a channel: a channel's receiver that has to wait sets up a
+        // thread-local context on the heap, so the process's allocations would depend on whether
+        // the workers were quicker than the caller (seen as a flaky heap-call count).
+        let setup = Arc::new((Mutex::new((0usize, Vec::<String>::new())), Condvar::new()));
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(None),
             generation: AtomicU64::new(0),
@@ -194,20 +198,36 @@ impl ThreadPool {
         let mut handles = Vec::new();
         for i in 1..n_threads {
             let s = Arc::clone(&shared);
-            let (opts, tx) = (opts.clone(), tx.clone());
+            let (opts, setup) = (opts.clone(), Arc::clone(&setup));
             handles.push(
                 thread::Builder::new()
                     .name(format!("tsharp-worker-{i}"))
                     .stack_size(crate::plan::WORKER_STACK)
                     .spawn(move || {
-                        let _ = tx.send(setup_thread(&opts, i).err());
-                        drop((opts, tx));
+                        let warning = setup_thread(&opts, i).err();
+                        {
+                            let (reports, ready) = &*setup;
+                            let mut r = reports.lock().unwrap_or_else(|p| p.into_inner());
+                            if let Some(w) = warning {
+                                if !r.1.contains(&w) {
+                                    r.1.push(w);
+                                }
+                            }
+                            r.0 += 1;
+                            ready.notify_one();
+                        }
+                        drop((opts, setup));
                         worker(&s, i)
                     })?,
             );
         }
-        for _ in 1..n_threads {
-            if let Ok(Some(w)) = rx.recv() {
+        {
+            let (reports, ready) = &*setup;
+            let mut r = reports.lock().unwrap_or_else(|p| p.into_inner());
+            while r.0 < n_threads - 1 {
+                r = ready.wait(r).unwrap_or_else(|p| p.into_inner());
+            }
+            for w in r.1.drain(..) {
                 if !warnings.contains(&w) {
                     warnings.push(w);
                 }
