@@ -1,5 +1,5 @@
 /* ts_gemv_avx512.h — the AVX-512 GEMV of Q5_0 and Q8_0 (decode), their several-column form (a
- * batched decode step, also for Q4_1), and TS_Q32_FAST, its hook in the
+ * batched decode step, also for Q4_1 and Q5_1), and TS_Q32_FAST, its hook in the
  * per-32 entry points.
  * Part of ts_kernels.c (included once, after ts_simd.h and the tier's TS_FN / TS_COLS settings);
  * not a standalone header. */
@@ -55,6 +55,9 @@ static void gv_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gv_act *
 #define GV_Q8_0 2
 #define GV_Q4_1 3 /* the several-column kernel only: codes as Q5_0's without the high bits, and a
                    * min per block (f16 at byte 2) */
+#define GV_Q5_1 4 /* the several-column kernel only: Q5_0's codes (high bits at byte 4) and
+                   * Q4_1's min (byte 2) */
+#define GV_HAS_MIN(kind) ((kind) == GV_Q4_1 || (kind) == GV_Q5_1)
 /* A block pair of a weight row, decoded: the 64 unsigned codes and the two f16 scales as floats
  * (block 0's in lanes 0-7, block 1's in 8-15). TWO: whether the second block exists. */
 static inline __attribute__((always_inline)) void gv_decode(const uint8_t *pb, int two, int bytes, int kind, __m512i iqs,
@@ -73,10 +76,11 @@ static inline __attribute__((always_inline)) void gv_decode(const uint8_t *pb, i
     } else {
         q = _mm512_and_si512(_mm512_srlv_epi16(_mm512_permutexvar_epi16(iqs, raw), shift), _mm512_set1_epi8(15));
     }
-    if (kind == GV_Q5_0) {
+    if (kind == GV_Q5_0 || kind == GV_Q5_1) {
+        const int at = kind == GV_Q5_1 ? 4 : 2; /* the high bits' offset in the block */
         uint32_t h0, h1 = 0;
-        memcpy(&h0, pb + 2, 4);
-        if (two) memcpy(&h1, pb + bytes + 2, 4);
+        memcpy(&h0, pb + at, 4);
+        if (two) memcpy(&h1, pb + bytes + at, 4);
         q = _mm512_mask_add_epi8(q, _cvtu64_mask64((uint64_t)h0 | (uint64_t)h1 << 32), q, _mm512_set1_epi8(16));
     }
     const __m256i dh = kind == GV_Q8_0 ? _mm512_castsi512_si256(_mm512_permutexvar_epi16(_mm512_castsi256_si512(id), raw))
@@ -175,10 +179,10 @@ static void gv_rows(const void *w, size_t ws, int64_t nrows, const ts_block_q8a 
  * conversion, multiply and fma per block and two columns. The activations are prepared per
  * column pair for TS_GVM elements at a time (24 KiB for eight columns; an odd last column pairs
  * with zeros); rows longer than that keep their chains between passes in blocks of TS_GVM_RB
- * rows. Q4_1 (codes without offset, so the lane start values are zero) adds its min terms per
- * row in one more chain whose lane c is column c (two multiplies and adds per block pair for all
- * columns), and each column's result is its lanes' sum plus its min lane, as the one-column
- * kernel (llama.cpp's vec_dot) adds them. */
+ * rows. Q4_1 and Q5_1 (codes without offset, so the lane start values are zero) add their min
+ * terms per row in one more chain whose lane c is column c (two multiplies and adds per block
+ * pair for all columns), and each column's result is its lanes' sum plus its min lane, as the
+ * one-column kernel (llama.cpp's vec_dot) adds them. */
 #define GX_MAXC 8
 #define TS_GVM 1024
 #define TS_GVM_RB 32
@@ -186,13 +190,13 @@ typedef struct {
     int8_t qs[GX_MAXC / 2][TS_GVM / 32][64] __attribute__((aligned(64))); /* block b: column 2j | 2j+1 */
     float da[GX_MAXC / 2][TS_GVM / 32][16] __attribute__((aligned(64)));
     int32_t c0[GX_MAXC / 2][TS_GVM / 32][16] __attribute__((aligned(64)));
-    float sd[TS_GVM / 32][GX_MAXC] __attribute__((aligned(32))); /* Q4_1: block b's sd, lane = column */
+    float sd[TS_GVM / 32][GX_MAXC] __attribute__((aligned(32))); /* Q4_1, Q5_1: block b's sd, lane = column */
 } ts_gvm_act;
 
 /* Column c's nblk blocks into half h of column pair j = c / 2 (zeros for a column that does not
  * exist): codes, scales, the lane start values -off * (sum of the lane's four codes) from one
- * vpdpbusd with ones (off is 16 or 128; 0 for Q4_1, whose codes have no offset), and the
- * blocks' f16-rounded sums for Q4_1's min terms. */
+ * vpdpbusd with ones (off is 16 or 128; 0 for Q4_1 and Q5_1, whose codes have no offset), and
+ * the blocks' f16-rounded sums for their min terms. */
 static inline void gvm_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_gvm_act *p, int c) {
     const int j = c / 2, h = c & 1;
     const __m256i ones = _mm256_set1_epi8(1);
@@ -207,7 +211,7 @@ static inline void gvm_prepare(const ts_block_q8a *a, int64_t nblk, int off, ts_
     }
 }
 
-/* Q4_1's min terms of a block pair of one row, for every column at once (lane c: column c):
+/* Q4_1's (or Q5_1's) min terms of a block pair of one row, for every column at once (lane c: column c):
  * mins += m0 * sd(block 0), then mins += m1 * sd(block 1) — rounded product, rounded sum, block
  * after block, as the one-column kernel sums them (llama.cpp's summs). */
 static inline __attribute__((always_inline)) __m256 gvm_mins(__m256 mins, const uint8_t *pb, int two, int bytes,
@@ -229,8 +233,8 @@ static inline __attribute__((always_inline)) __m512 gvm_block(__m512 acc, __m512
 
 /* NR rows (1 or 2) of nblk blocks against NP prepared column pairs (both constants after
  * inlining): one chain per row and column pair. keep: these rows' chains between passes, row
- * k's at keep[k * GX_MAXC / 2 + j]; out gets them at the same places when last. keepm: Q4_1's
- * min chains of the rows (lane c: column c), kept the same way. */
+ * k's at keep[k * GX_MAXC / 2 + j]; out gets them at the same places when last. keepm: the min
+ * chains (Q4_1, Q5_1) of the rows (lane c: column c), kept the same way. */
 static inline __attribute__((always_inline)) void gvm_rows_nr(const uint8_t *wr, size_t ws, int nr, int np, int64_t nblk,
                                                               const ts_gvm_act *p, int bytes, int kind, __m512i iqs,
                                                               __m256i id, __m512 *keep, __m256 *keepm, int first,
@@ -239,7 +243,7 @@ static inline __attribute__((always_inline)) void gvm_rows_nr(const uint8_t *wr,
     __m256 mins[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     for (int k = 0; k < nr; k++) {
         for (int j = 0; j < np; j++) acc[k][j] = first ? _mm512_setzero_ps() : keep[k * GX_MAXC / 2 + j];
-        if (kind == GV_Q4_1 && !first) mins[k] = keepm[k];
+        if (GV_HAS_MIN(kind) && !first) mins[k] = keepm[k];
     }
     const int64_t npairs = nblk / 2;
     for (int64_t pi = 0; pi < npairs; pi++)
@@ -255,7 +259,7 @@ static inline __attribute__((always_inline)) void gvm_rows_nr(const uint8_t *wr,
                 acc[k][j] = gvm_block(acc[k][j], q0, d0, p, j, 2 * pi);
                 acc[k][j] = gvm_block(acc[k][j], q1, d1, p, j, 2 * pi + 1);
             }
-            if (kind == GV_Q4_1) mins[k] = gvm_mins(mins[k], pb, 1, bytes, p, 2 * pi);
+            if (GV_HAS_MIN(kind)) mins[k] = gvm_mins(mins[k], pb, 1, bytes, p, 2 * pi);
         }
     if (nblk & 1)
         for (int k = 0; k < nr; k++) {
@@ -265,11 +269,11 @@ static inline __attribute__((always_inline)) void gvm_rows_nr(const uint8_t *wr,
             const __m512i q0 = _mm512_shuffle_i64x2(q, q, 0x44);
             const __m512 d0 = _mm512_shuffle_f32x4(dw, dw, 0x44);
             for (int j = 0; j < np; j++) acc[k][j] = gvm_block(acc[k][j], q0, d0, p, j, nblk - 1);
-            if (kind == GV_Q4_1) mins[k] = gvm_mins(mins[k], wr + k * ws + (nblk - 1) * bytes, 0, bytes, p, nblk - 1);
+            if (GV_HAS_MIN(kind)) mins[k] = gvm_mins(mins[k], wr + k * ws + (nblk - 1) * bytes, 0, bytes, p, nblk - 1);
         }
     for (int k = 0; k < nr; k++) {
         for (int j = 0; j < np; j++) out[k * GX_MAXC / 2 + j] = acc[k][j];
-        if (kind == GV_Q4_1) keepm[k] = mins[k];
+        if (GV_HAS_MIN(kind)) keepm[k] = mins[k];
     }
 }
 
@@ -278,7 +282,7 @@ static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t
                                                            int kind, int off, __m512i iqs, __m256i id) {
     ts_gvm_act p;
     __m512 keep[TS_GVM_RB][GX_MAXC / 2];
-    __m256 keepm[TS_GVM_RB]; /* Q4_1: each row's min chains, lane c: column c */
+    __m256 keepm[TS_GVM_RB]; /* Q4_1, Q5_1: each row's min chains, lane c: column c */
     const int np = (nc + 1) / 2;
     const int64_t rb = n <= TS_GVM ? nrows : TS_GVM_RB;
     for (int64_t rb0 = 0; rb0 < nrows; rb0 += rb) {
@@ -288,8 +292,8 @@ static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t
             const int first = e0 == 0, last = e0 + TS_GVM >= n;
             for (int c = 0; c < 2 * np; c++)
                 gvm_prepare(c < nc ? (const ts_block_q8a *)((const uint8_t *)a + c * as) + e0 / 32 : NULL, nblk, off, &p, c);
-            /* Q4_1's min lanes of the missing columns: zeros, not whatever the stack held. */
-            if (kind == GV_Q4_1)
+            /* The min lanes of the missing columns: zeros, not whatever the stack held. */
+            if (GV_HAS_MIN(kind))
                 for (int64_t b = 0; b < nblk; b++)
                     for (int c = 2 * np; c < GX_MAXC; c++) p.sd[b][c] = 0.0f;
             const uint8_t *w0 = (const uint8_t *)w + (e0 / 32) * bytes;
@@ -305,12 +309,12 @@ static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t
                 if (last)
                     for (int k = 0; k < nr; k++) {
                         float mins[8] = {0};
-                        if (kind == GV_Q4_1) _mm256_storeu_ps(mins, kmr[k]);
+                        if (GV_HAS_MIN(kind)) _mm256_storeu_ps(mins, kmr[k]);
                         for (int c = 0; c < nc; c++) {
                             const __m512 v = kr[k * GX_MAXC / 2 + c / 2];
                             const float lanes = ts_acc_sum(c & 1 ? _mm512_extractf32x8_ps(v, 1) : _mm512_castps512_ps256(v));
                             /* llama.cpp's vec_dot: the lanes' sum, then the min terms added. */
-                            y[c * ys + r + k] = kind == GV_Q4_1 ? lanes + mins[c] : lanes;
+                            y[c * ys + r + k] = GV_HAS_MIN(kind) ? lanes + mins[c] : lanes;
                         }
                     }
             }
@@ -325,8 +329,8 @@ static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t
     static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
                       int64_t ncols, float *y, size_t ys, int64_t n) {                                 \
         switch (ncols) {                                                                               \
-        case 1: /* Q4_1: the generic block kernel (no min chain in gv_rows) */                          \
-            if ((KIND) == GV_Q4_1) return 0;                                                           \
+        case 1: /* Q4_1, Q5_1: the generic block kernel (no min chain in gv_rows) */                    \
+            if (GV_HAS_MIN(KIND)) return 0;                                                            \
             gv_rows(w, ws, nrows, a, y, n, BYTES, KIND, OFF, IQS, ID);                                 \
             return 1;                                                                                  \
         case 2: gvm_rows(w, ws, nrows, a, as, 2, y, ys, n, BYTES, KIND, OFF, IQS, ID); return 1;       \
@@ -342,6 +346,7 @@ static inline __attribute__((always_inline)) void gvm_rows(const void *w, size_t
 GX_FN(q5_0, 22, GV_Q5_0, 16, GV_IDX_QS(3, 14), GV_IDX_D(0, 11))
 GX_FN(q8_0, 34, GV_Q8_0, 128, _mm512_setzero_si512(), GV_IDX_D(0, 17))
 GX_FN(q4_1, 20, GV_Q4_1, 0, GV_IDX_QS(2, 12), GV_IDX_D(0, 10))
+GX_FN(q5_1, 24, GV_Q5_1, 0, GV_IDX_QS(4, 16), GV_IDX_D(0, 12))
 
 #define GX_NONE(T)                                                                                   \
     static int gx_##T(const void *w, size_t ws, int64_t nrows, const ts_block_q8a *a, size_t as,      \
@@ -350,7 +355,6 @@ GX_FN(q4_1, 20, GV_Q4_1, 0, GV_IDX_QS(2, 12), GV_IDX_D(0, 10))
         return 0;                                                                                      \
     }
 GX_NONE(q4_0) /* llama.cpp's repacked order: ts_bsum.h */
-GX_NONE(q5_1)
 GX_NONE(iq4_nl)
 GX_NONE(q2_0)
 #define TS_Q32_FAST(T, w, ws, nrows, a, as, ncols, y, ys, n) gx_##T(w, ws, nrows, a, as, ncols, y, ys, n)

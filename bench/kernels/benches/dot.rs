@@ -2,11 +2,13 @@
 //!
 //! Each benchmark is a GEMV (all rows of a ~4 MiB weight matrix against one activation vector),
 //! the decode-time shape. `cargo bench -p tensorsharp-kernel-bench --bench dot`; filter with e.g.
-//! `-- q4_k/avx512`. Set `TSHARP_BENCH_F32=1` to also measure the f32-activation path.
+//! `-- q4_k/avx512`. Set `TSHARP_BENCH_F32=1` to also measure the f32-activation path. The group
+//! `gemv4` is a batched decode step's shape: the same matrix against four activation columns in
+//! the GEMV form (each column the bits of a one-column product), on the best tier.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
-use tensorsharp_kernels::{BlockQ8a, Kernels, Tier, WType};
+use tensorsharp_kernels::{BlockQ8a, Kernels, MatmulForm, Tier, WType};
 
 const N: usize = 2048; // row length
 const TARGET_BYTES: usize = 4 << 20;
@@ -69,6 +71,35 @@ fn bench(c: &mut Criterion) {
                 });
             }
         }
+    }
+    g.finish();
+
+    // Four sequences decoded together: throughput still in weight bytes per second (each weight
+    // read once for the four columns).
+    let mut g = c.benchmark_group("gemv4");
+    g.warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(10);
+    let tier = Tier::best();
+    let k = Kernels::new(tier).unwrap();
+    for t in WType::ALL.into_iter().filter(|t| t.uses_q8a()) {
+        let rb = t.row_bytes(N).unwrap();
+        let rows = (TARGET_BYTES / rb).max(1);
+        let w = weights(t, rows);
+        let mut y = vec![0f32; rows * 4];
+        let mut xq = vec![BlockQ8a::default(); 4 * N / 32];
+        for (c, col) in xq.chunks_exact_mut(N / 32).enumerate() {
+            let xc: Vec<f32> = x.iter().map(|v| v * (1.0 + c as f32 / 8.0)).collect();
+            k.quantize_q8a(&xc, col).unwrap();
+        }
+        g.throughput(Throughput::Bytes((rb * rows) as u64));
+        let id = format!("{}/{}", t.name().to_lowercase(), tier.name());
+        g.bench_function(BenchmarkId::new("q8a", &id), |b| {
+            b.iter(|| {
+                k.matmul_q8a_form(MatmulForm::Gemv, t, &w, rows, &xq, 4, &mut y)
+                    .unwrap()
+            })
+        });
     }
     g.finish();
 }
