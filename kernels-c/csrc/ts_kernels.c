@@ -18,7 +18,7 @@
  *   ts_simd.h         each tier's vector vocabulary (accumulators, dot products, conversions)
  *   ts_unpack.h       the unpackers: a block into codes, scales and offsets
  *   ts_quantize.h     activation quantization (per-32, per-256) and lane start values
- *   ts_gemv_avx512.h  AVX-512 GEMV of Q5_0 / Q8_0 (decode), 2-8 columns of Q5_0 / Q8_0 / Q4_1
+ *   ts_gemv_avx512.h  AVX-512 GEMV of Q5_0 / Q8_0 (decode), 2-8 columns of Q5_0 / Q8_0 / Q4_1 / Q5_1
  *   ts_neon.h         NEON / dotprod kernels of the per-32 types
  *   ts_lanes.h        AVX-512 GEMM of the per-32 types summed in int32 lanes
  *   ts_kvec.h         AVX-512 GEMV of Q4_K / Q6_K

@@ -184,7 +184,11 @@ impl ThreadPool {
         // variable rather than a channel: a channel's receiver that has to wait sets up a
         // thread-local context on the heap, so the process's allocations would depend on whether
         // the workers were quicker than the caller (seen as a flaky heap-call count).
-        let setup = Arc::new((Mutex::new((0usize, Vec::<String>::new())), Condvar::new()));
+        // One entry per worker that has set itself up.
+        let setup = Arc::new((
+            Mutex::new(Vec::<Option<String>>::with_capacity(n_threads)),
+            Condvar::new(),
+        ));
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(None),
             generation: AtomicU64::new(0),
@@ -207,13 +211,7 @@ impl ThreadPool {
                         let warning = setup_thread(&opts, i).err();
                         {
                             let (reports, ready) = &*setup;
-                            let mut r = reports.lock().unwrap_or_else(|p| p.into_inner());
-                            if let Some(w) = warning {
-                                if !r.1.contains(&w) {
-                                    r.1.push(w);
-                                }
-                            }
-                            r.0 += 1;
+                            reports.lock().unwrap_or_else(|p| p.into_inner()).push(warning);
                             ready.notify_one();
                         }
                         drop((opts, setup));
@@ -224,10 +222,10 @@ impl ThreadPool {
         {
             let (reports, ready) = &*setup;
             let mut r = reports.lock().unwrap_or_else(|p| p.into_inner());
-            while r.0 < n_threads - 1 {
+            while r.len() < n_threads - 1 {
                 r = ready.wait(r).unwrap_or_else(|p| p.into_inner());
             }
-            for w in r.1.drain(..) {
+            for w in r.drain(..).flatten() {
                 if !warnings.contains(&w) {
                     warnings.push(w);
                 }

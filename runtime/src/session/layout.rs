@@ -137,7 +137,7 @@ impl Layout {
                 Some(r) if r.ring > 0 => Some(plan.add_aligned(
                     "weight staging: streamed layers",
                     r.staging_bytes() as usize,
-                    r.io_align.min(4096) as usize,
+                    r.io_align.min(crate::residency::DIRECT_ALIGN) as usize,
                 )?),
                 _ => None,
             },
